@@ -1,0 +1,632 @@
+"""The weighted-training core shared by all skweight estimators.
+
+:class:`BaseCNN` is a skorch ``NeuralNet`` whose ``fit`` validates images,
+targets and weights, folds class weights into per-element weights,
+normalises them once over the training set (float64, mean 1) and trains on an
+in-memory fast path. Each mini-batch loss is ``mean(w_i * l_i)``, an unbiased
+estimate of ``sum_i w_i l_i / sum_i w_i``.
+"""
+
+import contextlib
+import copy
+import inspect
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import is_dataset, to_tensor
+
+from ._data import check_images, check_input_shape
+from ._loader import ArrayDataset, BatchIterator
+from .weighting import normalize_weights, warn_if_small_ess
+
+__all__ = ["BaseCNN", "resolve_device"]
+
+_PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# iterator_* settings the slicing iterator understands; any other one (a
+# sampler, workers, a collate_fn...) sends the data through a DataLoader.
+_FAST_ITERATOR_KEYS = {"batch_size", "shuffle", "drop_last"}
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    Parameters
+    ----------
+    device : "auto", str, torch.device or None
+        ``"auto"`` (and ``None``) mean CUDA when available, else CPU.
+
+    Returns
+    -------
+    device : torch.device
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+            f"got {device!r}."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use "
+            f"device='auto' to fall back to the CPU."
+        )
+    return dev
+
+
+class BaseCNN(NeuralNet):
+    """Base class of the skweight estimators; not for direct use.
+
+    Subclasses define the criteria they know (``_named_criteria``), how targets
+    are validated and encoded (``_validate_targets``), how per-element
+    weights are built (``_element_weights``) and the default network
+    (``_default_module``).
+    """
+
+    #: criterion name -> loss class; filled by subclasses.
+    _named_criteria = {}
+    #: Whether H and W at predict time must equal those seen in fit.
+    _match_spatial = True
+    #: What a weight is attached to, for messages.
+    _weighted_what = "samples"
+
+    # -- construction -----------------------------------------------------
+
+    def __init__(self, module=None, criterion=None, *, input_shape=None,
+                 random_state=None, device="auto", precision="32",
+                 channels_last=False, data_device_fraction=0.5,
+                 optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20,
+                 batch_size=64, train_split=None, callbacks=None, verbose=0,
+                 warm_start=False, compile=False, **kwargs):
+        super().__init__(
+            module, criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, train_split=train_split, callbacks=callbacks,
+            verbose=verbose, device=device, warm_start=warm_start,
+            compile=compile, **kwargs,
+        )
+        self.input_shape = input_shape
+        self.random_state = random_state
+        self.precision = precision
+        self.channels_last = channels_last
+        self.data_device_fraction = data_device_fraction
+
+    # -- parameter validation ---------------------------------------------
+
+    def _check_params(self):
+        """Validate hyper-parameters; raise clear errors before any work."""
+        check_input_shape(self.input_shape)
+        check_random_state(self.random_state)
+        resolve_device(self.device)
+        if str(self.precision) not in _PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {sorted(_PRECISIONS)}, got "
+                f"{self.precision!r}."
+            )
+        if not isinstance(self.channels_last, (bool, np.bool_)):
+            raise TypeError(
+                f"channels_last must be a bool, got {self.channels_last!r}."
+            )
+        frac = self.data_device_fraction
+        if not isinstance(frac, numbers.Real) or not 0.0 <= frac <= 1.0:
+            raise ValueError(
+                f"data_device_fraction must be a number in [0, 1], got {frac!r}."
+            )
+        if not isinstance(self.max_epochs, numbers.Integral) or self.max_epochs < 0:
+            raise ValueError(
+                f"max_epochs must be a non-negative int, got {self.max_epochs!r}."
+            )
+        bs = self.batch_size
+        if not isinstance(bs, numbers.Integral) or isinstance(bs, bool) or (
+            bs <= 0 and bs != -1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive int or -1 (full batch), got {bs!r}."
+            )
+        if not isinstance(self.lr, numbers.Real) or not self.lr > 0:
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
+        ts = self.train_split
+        if not (ts is None or callable(ts) or (
+            isinstance(ts, numbers.Real) and not isinstance(ts, bool) and 0 < ts < 1
+        )):
+            raise ValueError(
+                f"train_split must be None, a fraction in (0, 1) for a seeded "
+                f"(stratified, for classifiers) hold-out split, or a callable "
+                f"such as skorch.dataset.ValidSplit, got {ts!r}."
+            )
+        self._check_criterion_param()
+
+    def _check_criterion_param(self):
+        crit = self.criterion
+        if isinstance(crit, str):
+            if crit not in self._named_criteria:
+                raise ValueError(
+                    f"criterion={crit!r} is not a known loss for "
+                    f"{type(self).__name__}; use one of "
+                    f"{sorted(self._named_criteria)}, or a loss class or instance."
+                )
+        elif not (isinstance(crit, torch.nn.Module) or callable(crit)):
+            raise TypeError(
+                f"criterion must be a name ({sorted(self._named_criteria)}), a loss "
+                f"class or an nn.Module instance, got {crit!r}."
+            )
+
+    # -- data preparation -------------------------------------------------
+
+    def _validate_X(self, X, reset):
+        if is_dataset(X):
+            raise TypeError(
+                f"X must be images as an array or tensor, got a torch Dataset "
+                f"({type(X).__name__}); {type(self).__name__} needs in-memory "
+                f"data to validate it and to weight it."
+            )
+        input_shape = check_input_shape(self.input_shape)
+        if reset:
+            images, raw_shape = check_images(X, input_shape=input_shape)
+            self.input_shape_ = tuple(images.shape[1:])
+            self.n_features_in_ = int(np.prod(raw_shape[1:]))
+            self._set_feature_names(X, reset=True)
+            return images
+        check_is_fitted(self, "input_shape_")
+        self._set_feature_names(X, reset=False)
+        images, _ = check_images(
+            X, input_shape=input_shape, expected_shape=self.input_shape_,
+            match_spatial=self._match_spatial,
+            n_features=self.n_features_in_ if self._match_spatial else None,
+            estimator_name=type(self).__name__,
+        )
+        return images
+
+    def _set_feature_names(self, X, reset):
+        if hasattr(X, "columns"):
+            from sklearn.utils.validation import _check_feature_names
+
+            _check_feature_names(self, X, reset=reset)
+        elif reset and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        elif not reset and hasattr(self, "feature_names_in_"):
+            warnings.warn(
+                f"X does not have valid feature names, but {type(self).__name__} "
+                f"was fitted with feature names",
+                UserWarning,
+            )
+
+    def _validate_targets(self, y, n_samples, reset):
+        """Return targets as a tensor; set fitted attributes when ``reset``."""
+        raise NotImplementedError
+
+    def _element_weights(self, y, sample_weight, fit_kwargs):
+        """Return per-element weights (float64 ndarray) or None."""
+        raise NotImplementedError
+
+    def _stratify_labels(self, dataset):
+        """Labels to stratify a hold-out split by (None: no stratification)."""
+        return None
+
+    def _prepare(self, X, y, sample_weight, fit_kwargs, reset):
+        self._check_params()
+        images = self._validate_X(X, reset=reset)
+        n = images.shape[0]
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                f"is None."
+            )
+        targets = self._validate_targets(y, n, reset=reset)
+        weights = self._element_weights(targets, sample_weight, fit_kwargs)
+        if weights is not None:
+            weights = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))
+        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=3)
+        self._torch_seed_, self._shuffle_seed_, self._split_seed_ = (
+            int(s) for s in seeds
+        )
+        return ArrayDataset(images, targets, weights)
+
+    # -- fitting ----------------------------------------------------------
+
+    def _run_training(self, dataset, fit_params, routing_method):
+        with self._rng_context():
+            fresh = routing_method == "fit" and not self.warm_start
+            if fresh or not self.initialized_:
+                self.initialize()
+            NeuralNet.partial_fit(
+                self, dataset, None, _routing_method=routing_method, **fit_params
+            )
+        self._after_fit(dataset)
+        return self
+
+    def _after_fit(self, dataset):
+        """Hook run after training (e.g. sanity checks on predictions)."""
+
+    @contextlib.contextmanager
+    def _rng_context(self):
+        if self.random_state is None:
+            yield
+            return
+        device = resolve_device(self.device)
+        devices = []
+        if device.type == "cuda":
+            devices = [device.index or torch.cuda.current_device()]
+        # fork_rng restores the caller's global RNG state afterwards: seeding
+        # the model must not reseed the user's other torch code.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self._torch_seed_)
+            yield
+
+    def initialize(self):
+        """Initialise the module, criterion, optimizer and callbacks."""
+        self.device_ = resolve_device(self.device)
+        self.grad_scaler_ = self._make_grad_scaler()
+        return super().initialize()
+
+    def _make_grad_scaler(self):
+        # float16 has a narrow exponent range: small gradients underflow
+        # unless the loss is scaled up first. bfloat16 does not need it.
+        if self._use_amp() and _PRECISIONS[str(self.precision)] == torch.float16:
+            return torch.amp.GradScaler("cuda")
+        return None
+
+    def initialize_module(self):
+        """Build the network: the default one sized from the data, or the user's."""
+        kwargs = self.get_params_for("module")
+        if self.module is None:
+            if not hasattr(self, "input_shape_"):
+                raise ValueError(
+                    "The default network (module=None) is sized from the data; "
+                    "call fit(X, y) instead of initialize()."
+                )
+            module = self._default_module(**kwargs)
+        else:
+            module = self.initialized_instance(self.module, kwargs)
+        self.module_ = module
+        return self
+
+    def _default_module(self, **kwargs):
+        raise NotImplementedError
+
+    def _initialize_module(self, reason=None):
+        # skorch's version moves modules to ``self.device``, which may be
+        # "auto"; ours uses the resolved ``device_``.
+        with self._current_init_context("module"):
+            self.initialize_module()
+            module = self.module_.to(self.device_)
+            if self.channels_last and self.device_.type == "cuda":
+                module = module.to(memory_format=torch.channels_last)
+            self.module_ = self.torch_compile(module, name="module")
+        return self
+
+    def _initialize_criterion(self, reason=None):
+        with self._current_init_context("criterion"):
+            self.initialize_criterion()
+            crit = self.criterion_
+            if isinstance(crit, torch.nn.Module):
+                crit = self.torch_compile(crit.to(self.device_), name="criterion")
+            self.criterion_ = crit
+        return self
+
+    def _criterion_kwargs(self, kwargs):
+        """Adjust user criterion kwargs (e.g. refuse double class weights)."""
+        return kwargs
+
+    def initialize_criterion(self):
+        """Instantiate the loss, deciding how it receives weights."""
+        crit = self.criterion
+        if isinstance(crit, str):
+            crit = self._named_criteria[crit]
+        kwargs = self._criterion_kwargs(self.get_params_for("criterion"))
+        instance = self.initialized_instance(crit, kwargs)
+        forward = getattr(instance, "forward", instance)
+        try:
+            params = inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            params = {}
+        takes_weight = "sample_weight" in params
+        if not takes_weight and getattr(instance, "reduction", None) not in (None, "none"):
+            # Weighting needs per-element losses; never mutate the user's object.
+            if instance is self.criterion:
+                instance = copy.deepcopy(instance)
+            instance.reduction = "none"
+        self.criterion_ = instance
+        self.criterion_takes_weight_ = takes_weight
+        return self
+
+    # -- data iteration ---------------------------------------------------
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """Split into training and validation sets; normalise their weights."""
+        if not isinstance(X, ArrayDataset):
+            return super().get_split_datasets(X, y, **fit_params)
+        train, valid = self._split(X, **fit_params)
+        train = self._place(self._normalise(train, warn=True))
+        if valid is not None:
+            valid = self._place(self._normalise(valid, warn=False))
+        return train, valid
+
+    def _split(self, dataset, **split_params):
+        ts = self.train_split
+        if ts is None:
+            return dataset, None
+        strat = self._stratify_labels(dataset)
+        if isinstance(ts, numbers.Real):
+            index = np.arange(len(dataset))
+            try:
+                train_idx, valid_idx = train_test_split(
+                    index, test_size=ts, stratify=strat,
+                    random_state=self._split_seed_,
+                )
+            except ValueError:
+                if strat is None:
+                    raise
+                warnings.warn(
+                    "A class has too few samples to stratify the validation "
+                    "split; splitting without stratification.", UserWarning,
+                )
+                train_idx, valid_idx = train_test_split(
+                    index, test_size=ts, random_state=self._split_seed_,
+                )
+            return dataset.take(train_idx), dataset.take(valid_idx)
+        train, valid = ts(dataset, strat, **split_params)
+        return _as_array_dataset(train), (
+            None if valid is None else _as_array_dataset(valid)
+        )
+
+    def _normalise(self, dataset, warn):
+        if not isinstance(dataset, ArrayDataset) or dataset.weight is None:
+            return dataset
+        w = dataset.weight.numpy()
+        if not np.any(w > 0):
+            raise ValueError(
+                "All samples of this split have weight 0; nothing to learn from "
+                "or validate on."
+            )
+        if warn:
+            warn_if_small_ess(w, self._weighted_what)
+        w = normalize_weights(w)
+        return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
+
+    def _place(self, dataset):
+        """On CUDA, keep the data on the GPU if it fits, else pin it."""
+        if not isinstance(dataset, ArrayDataset) or self.device_.type != "cuda":
+            return dataset
+        free, _ = torch.cuda.mem_get_info(self.device_)
+        if dataset.nbytes <= self.data_device_fraction * free:
+            return dataset.apply(lambda t: t.to(self.device_))
+        return dataset.apply(lambda t: t if t.is_pinned() else t.pin_memory())
+
+    def get_iterator(self, dataset, training=False):
+        """Slicing iterator for in-memory data, skorch's DataLoader otherwise."""
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        iterator = self.iterator_train if training else self.iterator_valid
+        batch_size = kwargs.get("batch_size", self.batch_size)
+        if batch_size == -1:
+            batch_size = len(dataset)
+        shuffle = kwargs.get("shuffle", training)
+        generator = None
+        if shuffle:
+            generator = torch.Generator().manual_seed(self._shuffle_seed_)
+        fast = (
+            isinstance(dataset, ArrayDataset)
+            and iterator is torch.utils.data.DataLoader
+            and set(kwargs) <= _FAST_ITERATOR_KEYS
+        )
+        epoch_indices = self._epoch_indices(dataset) if training else None
+        if fast:
+            return BatchIterator(
+                dataset, batch_size, shuffle=shuffle, generator=generator,
+                device=self.device_, drop_last=kwargs.get("drop_last", False),
+                epoch_indices=epoch_indices,
+            )
+        if epoch_indices is not None:
+            raise ValueError(
+                "Per-epoch resampling needs the in-memory data path; remove the "
+                "iterator_train__* settings that require a DataLoader."
+            )
+        kwargs = {**kwargs, "batch_size": batch_size}
+        if iterator is torch.utils.data.DataLoader and "sampler" not in kwargs:
+            kwargs.setdefault("shuffle", shuffle)
+            if shuffle:
+                kwargs.setdefault("generator", generator)
+        return iterator(dataset, **kwargs)
+
+    def _epoch_indices(self, dataset):
+        """Rows of each training epoch: None (every row once) or a callable
+        ``f(generator) -> indices`` with ``len`` (see ``BatchIterator``)."""
+        return None
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """One pass over the data; batch losses are read back once per epoch.
+
+        skorch calls ``loss.item()`` after every batch, which on a GPU waits
+        for the batch to finish; here the losses stay on the device until
+        the epoch ends.
+        """
+        if iterator is None:
+            return
+        losses = []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach())
+            self.history.record_batch(prefix + "_batch_size", _batch_len(batch))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        if losses:
+            values = torch.stack([v.float() for v in losses]).cpu().tolist()
+            batches = self.history[-1]["batches"][-len(values):]
+            for record, value in zip(batches, values, strict=True):
+                record[prefix + "_loss"] = value
+        self.history.record(prefix + "_batch_count", len(losses))
+
+    # -- steps ------------------------------------------------------------
+
+    def _use_amp(self):
+        return (
+            self.device_.type == "cuda"
+            and _PRECISIONS[str(self.precision)] is not None
+        )
+
+    def _autocast(self):
+        if not self._use_amp():
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=_PRECISIONS[str(self.precision)])
+
+    def infer(self, x, **fit_params):
+        """Forward a batch through the module on the resolved device."""
+        x = to_tensor(x, device=self.device_)
+        if self.channels_last and self.device_.type == "cuda" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module_(x, **fit_params)
+
+    def train_step_single(self, batch, **fit_params):
+        """Forward, weighted loss and backward pass for one batch."""
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        with self._autocast():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        if self.grad_scaler_ is not None:
+            self.grad_scaler_.scale(loss).backward()
+        else:
+            loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        """One optimiser step; with fp16 the gradient scaler drives it."""
+        if self.grad_scaler_ is None:
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.grad_scaler_.unscale_(self.optimizer_)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=list(self.get_all_learnable_params()),
+            batch=batch, training=True,
+        )
+        self.grad_scaler_.step(self.optimizer_)
+        self.grad_scaler_.update()
+        return step
+
+    def validation_step(self, batch, **fit_params):
+        """Weighted loss on a validation batch, without gradients."""
+        self._set_training(False)
+        Xi, yi = unpack_data(batch)
+        with torch.no_grad(), self._autocast():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    def evaluation_step(self, batch, training=False):
+        """Module output for a batch, in float32."""
+        self.check_is_fitted()
+        Xi, _ = unpack_data(batch)
+        with torch.set_grad_enabled(training), self._autocast():
+            self._set_training(training)
+            out = self.infer(Xi)
+        return out.float() if torch.is_floating_point(out) else out
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Weighted mean loss of a batch: ``mean(w * l)``.
+
+        Parameters
+        ----------
+        y_pred : torch.Tensor
+            Module output.
+        y_true : torch.Tensor or (torch.Tensor, torch.Tensor)
+            Targets, or targets and normalised weights.
+        X, training
+            Unused; part of skorch's signature.
+
+        Returns
+        -------
+        loss : torch.Tensor (scalar)
+        """
+        if isinstance(y_true, (tuple, list)):
+            y, w = y_true
+            w = w.to(self.device_, non_blocking=True)
+        else:
+            y, w = y_true, None
+        y = y.to(self.device_, non_blocking=True)
+        return self._weighted_loss(y_pred, y, w)
+
+    def _weighted_loss(self, y_pred, y, w):
+        if self.criterion_takes_weight_:
+            return self.criterion_(y_pred, y, sample_weight=w)
+        loss = self.criterion_(y_pred, y)
+        if loss.ndim == 0:
+            if w is not None:
+                raise ValueError(
+                    f"The criterion {type(self.criterion_).__name__} returns a "
+                    f"scalar, so it cannot apply sample or class weights. Use a "
+                    f"loss with a `reduction` attribute or a `sample_weight` "
+                    f"argument in forward."
+                )
+            return loss
+        if w is not None:
+            loss = loss * w.reshape(w.shape + (1,) * (loss.ndim - w.ndim))
+        return loss.mean()
+
+    # -- prediction -------------------------------------------------------
+
+    def _forward_images(self, images):
+        """Module outputs for validated images, as a float32 CPU tensor."""
+        dataset = self._place(ArrayDataset(images))
+        return self.forward(dataset)
+
+    def check_is_fitted(self, attributes=None, *args, **kwargs):
+        """Raise ``NotFittedError`` unless ``fit`` has run."""
+        check_is_fitted(self, attributes or ["module_", "input_shape_"])
+
+    def _get_param_names(self):
+        # skorch keeps bookkeeping such as ``_params_to_validate`` in
+        # ``__dict__``; it is not a hyper-parameter.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "input_shape_") and hasattr(self, "module_")
+
+    # -- persistence ------------------------------------------------------
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("grad_scaler_", None)
+        return state
+
+    def __setstate__(self, state):
+        requested = state.get("device", "auto")
+        if requested is None or requested == "auto":
+            state = dict(state)
+            state["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+            super().__setstate__(state)
+            self.device = requested
+        else:
+            super().__setstate__(state)
+        if "module_" in self.__dict__:
+            self.device_ = resolve_device(self.device)
+            self.grad_scaler_ = self._make_grad_scaler()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = True
+        return tags
+
+
+def _batch_len(batch):
+    X = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return len(X)
+
+
+def _as_array_dataset(ds):
+    """Turn a ``Subset`` of an ArrayDataset (skorch's ValidSplit) back into one."""
+    if isinstance(ds, ArrayDataset):
+        return ds
+    if isinstance(ds, torch.utils.data.Subset) and isinstance(ds.dataset, ArrayDataset):
+        return ds.dataset.take(np.asarray(ds.indices))
+    return ds

@@ -1,0 +1,243 @@
+"""Input coercion: turn what users pass as ``X`` into an image tensor.
+
+Everything the estimators accept (NumPy arrays, torch tensors, pandas frames,
+nested lists; 2-D flattened, 3-D single-channel or 4-D images) ends up here as
+a float32 tensor of shape ``(N, C, H, W)``.  The caller's array is never
+written to: a tensor may share memory with it, but nothing downstream works in
+place on that tensor.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = ["check_images", "check_input_shape", "to_numpy_1d"]
+
+
+def check_input_shape(input_shape):
+    """Validate the ``input_shape`` parameter.
+
+    Parameters
+    ----------
+    input_shape : None or tuple of int
+        ``(C, H, W)`` or ``(H, W)`` (one channel).
+
+    Returns
+    -------
+    shape : None or tuple of three int
+        The shape as ``(C, H, W)``.
+    """
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
+        raise TypeError(
+            f"input_shape must be None or a tuple (C, H, W) of positive ints, "
+            f"got {input_shape!r}."
+        )
+    shape = tuple(input_shape)
+    if len(shape) not in (2, 3) or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+        for s in shape
+    ):
+        raise ValueError(
+            f"input_shape must be a tuple (C, H, W) or (H, W) of positive ints, "
+            f"got {input_shape!r}."
+        )
+    shape = tuple(int(s) for s in shape)
+    return shape if len(shape) == 3 else (1, *shape)
+
+
+def _as_array_or_tensor(X, name):
+    if hasattr(X, "tocsr") or hasattr(X, "to_dense") and not isinstance(X, torch.Tensor):
+        raise TypeError(
+            f"Sparse data was passed for {name}, but dense data is required. Use "
+            f"'.toarray()' to convert to a dense numpy array."
+        )
+    if isinstance(X, torch.Tensor):
+        if X.is_sparse:
+            raise TypeError(
+                f"Sparse data was passed for {name}, but dense data is required. "
+                f"Use '.to_dense()' to convert it."
+            )
+        return X.detach()
+    if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas DataFrame
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from exc
+    return arr
+
+
+def _check_dtype(arr, name):
+    if isinstance(arr, torch.Tensor):
+        if arr.is_complex():
+            raise ValueError(f"Complex data not supported; {name} has dtype {arr.dtype}.")
+        return
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported; {name} has dtype {arr.dtype}.")
+    if kind == "O":
+        # Object arrays of numbers (e.g. from a list of mixed ints/floats) are fine.
+        try:
+            arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must be numeric, got an array of dtype object that "
+                f"cannot be converted to float: {exc}"
+            ) from exc
+    elif kind not in "biuf":
+        raise TypeError(
+            f"{name} must be numeric (bool, int, uint or float), got dtype "
+            f"{arr.dtype}."
+        )
+
+
+def _to_float_tensor(arr):
+    """Float32 tensor; uint8 images are scaled to [0, 1]."""
+    if isinstance(arr, torch.Tensor):
+        if arr.dtype == torch.uint8:
+            return arr.to(torch.float32) / 255.0
+        return arr.to(torch.float32)
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(arr.astype(np.float32) / np.float32(255.0))
+    if arr.dtype == np.float32 and arr.flags.c_contiguous and arr.flags.writeable:
+        # Shares memory with the caller's array; skweight never writes to it.
+        return torch.from_numpy(arr)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True,
+                 n_features=None, estimator_name="the estimator", name="X"):
+    """Validate ``X`` and return a float32 image tensor ``(N, C, H, W)``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor
+        ``(N, C, H, W)``, ``(N, H, W)`` (one channel) or ``(N, F)``. A 2-D ``X``
+        is reshaped to ``input_shape`` when given, otherwise to
+        ``(N, 1, 1, F)``. ``uint8`` values are divided by 255.
+    input_shape : None or tuple of three int
+        Validated ``(C, H, W)``, see :func:`check_input_shape`.
+    expected_shape : None or tuple of three int
+        The ``(C, H, W)`` seen in ``fit``; prediction input must match it.
+    match_spatial : bool
+        Whether ``H`` and ``W`` must also match ``expected_shape`` (False for
+        fully convolutional networks, which only need the channel count).
+    n_features : None or int
+        For 2-D ``X`` at predict time, the number of features seen in ``fit``.
+    estimator_name : str
+        Used in error messages.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    images : torch.Tensor of shape (N, C, H, W), dtype float32
+    raw_shape : tuple of int
+        The shape of ``X`` as given.
+    """
+    arr = _as_array_or_tensor(X, name)
+    _check_dtype(arr, name)
+    shape = tuple(arr.shape)
+    if len(shape) < 2 or len(shape) > 4:
+        raise ValueError(
+            f"Expected {name} with 2 dimensions (N, n_features), 3 (N, H, W) or "
+            f"4 (N, C, H, W), got {len(shape)}-D {name} of shape {shape}. "
+            f"Reshape your data, e.g. X.reshape(-1, 1) for a single feature."
+        )
+    if shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 "
+            f"is required."
+        )
+    if len(shape) == 2 and shape[1] == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 "
+            f"is required."
+        )
+    if len(shape) == 2 and n_features is not None and shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {shape[1]} features, but {estimator_name} is expecting "
+            f"{n_features} features as input."
+        )
+    if isinstance(arr, np.ndarray) and arr.dtype.kind == "O":
+        arr = arr.astype(np.float64)
+    images = _to_float_tensor(arr)
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(
+            f"Input {name} contains NaN or infinity (or values too large for "
+            f"float32)."
+        )
+
+    n = shape[0]
+    if images.ndim == 2:
+        if input_shape is not None:
+            if shape[1] != int(np.prod(input_shape)):
+                raise ValueError(
+                    f"{name} has {shape[1]} features per sample, which does not "
+                    f"match input_shape={input_shape} "
+                    f"({int(np.prod(input_shape))} features)."
+                )
+            images = images.reshape(n, *input_shape)
+        else:
+            images = images.reshape(n, 1, 1, shape[1])
+    elif images.ndim == 3:
+        images = images.unsqueeze(1)
+    if input_shape is not None and images.ndim == 4 and len(shape) != 2:
+        if tuple(images.shape[1:]) != tuple(input_shape):
+            raise ValueError(
+                f"{name} has image shape {tuple(images.shape[1:])}, which does not "
+                f"match input_shape={input_shape}."
+            )
+
+    if expected_shape is not None:
+        got = tuple(images.shape[1:])
+        if got[0] != expected_shape[0]:
+            raise ValueError(
+                f"{name} has {got[0]} channel(s), but the estimator was fitted "
+                f"with {expected_shape[0]} channel(s) (images of shape "
+                f"{tuple(expected_shape)})."
+            )
+        if match_spatial and got != tuple(expected_shape):
+            raise ValueError(
+                f"{name} has image shape {got}, but the estimator was fitted on "
+                f"images of shape {tuple(expected_shape)}."
+            )
+    return images, shape
+
+
+def to_numpy_1d(y, name="y"):
+    """Return ``y`` as a 1-D NumPy array, accepting a column vector.
+
+    Parameters
+    ----------
+    y : array-like or torch.Tensor
+    name : str
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples,)
+    """
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected. "
+            f"Please change the shape of {name} to (n_samples,), for example "
+            f"using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D of shape (n_samples,), got shape {y.shape}."
+        )
+    return y

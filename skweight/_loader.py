@@ -1,0 +1,155 @@
+"""In-memory datasets and the slicing batch iterator.
+
+skorch's default path feeds a ``DataLoader`` that calls ``__getitem__`` once
+per sample and collates the results; on small images that bookkeeping costs
+more than the network. When the data are already tensors in memory, a
+mini-batch is just ``X[idx]``: :class:`BatchIterator` serves it by slicing,
+with targets and weights sliced alongside.
+"""
+
+import math
+
+import torch
+from skorch.dataset import Dataset as SkorchDataset
+
+__all__ = ["ArrayDataset", "BatchIterator"]
+
+
+class ArrayDataset(SkorchDataset):
+    """Images, targets and weights held as tensors.
+
+    It subclasses skorch's ``Dataset`` so that skorch utilities that look for
+    ``.X`` and ``.y`` (e.g. ``EpochScoring`` on the validation set) work.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (N, C, H, W)
+    y : None or torch.Tensor of shape (N, ...)
+    weight : None or torch.Tensor of shape (N, ...)
+        Per-sample or per-element weights; float64 until normalised.
+    """
+
+    # skorch's Dataset.__init__ re-validates and copies; everything here is
+    # already checked, so it is deliberately not called.
+    def __init__(self, X, y=None, weight=None):  # noqa: D107
+        self.X = X
+        self.y = y
+        self.weight = weight
+        self.length = len(X)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        y = self.y[i] if self.y is not None else torch.zeros(())
+        if self.weight is None:
+            return self.X[i], y
+        return self.X[i], (y, self.weight[i])
+
+    def tensors(self):
+        """The non-None tensors, in the order ``X, y, weight``."""
+        return [t for t in (self.X, self.y, self.weight) if t is not None]
+
+    def take(self, indices):
+        """A new dataset with the rows ``indices`` (a copy)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.apply(lambda t: t.index_select(0, idx.to(t.device)))
+
+    def with_weight(self, weight):
+        """The same data with other weights (no copy of ``X`` or ``y``)."""
+        return ArrayDataset(self.X, self.y, weight)
+
+    def apply(self, fn):
+        """A dataset whose tensors are ``fn(tensor)`` (e.g. a device move)."""
+        return ArrayDataset(*(None if t is None else fn(t)
+                              for t in (self.X, self.y, self.weight)))
+
+    @property
+    def nbytes(self):
+        return sum(t.element_size() * t.nelement() for t in self.tensors())
+
+
+class BatchIterator:
+    """Serve mini-batches of an :class:`ArrayDataset` by slicing.
+
+    Each pass draws a fresh permutation from ``generator`` when shuffling, so
+    a seeded generator makes the whole training run repeat itself. Batches
+    are ``(X, y)`` or, with weights, ``(X, (y, w))``, on ``device``.
+
+    Parameters
+    ----------
+    dataset : ArrayDataset
+    batch_size : int
+    shuffle : bool
+    generator : None or torch.Generator
+    device : torch.device
+        Where batches are delivered; tensors already there are not copied.
+    drop_last : bool
+    epoch_indices : None or callable with ``len``
+        ``epoch_indices(generator)`` returns the rows (a 1-D int64 tensor,
+        repeats allowed) that make up each epoch, e.g. a fresh under- or
+        over-sample; they are then shuffled if ``shuffle``. ``len`` gives
+        the number of rows per epoch.
+    """
+
+    def __init__(self, dataset, batch_size, *, shuffle=False, generator=None,
+                 device="cpu", drop_last=False, epoch_indices=None):
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+        self.device = torch.device(device)
+        self.drop_last = drop_last
+        self.epoch_indices = epoch_indices
+
+    def __len__(self):
+        n = len(self.dataset)
+        if self.epoch_indices is not None:
+            n = len(self.epoch_indices)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _deliver(self, t):
+        if t.device == self.device:
+            return t
+        # Pinned host memory makes the copy asynchronous.
+        return t.to(self.device, non_blocking=t.is_pinned())
+
+    def __iter__(self):
+        ds = self.dataset
+        order = None
+        if self.epoch_indices is not None:
+            order = torch.as_tensor(self.epoch_indices(self.generator), dtype=torch.long)
+            n = len(order)
+            if self.shuffle:
+                order = order[torch.randperm(n, generator=self.generator)]
+        else:
+            n = len(ds)
+            if self.shuffle:
+                order = torch.randperm(n, generator=self.generator)
+        stop_at = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        for start in range(0, stop_at, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if order is None:
+                parts = [t[start:stop] for t in ds.tensors()]
+            else:
+                idx = order[start:stop]
+                parts = [_gather(t, idx) for t in ds.tensors()]
+            parts = [self._deliver(t) for t in parts]
+            X = parts[0]
+            if ds.y is None:
+                yield X, None
+            elif ds.weight is None:
+                yield X, parts[1]
+            else:
+                yield X, (parts[1], parts[2])
+
+
+def _gather(t, idx):
+    if t.device.type != "cpu":
+        return t.index_select(0, idx.to(t.device, non_blocking=True))
+    if t.is_pinned():
+        # Gather straight into pinned memory so the host-to-device copy that
+        # follows stays asynchronous (the caching host allocator reuses it).
+        out = torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+        return torch.index_select(t, 0, idx, out=out)
+    return t.index_select(0, idx)

@@ -1,0 +1,99 @@
+"""Weighted cross-entropy."""
+
+import torch
+
+from ._base import ClassWeightedLoss
+from ._reduction import reduce_elementwise
+from ._validation import check_real
+
+
+def cross_entropy_elements(prepared, label_smoothing=0.0):
+    """Unweighted per-element cross-entropy, shape of the target."""
+    log_prob = torch.log_softmax(prepared.input, dim=1)
+    loss = -log_prob.gather(1, prepared.target.unsqueeze(1)).squeeze(1)
+    if label_smoothing > 0:
+        # target distribution (1 - eps) * one_hot + eps / K
+        uniform = -log_prob.mean(dim=1)
+        loss = (1.0 - label_smoothing) * loss + label_smoothing * uniform
+    return loss
+
+
+class CrossEntropyLoss(ClassWeightedLoss):
+    """Cross-entropy with per-sample, per-element and per-class weights.
+
+    Parameters
+    ----------
+    class_weight : array-like of shape (K,), default=None
+        Non-negative weight of each class. It acts exactly as the per-element
+        sample weight ``class_weight[target]``; both multiply when given.
+    ignore_index : int, default=None
+        Target value of elements that are left out of the loss and of the
+        count used by ``reduction="mean"``. It may lie outside [0, K).
+    label_smoothing : float, default=0.0
+        Amount ``eps`` in [0, 1] of the uniform distribution mixed into the
+        one-hot target.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        "none" returns the weighted per-element losses with the target's shape
+        (0 on ignored elements); "sum" their sum; "mean" their sum divided by
+        the number of non-ignored elements.
+
+    Notes
+    -----
+    With log-softmax ``log p`` of the logits, per-element weight
+    ``w_i = sample_weight_i * class_weight[y_i]`` and ``n`` non-ignored
+    elements::
+
+        l_i = -(1 - eps) * log p_{i, y_i} - eps / K * sum_k log p_{i, k}
+        mean = sum_i w_i * l_i / n
+
+    ``l_i`` equals ``torch.nn.functional.cross_entropy(reduction="none",
+    label_smoothing=eps)``. Unlike ``torch.nn.CrossEntropyLoss(weight=...)``,
+    "mean" does not divide by the sum of the weights, and the class weight
+    multiplies the whole element loss (smoothing term included).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.losses import CrossEntropyLoss
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    >>> target = torch.tensor([0, 1])
+    >>> loss = CrossEntropyLoss(class_weight=[1.0, 3.0])
+    >>> round(loss(logits, target).item(), 4)
+    0.5334
+    """
+
+    def __init__(
+        self,
+        class_weight=None,
+        ignore_index=None,
+        label_smoothing=0.0,
+        reduction="mean",
+    ):
+        super().__init__(class_weight, ignore_index, reduction)
+        self.label_smoothing = check_real(
+            label_smoothing, "label_smoothing", low=0.0, high=1.0
+        )
+
+    def forward(self, input, target, sample_weight=None):
+        """Compute the loss.
+
+        Parameters
+        ----------
+        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
+            Logits.
+        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
+            Class indices.
+        sample_weight : Tensor of shape (N,) or target's shape, default=None
+            Non-negative weights, per sample or per element.
+
+        Returns
+        -------
+        loss : Tensor
+            Scalar, or the target's shape for ``reduction="none"``.
+        """
+        prepared = self._prepare(input, target, sample_weight)
+        loss = cross_entropy_elements(prepared, self.label_smoothing)
+        return reduce_elementwise(loss, prepared.weight, prepared.n_valid, self.reduction)
+
+    def extra_repr(self):
+        return f"label_smoothing={self.label_smoothing}, {self._weight_repr()}"

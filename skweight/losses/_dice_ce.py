@@ -1,0 +1,119 @@
+"""Weighted sum of the soft Dice and cross-entropy losses."""
+
+from ._ce import cross_entropy_elements
+from ._dice import dice_index
+from ._overlap import OverlapLoss
+from ._reduction import reduce_elementwise
+from ._validation import check_real, check_reduction
+
+
+class DiceCELoss(OverlapLoss):
+    """``lambda_dice * DiceLoss + lambda_ce * CrossEntropyLoss``.
+
+    Both terms see the same class weights, sample weights and ignored
+    elements; inputs are validated once.
+
+    Parameters
+    ----------
+    lambda_dice : float, default=1.0
+        Weight (>= 0) of the Dice term.
+    lambda_ce : float, default=1.0
+        Weight (>= 0) of the cross-entropy term.
+    smooth, include_background, per_image, squared : see :class:`DiceLoss`
+        Options of the Dice term.
+    class_weight : array-like of shape (K,), default=None
+        Non-negative weight of each class, acting exactly as the per-element
+        sample weight ``class_weight[target]`` in both terms.
+    ignore_index : int, default=None
+        Target value of elements left out of both terms.
+    label_smoothing : float, default=0.0
+        Label smoothing of the cross-entropy term, in [0, 1].
+    reduction : {"mean", "sum"}, default="mean"
+        Applied to each term before combining: "mean" combines
+        ``1 - mean_k D_k`` with the cross-entropy mean over non-ignored
+        elements; "sum" combines the sum of the ``1 - D_k`` terms with the
+        cross-entropy sum. "none" is not available because the Dice terms are
+        per class while the cross-entropy terms are per element.
+
+    Notes
+    -----
+    ::
+
+        loss = lambda_dice * dice_loss + lambda_ce * ce_loss
+
+    with ``dice_loss`` as in :class:`DiceLoss` and ``ce_loss`` as in
+    :class:`CrossEntropyLoss`, same reduction.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.losses import DiceCELoss
+    >>> logits = torch.zeros(1, 2, 1, 2)
+    >>> target = torch.tensor([[[0, 1]]])
+    >>> round(DiceCELoss(smooth=0.0)(logits, target).item(), 4)  # 0.5 + log 2
+    1.1931
+    """
+
+    def __init__(
+        self,
+        lambda_dice=1.0,
+        lambda_ce=1.0,
+        smooth=1e-5,
+        include_background=True,
+        per_image=False,
+        squared=False,
+        class_weight=None,
+        ignore_index=None,
+        label_smoothing=0.0,
+        reduction="mean",
+    ):
+        if reduction == "none":
+            raise ValueError(
+                "reduction='none' is not defined for DiceCELoss: the Dice terms are "
+                "per class and the cross-entropy terms per element. Use 'mean' or "
+                "'sum', or DiceLoss and CrossEntropyLoss separately."
+            )
+        check_reduction(reduction, allowed=("mean", "sum"))
+        super().__init__(
+            smooth, include_background, per_image, class_weight, ignore_index, reduction
+        )
+        self.lambda_dice = check_real(lambda_dice, "lambda_dice", low=0.0)
+        self.lambda_ce = check_real(lambda_ce, "lambda_ce", low=0.0)
+        self.squared = bool(squared)
+        self.label_smoothing = check_real(
+            label_smoothing, "label_smoothing", low=0.0, high=1.0
+        )
+
+    def forward(self, input, target, sample_weight=None):
+        """Compute the loss.
+
+        Parameters
+        ----------
+        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
+            Logits.
+        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
+            Class indices.
+        sample_weight : Tensor of shape (N,) or target's shape, default=None
+            Non-negative weights, per image or per pixel.
+
+        Returns
+        -------
+        loss : Tensor
+            Scalar.
+        """
+        prepared = self._prepare(input, target, sample_weight)
+        dice = self._reduce(dice_index(prepared, self.smooth, self.squared, self.per_image))
+        ce = reduce_elementwise(
+            cross_entropy_elements(prepared, self.label_smoothing),
+            prepared.weight,
+            prepared.n_valid,
+            self.reduction,
+        )
+        return self.lambda_dice * dice + self.lambda_ce * ce
+
+    def extra_repr(self):
+        return (
+            f"lambda_dice={self.lambda_dice}, lambda_ce={self.lambda_ce}, "
+            f"squared={self.squared}, label_smoothing={self.label_smoothing}, "
+            f"{self._overlap_repr()}"
+        )

@@ -1,0 +1,84 @@
+"""Weighted soft overlap sums shared by the Dice and Tversky losses."""
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._base import ClassWeightedLoss
+from ._reduction import reduce_terms
+from ._validation import check_real
+
+
+class SoftAssignment(NamedTuple):
+    """Soft prediction and one-hot target, with the weights and sum axes.
+
+    probs, onehot : shape (N, K, d1, ...).
+    weight : broadcastable to probs (N, 1, ...), or None for all ones.
+    dims : axes summed over; all but the class axis, plus the batch axis
+        unless the sums are per image.
+    """
+
+    probs: Tensor
+    onehot: Tensor
+    weight: Tensor | None
+    dims: tuple
+
+
+def soft_assignment(prepared, per_image):
+    x = prepared.input
+    n_classes = x.shape[1]
+    classes = torch.arange(n_classes, device=x.device).view(
+        (1, n_classes) + (1,) * (x.ndim - 2)
+    )
+    onehot = (prepared.target.unsqueeze(1) == classes).to(x.dtype)
+    weight = None if prepared.weight is None else prepared.weight.unsqueeze(1)
+    spatial = tuple(range(2, x.ndim))
+    dims = spatial if per_image else (0,) + spatial
+    return SoftAssignment(torch.softmax(x, dim=1), onehot, weight, dims)
+
+
+def weighted_sum(values, soft):
+    """Sum ``weight * values`` over ``soft.dims`` (shape (K,) or (N, K))."""
+    if soft.weight is not None:
+        values = values * soft.weight
+    # Tensor.sum(dim=()) would reduce every axis, not none.
+    return values.sum(dim=soft.dims) if soft.dims else values
+
+
+class OverlapLoss(ClassWeightedLoss):
+    """Common parameters and class selection of the overlap losses."""
+
+    def __init__(
+        self,
+        smooth=1e-5,
+        include_background=True,
+        per_image=False,
+        class_weight=None,
+        ignore_index=None,
+        reduction="mean",
+    ):
+        super().__init__(class_weight, ignore_index, reduction)
+        self.smooth = check_real(smooth, "smooth", low=0.0)
+        self.include_background = bool(include_background)
+        self.per_image = bool(per_image)
+
+    def _terms(self, index):
+        """``1 - index`` for the classes kept (class 0 is the background)."""
+        if not self.include_background:
+            if index.shape[-1] < 2:
+                raise ValueError(
+                    "include_background=False needs at least 2 classes on input "
+                    f"dimension 1; got {index.shape[-1]}."
+                )
+            index = index[..., 1:]
+        return 1.0 - index
+
+    def _reduce(self, index):
+        return reduce_terms(self._terms(index), self.reduction)
+
+    def _overlap_repr(self):
+        return (
+            f"smooth={self.smooth}, include_background={self.include_background}, "
+            f"per_image={self.per_image}, {self._weight_repr()}"
+        )

@@ -1,0 +1,598 @@
+import copy
+import doctest
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+from scipy import ndimage
+from scipy.spatial.distance import cdist, directed_hausdorff
+from sklearn.base import BaseEstimator
+from sklearn.metrics import f1_score, jaccard_score
+from sklearn.model_selection import GridSearchCV, KFold
+
+from skweight import metrics
+from skweight.metrics import (
+    dice_score,
+    dice_scorer,
+    hausdorff_distance,
+    hausdorff_scorer,
+    iou_score,
+    iou_scorer,
+    make_segmentation_scorer,
+)
+
+OVERLAP_METRICS = [dice_score, iou_score]
+
+
+def random_label_batch(seed, shape, n_classes=3, sigma=1.5):
+    """Blobby label images: argmax over smoothed noise channels."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n_classes, *shape))
+    spatial_sigma = (0,) + (sigma,) * (len(shape) - 1)  # do not blur across images
+    smooth = np.stack([ndimage.gaussian_filter(c, spatial_sigma) for c in noise])
+    return smooth.argmax(axis=0)
+
+
+def perturb(y, seed, fraction=0.1, n_classes=3):
+    """Copy of ``y`` with a fraction of pixels relabelled at random."""
+    rng = np.random.default_rng(seed)
+    out = y.copy()
+    flip = rng.random(y.shape) < fraction
+    out[flip] = rng.integers(0, n_classes, size=flip.sum())
+    return out
+
+
+def reference_boundary_points(mask):
+    """Boundary pixel coordinates, via explicit neighbour shifts."""
+    padded = np.pad(mask, 1, constant_values=False)
+    core = tuple(slice(1, -1) for _ in range(mask.ndim))
+    outside_neighbour = np.zeros_like(mask)
+    for axis in range(mask.ndim):
+        for step in (-1, 1):
+            outside_neighbour |= ~np.roll(padded, step, axis=axis)[core]
+    return np.argwhere(mask & outside_neighbour).astype(float)
+
+
+def reference_hausdorff(a, b, percentile=None):
+    pa, pb = reference_boundary_points(a), reference_boundary_points(b)
+    if len(pa) == 0 and len(pb) == 0:
+        return 0.0
+    if len(pa) == 0 or len(pb) == 0:
+        return np.nan
+    if percentile is None:
+        return max(directed_hausdorff(pa, pb)[0], directed_hausdorff(pb, pa)[0])
+    d = cdist(pa, pb)
+    return np.percentile(np.concatenate([d.min(axis=1), d.min(axis=0)]), percentile)
+
+
+# ---------------------------------------------------------------------------
+# Dice / IoU
+# ---------------------------------------------------------------------------
+
+
+def test_dice_iou_hand_computed():
+    y_true = np.array([[1, 1, 1, 0],
+                       [0, 0, 0, 0]])
+    y_pred = np.array([[0, 1, 1, 1],
+                       [0, 0, 0, 0]])
+    # |A| = |B| = 3, |A ∩ B| = 2, |A ∪ B| = 4
+    assert dice_score(y_true, y_pred) == pytest.approx(2 * 2 / (3 + 3))
+    assert iou_score(y_true, y_pred) == pytest.approx(2 / 4)
+    assert isinstance(dice_score(y_true, y_pred), float)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_iou_equals_dice_over_two_minus_dice(seed):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 2, size=(16, 16))
+    y_pred = rng.integers(0, 2, size=(16, 16))
+    dice = dice_score(y_true, y_pred)
+    assert iou_score(y_true, y_pred) == pytest.approx(dice / (2 - dice))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_single_image_matches_sklearn_f1_and_jaccard(seed):
+    y_true = random_label_batch(seed, (1, 20, 20))
+    y_pred = perturb(y_true, seed + 100, fraction=0.3)
+    w = np.random.default_rng(seed).random(y_true.shape)
+    labels = [2, 0, 1]
+    for metric, reference in [(dice_score, f1_score), (iou_score, jaccard_score)]:
+        expected = reference(y_true.ravel(), y_pred.ravel(), labels=labels,
+                             average=None)
+        got = metric(y_true, y_pred, labels=labels, average=None)
+        np.testing.assert_allclose(got, expected)
+        expected_w = reference(y_true.ravel(), y_pred.ravel(), labels=labels,
+                               average=None, sample_weight=w.ravel())
+        got_w = metric(y_true, y_pred, labels=labels, average=None, sample_weight=w)
+        np.testing.assert_allclose(got_w, expected_w)
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+def test_zero_division_when_class_absent_from_both(metric):
+    y = np.array([[0, 1], [1, 0]])
+    assert metric(y, y, labels=[5]) == 1.0
+    assert metric(y, y, labels=[5], zero_division=0.0) == 0.0
+    assert np.isnan(metric(y, y, labels=[5], zero_division=np.nan))
+    # NaN entries are skipped, not averaged in.
+    assert metric(y, y, labels=[1, 5], zero_division=np.nan) == 1.0
+    np.testing.assert_array_equal(
+        metric(y, y, labels=[1, 5], zero_division=0.0, average=None), [1.0, 0.0]
+    )
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+def test_only_background_scores_zero_division(metric):
+    y = np.zeros((2, 3, 3), dtype=int)
+    assert metric(y, y) == 1.0
+    assert metric(y, y, zero_division=0.0) == 0.0
+    assert metric(y, y, average=None).shape == (0,)
+
+
+def test_per_class_output_follows_labels_order():
+    y_true = np.array([[[1, 1, 2, 2], [0, 0, 3, 3]]])
+    y_pred = np.array([[[1, 0, 2, 2], [0, 0, 3, 0]]])
+    # class 1: 2/3, class 2: 1, class 3: 2/3
+    np.testing.assert_allclose(dice_score(y_true, y_pred, average=None),
+                               [2 / 3, 1.0, 2 / 3])
+    np.testing.assert_allclose(
+        dice_score(y_true, y_pred, labels=[3, 2, 1], average=None),
+        [2 / 3, 1.0, 2 / 3][::-1],
+    )
+    np.testing.assert_allclose(
+        iou_score(y_true, y_pred, labels=np.array([2, 1]), average=None),
+        [1.0, 0.5],
+    )
+
+
+def test_default_labels_background_and_ignore_index():
+    y_true = np.array([[0, 1, 2, 9]])
+    y_pred = np.array([[0, 1, 2, 2]])
+    # labels 1 and 2; the 9 pixel is ignored, so its "2" prediction is free.
+    np.testing.assert_allclose(
+        dice_score(y_true, y_pred, ignore_index=9, average=None), [1.0, 1.0]
+    )
+    # Without ignoring, class 9 is scored too and class 2 loses.
+    np.testing.assert_allclose(
+        dice_score(y_true, y_pred, average=None), [1.0, 2 / 3, 0.0]
+    )
+    np.testing.assert_allclose(
+        dice_score(y_true, y_pred, ignore_index=9, include_background=True,
+                   average=None),
+        [1.0, 1.0, 1.0],
+    )
+    np.testing.assert_allclose(
+        dice_score(y_true, y_pred, background=1, ignore_index=9, average=None),
+        [1.0, 1.0],
+    )
+
+
+def test_class_predicted_only_on_ignored_pixels_is_not_scored():
+    y_true = np.array([[1, 1, 255]])
+    y_pred = np.array([[1, 1, 4]])
+    np.testing.assert_array_equal(
+        dice_score(y_true, y_pred, ignore_index=255, average=None), [1.0]
+    )
+
+
+def test_macro_vs_micro_hand_computed():
+    y_true = np.zeros((2, 4, 4), dtype=int)
+    y_pred = np.zeros((2, 4, 4), dtype=int)
+    y_true[0, 0, 0] = y_pred[0, 0, 0] = 1  # small object, found: Dice 1
+    y_true[1, :2, :2] = 1  # 4 pixels
+    y_pred[1, 0, :2] = 1  # 2 of them: Dice 2*2/6
+    assert dice_score(y_true, y_pred) == pytest.approx((1 + 4 / 6) / 2)
+    # pooled: |A ∩ B| = 3, |A| = 5, |B| = 3
+    assert dice_score(y_true, y_pred, average="micro") == pytest.approx(6 / 8)
+    assert iou_score(y_true, y_pred, average="micro") == pytest.approx(3 / 5)
+    assert iou_score(y_true, y_pred) == pytest.approx((1 + 2 / 4) / 2)
+
+
+def test_micro_averages_pooled_classes():
+    y_true = np.array([[[1, 1, 2, 2]], [[1, 0, 2, 0]]])
+    y_pred = np.array([[[1, 0, 2, 2]], [[1, 1, 0, 0]]])
+    class1 = 2 * 2 / (3 + 3)  # pooled |A ∩ B| = 2, |A| = 3, |B| = 3
+    class2 = 2 * 2 / (3 + 2)  # pooled |A ∩ B| = 2, |A| = 3, |B| = 2
+    assert dice_score(y_true, y_pred, average="micro") == pytest.approx(
+        (class1 + class2) / 2
+    )
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+@pytest.mark.parametrize("average", ["macro", "micro", None])
+def test_integer_image_weights_equal_repeating_images(metric, average):
+    y_true = random_label_batch(0, (5, 12, 12))
+    y_pred = perturb(y_true, 1, fraction=0.3)
+    w = np.array([1, 3, 0, 2, 1])
+    weighted = metric(y_true, y_pred, sample_weight=w, average=average,
+                      labels=[0, 1, 2])
+    repeated = metric(np.repeat(y_true, w, axis=0), np.repeat(y_pred, w, axis=0),
+                      average=average, labels=[0, 1, 2])
+    np.testing.assert_allclose(weighted, repeated)
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+@pytest.mark.parametrize("average", ["macro", "micro", None])
+def test_zero_weight_image_equals_dropping_it(metric, average):
+    y_true = random_label_batch(2, (4, 10, 10))
+    y_pred = perturb(y_true, 3, fraction=0.4)
+    w = np.array([1.0, 0.0, 1.0, 1.0])
+    keep = w > 0
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, sample_weight=w, average=average, labels=[1, 2]),
+        metric(y_true[keep], y_pred[keep], average=average, labels=[1, 2]),
+    )
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+@pytest.mark.parametrize("average", ["macro", "micro", None])
+def test_unit_pixel_weights_equal_no_weights(metric, average):
+    y_true = random_label_batch(4, (3, 9, 11))
+    y_pred = perturb(y_true, 5)
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, sample_weight=np.ones(y_true.shape), average=average),
+        metric(y_true, y_pred, average=average),
+    )
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+@pytest.mark.parametrize("average", ["macro", "micro", None])
+def test_zero_pixel_weight_equals_ignore_index(metric, average):
+    y_true = random_label_batch(6, (3, 10, 10), n_classes=4)
+    y_pred = perturb(y_true, 7, fraction=0.3, n_classes=4)
+    hidden = np.random.default_rng(8).random(y_true.shape) < 0.3
+    w = np.where(hidden, 0.0, 1.0)
+    y_true_ignored = np.where(hidden, 255, y_true)
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, sample_weight=w, average=average),
+        metric(y_true_ignored, y_pred, ignore_index=255, average=average),
+    )
+
+
+def test_single_image_and_array_likes():
+    y_true = random_label_batch(9, (1, 8, 8))
+    y_pred = perturb(y_true, 10)
+    expected = dice_score(y_true, y_pred)
+    assert dice_score(y_true[0], y_pred[0]) == expected
+    assert dice_score(y_true.tolist(), y_pred.tolist()) == expected
+    assert dice_score(y_true.astype(float), y_pred.astype(np.float32)) == expected
+    assert dice_score(y_true.astype(np.uint8), y_pred.astype(np.int16)) == expected
+    # bool masks: class 1 is "True"
+    assert dice_score(y_true[0] == 1, y_pred[0] == 1) == dice_score(
+        y_true[0] == 1, y_pred[0] == 1, labels=[1]
+    )
+
+
+def test_3d_volumes_and_1d_profiles():
+    y_true = random_label_batch(11, (2, 5, 6, 7))
+    y_pred = perturb(y_true, 12)
+    flat = dice_score(y_true.reshape(2, 1, -1), y_pred.reshape(2, 1, -1))
+    assert dice_score(y_true, y_pred) == pytest.approx(flat)
+    assert dice_score([0, 1, 1, 0], [0, 1, 0, 0]) == pytest.approx(2 / 3)
+
+
+def test_inputs_are_not_modified():
+    y_true = random_label_batch(13, (2, 6, 6)).astype(float)
+    y_pred = perturb(y_true.astype(int), 14)
+    w = np.ones(y_true.shape)
+    copies = [a.copy() for a in (y_true, y_pred, w)]
+    dice_score(y_true, y_pred, sample_weight=w, ignore_index=2)
+    hausdorff_distance(y_true, y_pred, ignore_index=2)
+    for original, kept in zip((y_true, y_pred, w), copies, strict=True):
+        np.testing.assert_array_equal(original, kept)
+
+
+# ---------------------------------------------------------------------------
+# Hausdorff distance
+# ---------------------------------------------------------------------------
+
+
+def test_hausdorff_single_pixels():
+    y_true = np.zeros((10, 10), dtype=int)
+    y_pred = np.zeros((10, 10), dtype=int)
+    y_true[1, 2] = 1
+    y_pred[4, 6] = 1  # offset (3, 4)
+    assert hausdorff_distance(y_true, y_pred) == pytest.approx(5.0)
+    assert hausdorff_distance(y_true, y_pred, percentile=95) == pytest.approx(5.0)
+
+
+def test_hausdorff_3d_single_voxels():
+    y_true = np.zeros((1, 6, 6, 6), dtype=int)
+    y_pred = np.zeros((1, 6, 6, 6), dtype=int)
+    y_true[0, 0, 0, 0] = 1
+    y_pred[0, 1, 2, 2] = 1
+    assert hausdorff_distance(y_true, y_pred) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(("shift", "expected"), [((0, 3), 3.0), ((2, 0), 2.0),
+                                                 ((3, 4), 5.0)])
+def test_hausdorff_shifted_square(shift, expected):
+    y_true = np.zeros((24, 24), dtype=int)
+    y_true[5:12, 5:12] = 1
+    y_pred = np.roll(y_true, shift, axis=(0, 1))
+    assert hausdorff_distance(y_true, y_pred) == pytest.approx(expected)
+
+
+def test_hausdorff_full_image_and_identical_masks():
+    y = np.ones((2, 5, 5), dtype=int)
+    assert hausdorff_distance(y, y) == 0.0
+    y_blob = random_label_batch(15, (2, 12, 12))
+    assert hausdorff_distance(y_blob, y_blob) == 0.0
+
+
+@pytest.mark.parametrize("shape", [(3, 24, 20), (2, 10, 12, 9)])
+@pytest.mark.parametrize("percentile", [None, 50, 95])
+def test_hausdorff_matches_reference(shape, percentile):
+    y_true = random_label_batch(16, shape, n_classes=3)
+    y_pred = perturb(y_true, 17, fraction=0.05)
+    got = np.stack([
+        hausdorff_distance(y_true[i], y_pred[i], labels=[0, 1, 2],
+                           percentile=percentile, average=None)
+        if len(shape) == 3 else
+        hausdorff_distance(y_true[i:i + 1], y_pred[i:i + 1], labels=[0, 1, 2],
+                           percentile=percentile, average=None)
+        for i in range(shape[0])
+    ])
+    expected = np.array([
+        [reference_hausdorff(y_true[i] == k, y_pred[i] == k, percentile)
+         for k in range(3)]
+        for i in range(shape[0])
+    ])
+    np.testing.assert_allclose(got, expected)
+    # Batch call = per-class mean over images of the same values.
+    np.testing.assert_allclose(
+        hausdorff_distance(y_true, y_pred, labels=[0, 1, 2], percentile=percentile,
+                           average=None),
+        expected.mean(axis=0),
+    )
+
+
+def test_hausdorff_percentile_100_is_max_and_hd95_below_hd():
+    y_true = random_label_batch(18, (4, 20, 20))
+    y_pred = perturb(y_true, 19, fraction=0.1)
+    hd = hausdorff_distance(y_true, y_pred, average=None)
+    np.testing.assert_allclose(
+        hausdorff_distance(y_true, y_pred, percentile=100, average=None), hd
+    )
+    hd95 = hausdorff_distance(y_true, y_pred, percentile=95, average=None)
+    hd50 = hausdorff_distance(y_true, y_pred, percentile=50, average=None)
+    assert np.all(hd95 <= hd)
+    assert np.all(hd50 <= hd95)
+    assert np.any(hd95 < hd)  # scattered noise pixels are outliers
+
+
+def test_hausdorff_empty_handling():
+    empty = np.zeros((6, 8), dtype=int)
+    one = empty.copy()
+    one[2, 3] = 1
+    assert hausdorff_distance(empty, empty, labels=[1]) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all-NaN must not warn
+        assert np.isnan(hausdorff_distance(one, empty))
+        assert np.isnan(hausdorff_distance(empty, one, average=None)[0])
+    assert hausdorff_distance(one, empty, empty_value=7.5) == 7.5
+    assert hausdorff_distance(one, empty, empty_value="diagonal") == 10.0
+    # No foreground anywhere: nothing to score.
+    assert hausdorff_distance(empty, empty) == 0.0
+
+
+def test_hausdorff_nan_images_and_classes_are_skipped():
+    y_true = np.zeros((2, 8, 8), dtype=int)
+    y_pred = np.zeros((2, 8, 8), dtype=int)
+    y_true[0, 1, 1] = 1  # class 1 missed in image 0 -> nan
+    y_true[1, 0, 0] = 1
+    y_pred[1, 0, 3] = 1  # class 1 in image 1 -> 3
+    y_true[0, 5, 5] = 2  # class 2 missed in image 0, absent in image 1 -> nan, 0
+    np.testing.assert_allclose(hausdorff_distance(y_true, y_pred, average=None),
+                               [3.0, 0.0])
+    y_true[1, 7, 7] = 2  # class 2 now missed in both images -> nan
+    np.testing.assert_allclose(hausdorff_distance(y_true, y_pred, average=None),
+                               [3.0, np.nan])
+    assert hausdorff_distance(y_true, y_pred) == 3.0
+
+
+def test_hausdorff_image_weights_and_ignore_index():
+    y_true = random_label_batch(20, (3, 16, 16))
+    y_pred = perturb(y_true, 21, fraction=0.05)
+    w = np.array([2, 0, 1])
+    np.testing.assert_allclose(
+        hausdorff_distance(y_true, y_pred, sample_weight=w, average=None),
+        hausdorff_distance(np.repeat(y_true, w, axis=0),
+                           np.repeat(y_pred, w, axis=0), average=None),
+    )
+    # A far-away false positive on an ignored pixel does not count.
+    y_true = np.zeros((12, 12), dtype=int)
+    y_true[2:5, 2:5] = 1
+    y_pred = y_true.copy()
+    y_pred[11, 11] = 1
+    assert hausdorff_distance(y_true, y_pred) > 0
+    y_true[11, 11] = 255
+    assert hausdorff_distance(y_true, y_pred, ignore_index=255) == 0.0
+
+
+# ---------------------------------------------------------------------------
+# Scorers
+# ---------------------------------------------------------------------------
+
+
+class FixedSegmenter(BaseEstimator):
+    """Predicts fixed masks, whatever X is."""
+
+    def __init__(self, masks=None):
+        self.masks = masks
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        return self.masks
+
+
+class ShiftSegmenter(BaseEstimator):
+    """Predicts its input masks shifted along the last axis."""
+
+    def __init__(self, shift=0):
+        self.shift = shift
+
+    def fit(self, X, y=None):
+        self.fitted_ = True
+        return self
+
+    def predict(self, X):
+        return np.roll(np.asarray(X), self.shift, axis=-1)
+
+
+@pytest.fixture
+def scorer_data():
+    y_true = random_label_batch(22, (4, 12, 14))
+    y_pred = perturb(y_true, 23, fraction=0.1)
+    return np.zeros((4, 1)), y_true, y_pred
+
+
+def test_scorers_call_the_metrics(scorer_data):
+    X, y_true, y_pred = scorer_data
+    est = FixedSegmenter(y_pred)
+    diagonal = np.hypot(12, 14)
+    assert dice_scorer(est, X, y_true) == dice_score(y_true, y_pred)
+    assert iou_scorer(est, X, y_true) == iou_score(y_true, y_pred)
+    assert hausdorff_scorer(est, X, y_true) == -hausdorff_distance(
+        y_true, y_pred, empty_value=diagonal
+    )
+    w = np.array([1.0, 0.0, 2.0, 0.5])
+    assert dice_scorer(est, X, y_true, sample_weight=w) == dice_score(
+        y_true, y_pred, sample_weight=w
+    )
+    assert hausdorff_scorer(est, X, y_true, sample_weight=w) == -hausdorff_distance(
+        y_true, y_pred, sample_weight=w, empty_value=diagonal
+    )
+
+
+def test_hausdorff_scorer_penalises_missed_structure():
+    y_true = np.zeros((1, 6, 8), dtype=int)
+    y_true[0, 2, 2] = 1
+    est = FixedSegmenter(np.zeros_like(y_true))
+    assert hausdorff_scorer(est, None, y_true) == -10.0
+    hit = y_true.copy()
+    est_hit = FixedSegmenter(np.roll(hit, 5, axis=-1))
+    assert -10.0 < hausdorff_scorer(est_hit, None, y_true) < 0
+
+
+def test_make_segmentation_scorer_options(scorer_data):
+    X, y_true, y_pred = scorer_data
+    est = FixedSegmenter(y_pred)
+    hd95 = make_segmentation_scorer("hausdorff", percentile=95, empty_value=0.0)
+    assert hd95(est, X, y_true) == -hausdorff_distance(
+        y_true, y_pred, percentile=95, empty_value=0.0
+    )
+    dice1 = make_segmentation_scorer("dice", labels=[1])
+    assert dice1(est, X, y_true) == dice_score(y_true, y_pred, labels=[1])
+    with pytest.raises(ValueError, match="metric must be one of"):
+        make_segmentation_scorer("accuracy")
+
+
+def test_grid_search_selects_best_shift():
+    y = random_label_batch(24, (6, 12, 12))
+    grid = {"shift": [2, 0, 1]}
+    for scorer in (dice_scorer, iou_scorer, hausdorff_scorer):
+        search = GridSearchCV(ShiftSegmenter(), grid, scoring=scorer, cv=2)
+        search.fit(y, y)
+        assert search.best_params_ == {"shift": 0}
+        assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_sample_weight_routed_to_scorer():
+    y = random_label_batch(25, (6, 10, 10))
+    w = np.array([1.0, 0.0, 2.0, 1.0, 3.0, 0.5])
+    grid = {"shift": [0, 1]}
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = copy.deepcopy(dice_scorer).set_score_request(sample_weight=True)
+        search = GridSearchCV(ShiftSegmenter(), grid, scoring=scorer, cv=KFold(2))
+        search.fit(y, y, sample_weight=w)
+    test_fold = np.arange(3)  # first KFold test split
+    for i, shift in enumerate(grid["shift"]):
+        expected = dice_score(y[test_fold], np.roll(y[test_fold], shift, axis=-1),
+                              sample_weight=w[test_fold])
+        assert search.cv_results_["split0_test_score"][i] == pytest.approx(expected)
+    # The shared module-level scorer was not changed.
+    assert not hasattr(dice_scorer, "_metadata_request")
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", [dice_score, iou_score, hausdorff_distance])
+def test_shape_mismatch(metric):
+    with pytest.raises(ValueError, match=r"\(2, 4, 4\).*\(2, 4, 5\)"):
+        metric(np.zeros((2, 4, 4), int), np.zeros((2, 4, 5), int))
+
+
+@pytest.mark.parametrize("metric", [dice_score, iou_score, hausdorff_distance])
+def test_invalid_label_arrays(metric):
+    y = np.zeros((2, 3, 3), dtype=int)
+    with pytest.raises(ValueError, match="y_pred must contain integer"):
+        metric(y, np.full(y.shape, 0.5))
+    with pytest.raises(ValueError, match="y_true must contain integer"):
+        metric(np.full(y.shape, "a"), y)
+    with pytest.raises(ValueError, match="NaN"):
+        metric(np.full(y.shape, np.nan), y)
+    with pytest.raises(ValueError, match="spatial"):
+        metric(np.zeros((1, 2, 2, 2, 2), int), np.zeros((1, 2, 2, 2, 2), int))
+    with pytest.raises(ValueError, match="duplicates"):
+        metric(y, y, labels=[1, 1])
+    with pytest.raises(ValueError, match="ignore_index"):
+        metric(y, y, labels=[1, 255], ignore_index=255)
+    with pytest.raises(TypeError, match="background"):
+        metric(y, y, background="0")
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
+@pytest.mark.parametrize(
+    ("weight", "match"),
+    [
+        (np.ones(3), "shape"),
+        (np.ones((2, 3)), "shape"),
+        (np.ones((2, 3, 4)), "shape"),
+        (np.array([1.0, -1.0]), "non-negative"),
+        (np.array([1.0, np.inf]), "infinite"),
+        (np.zeros(2), "sum to zero"),
+        (np.full((2, 3, 3), -0.5), "non-negative"),
+    ],
+)
+def test_bad_sample_weight_overlap(metric, weight, match):
+    y = np.ones((2, 3, 3), dtype=int)
+    with pytest.raises(ValueError, match=f"sample_weight.*{match}|{match}"):
+        metric(y, y, sample_weight=weight)
+
+
+def test_bad_sample_weight_hausdorff():
+    y = np.ones((2, 3, 3), dtype=int)
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(2,\)"):
+        hausdorff_distance(y, y, sample_weight=np.ones(y.shape))
+    with pytest.raises(ValueError, match="non-negative"):
+        hausdorff_distance(y, y, sample_weight=[1, -2])
+
+
+@pytest.mark.parametrize("metric", [dice_score, iou_score, hausdorff_distance])
+def test_bad_average(metric):
+    y = np.ones((2, 3, 3), dtype=int)
+    with pytest.raises(ValueError, match="average must be one of"):
+        metric(y, y, average="weighted")
+
+
+def test_hausdorff_rejects_micro_and_bad_options():
+    y = np.ones((2, 3, 3), dtype=int)
+    with pytest.raises(ValueError, match="average must be one of"):
+        hausdorff_distance(y, y, average="micro")
+    for bad in (0, -5, 100.5, np.nan, True, "95"):
+        with pytest.raises(ValueError, match="percentile"):
+            hausdorff_distance(y, y, percentile=bad)
+    with pytest.raises(ValueError, match="empty_value"):
+        hausdorff_distance(y, y, empty_value="max")
+
+
+def test_docstring_examples():
+    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
