@@ -1,7 +1,9 @@
 """skweight: imbalance-aware deep learning on images, the scikit-learn way."""
 
 from .classifier import CNNClassifier
+from .regressor import CNNRegressor
+from .segmenter import CNNSegmenter
 
 __version__ = "0.1.0"
 
-__all__ = ["CNNClassifier", "__version__"]
+__all__ = ["CNNClassifier", "CNNRegressor", "CNNSegmenter", "__version__"]

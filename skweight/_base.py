@@ -104,7 +104,13 @@ class BaseCNN(NeuralNet):
     def _check_params(self):
         """Validate hyper-parameters; raise clear errors before any work."""
         check_input_shape(self.input_shape)
-        check_random_state(self.random_state)
+        try:
+            check_random_state(self.random_state)
+        except ValueError as exc:
+            raise ValueError(
+                f"random_state must be None, an int or a numpy RandomState, got "
+                f"{self.random_state!r}."
+            ) from exc
         resolve_device(self.device)
         if str(self.precision) not in _PRECISIONS:
             raise ValueError(

@@ -105,7 +105,10 @@ def _to_float_tensor(arr):
     if arr.dtype == np.float32 and arr.flags.c_contiguous and arr.flags.writeable:
         # Shares memory with the caller's array; skweight never writes to it.
         return torch.from_numpy(arr)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    # Values beyond float32's range become inf here and are reported by the
+    # finiteness check that follows, with a clearer message than NumPy's.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
 def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True,

@@ -7,9 +7,16 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 
 from ._base import BaseCNN
 from ._data import to_numpy_1d
+from ._loader import ArrayDataset
+from ._sampling import check_sampler, resample_training
 from .losses import CrossEntropyLoss, FocalLoss
 from .nets import SmallCNN
-from .weighting import check_sample_weight, compute_class_weight
+from .weighting import (
+    check_sample_weight,
+    compute_class_weight,
+    normalize_weights,
+    warn_if_small_ess,
+)
 
 __all__ = ["CNNClassifier"]
 
@@ -82,7 +89,30 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         samplers and scikit-learn transformers produce). Without it, 2-D
         ``X`` is treated as ``(N, 1, 1, n_features)``.
     sampler : None, "balanced" or imbalanced-learn sampler, default=None
-        Resampling applied to the training data; see the user guide.
+        Resampling of the training data (never of the validation split),
+        with ``X``, ``y`` and ``sample_weight`` resampled together and
+        images flattened for the sampler and reshaped back for you.
+
+        - A sampler that selects rows (``sample_indices_``: e.g.
+          ``RandomUnderSampler``, ``RandomOverSampler``) is re-run every
+          epoch with a fresh seed: an under-sampler shows different majority
+          samples each epoch. Served rows keep their weights.
+        - A sampler that synthesises rows (e.g. ``SMOTE``) runs once before
+          training; a synthetic row gets the mean sample weight of its
+          class.
+        - ``"balanced"`` draws the same number of rows per class each epoch
+          (rare rows repeated evenly, frequent ones sub-sampled afresh), so
+          each mini-batch has roughly equal classes. Sample weights keep
+          weighting samples within their class; the class totals seen by
+          the network become the class counts of the balanced epoch.
+
+        Rows of weight 0 are dropped before sampling. ``class_weight`` is
+        computed on the resampled data (as it would be after a sampler in an
+        imbalanced-learn pipeline), so ``class_weight="balanced"`` does not
+        balance a second time what the sampler balanced already. The
+        sampler's own ``random_state`` is replaced by seeds drawn from this
+        estimator's ``random_state``. Nested parameters such as
+        ``sampler__k_neighbors`` can be set and grid-searched.
     random_state : None, int or RandomState, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split: the same seed gives the same model.
@@ -214,6 +244,36 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         )
         return self._run_training(dataset, fit_params, "partial_fit")
 
+    def _check_params(self):
+        super()._check_params()
+        check_sampler(self.sampler)
+
+    def set_params(self, **params):
+        """Set parameters, including nested ones of the sampler.
+
+        Parameters
+        ----------
+        **params
+            Estimator parameters; ``sampler__<name>`` sets ``<name>`` on the
+            sampler object.
+
+        Returns
+        -------
+        self : CNNClassifier
+        """
+        nested = {k: params.pop(k) for k in list(params) if k.startswith("sampler__")}
+        super().set_params(**params)
+        if nested:
+            if not hasattr(self.sampler, "set_params"):
+                raise ValueError(
+                    f"Cannot set {sorted(nested)}: sampler={self.sampler!r} has "
+                    f"no parameters."
+                )
+            self.sampler.set_params(
+                **{k[len("sampler__"):]: v for k, v in nested.items()}
+            )
+        return self
+
     def _validate_targets(self, y, n_samples, reset):
         y = to_numpy_1d(y)
         if len(y) != n_samples:
@@ -251,6 +311,11 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             requested = self.class_weight
         cw = compute_class_weight(requested, y, self.classes_, sw)
         self.class_weight_ = cw
+        if self.sampler is not None:
+            # Class weights are folded in after resampling, from the
+            # resampled data (get_split_datasets).
+            self._class_weight_request_ = requested
+            return sw
         if cw is None:
             return sw
         per_sample = cw[y]
@@ -258,6 +323,55 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     def _stratify_labels(self, dataset):
         return dataset.y.numpy()
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """Split, resample the training part with ``sampler``, weigh both."""
+        if self.sampler is None or not isinstance(X, ArrayDataset):
+            return super().get_split_datasets(X, y, **fit_params)
+        train, valid = self._split(X, **fit_params)
+        rng = np.random.default_rng([self._shuffle_seed_, self._split_seed_])
+        sample = resample_training(self.sampler, train, self.classes_, rng)
+        train = sample.dataset
+        y_train = train.y.numpy()
+        sw = None if train.weight is None else train.weight.numpy()
+        served = sample.counts if sw is None else sample.counts * sw
+        cw = compute_class_weight(
+            self._class_weight_request_, y_train, self.classes_, served
+        )
+        self.class_weight_ = cw
+        w = _fold(sw, cw, y_train)
+        if w is not None:
+            if not np.any(w * sample.counts > 0):
+                raise ValueError(
+                    "All samples the sampler kept have weight 0; nothing to "
+                    "learn from."
+                )
+            if sample.epochs is not None:
+                warn_if_small_ess(w[sample.epochs.first], self._weighted_what)
+            else:
+                warn_if_small_ess(w, self._weighted_what)
+            train = train.with_weight(
+                torch.from_numpy(_normalize_served(w, sample.counts).astype(np.float32))
+            )
+        if valid is not None:
+            w_valid = _fold(
+                None if valid.weight is None else valid.weight.numpy(), cw,
+                valid.y.numpy(),
+            )
+            if w_valid is not None:
+                valid = self._place(self._normalise(
+                    valid.with_weight(torch.from_numpy(w_valid)), warn=False
+                ))
+            else:
+                valid = self._place(valid)
+        self._epoch_rows_ = sample.epochs
+        return self._place(train), valid
+
+    def _epoch_indices(self, dataset):
+        # The rows were drawn for the training set get_split_datasets just
+        # returned; they live on the estimator only until the iterator has
+        # them (so a fitted model never pickles the training data).
+        return self.__dict__.pop("_epoch_rows_", None)
 
     def _default_module(self, **kwargs):
         c, h, w = self.input_shape_
@@ -321,3 +435,17 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         images = self._validate_X(X, reset=False)
         logits = self._forward_images(images)
         return torch.log_softmax(logits.double(), dim=1).numpy()
+
+
+def _fold(sample_weight, class_weight, y):
+    """Per-sample weights ``sample_weight * class_weight[y]`` (None if both are)."""
+    if class_weight is None:
+        return sample_weight
+    per_sample = class_weight[y]
+    return per_sample if sample_weight is None else sample_weight * per_sample
+
+
+def _normalize_served(weights, counts):
+    """Scale weights to mean 1 over the rows served per epoch (``counts``)."""
+    w = normalize_weights(weights)
+    return w / (np.dot(counts, w) / counts.sum())

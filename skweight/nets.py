@@ -1,7 +1,7 @@
 """Default networks, sized from the data at ``fit``.
 
-``SmallCNN`` serves the classifier and the regressor. It uses GroupNorm
-rather than BatchNorm on purpose: BatchNorm mixes the samples of a
+``SmallCNN`` serves the classifier and the regressor, ``UNet`` the
+segmenter. Both use GroupNorm rather than BatchNorm on purpose: BatchNorm mixes the samples of a
 mini-batch, so a sample of weight 0 would still move the statistics of the
 others, and the weight semantics (weight 0 == left out) would only hold
 approximately. GroupNorm normalises each sample on its own.
@@ -10,9 +10,10 @@ approximately. GroupNorm normalises each sample on its own.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SmallCNN", "conv_norm_act"]
+__all__ = ["SmallCNN", "UNet", "conv_norm_act"]
 
 
 def _norm(kind, channels):
@@ -117,6 +118,93 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.head(self.pool(self.features(x)))
+
+
+def _check_positive_int(value, name):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+class UNet(nn.Module):
+    """A small U-Net for semantic segmentation, for images of any size.
+
+    The encoder has one stage per entry of ``channels``: two 3x3
+    convolutions with normalisation and ReLU, followed (except at the
+    bottom) by 2x2 max pooling. The decoder mirrors it: a 2x2 transposed
+    convolution doubles the resolution, the encoder's feature map of that
+    resolution is concatenated (the skip connection that keeps fine
+    detail) and two 3x3 convolutions follow. A 1x1 convolution gives one
+    logit per class and pixel.
+
+    Images whose height or width is not a multiple of ``2**(len(channels) -
+    1)`` are zero-padded at the bottom and right to the next multiple and
+    the logits are cropped back, so the output always has the input's
+    ``H x W`` (e.g. 33x47 or 1x16 images).
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input images.
+    n_classes : int
+        Number of classes (logits per pixel).
+    channels : sequence of int, default=(16, 32, 64)
+        Width of each encoder stage, from full resolution down; the number
+        of poolings is ``len(channels) - 1``.
+    norm : {"group", "batch", None}, default="group"
+        GroupNorm keeps images independent of each other within a batch,
+        which exact sample weighting needs (see the module notes).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.nets import UNet
+    >>> UNet(1, 3)(torch.zeros(2, 1, 33, 47)).shape
+    torch.Size([2, 3, 33, 47])
+    """
+
+    def __init__(self, in_channels, n_classes, channels=(16, 32, 64), norm="group"):
+        super().__init__()
+        _check_positive_int(in_channels, "in_channels")
+        _check_positive_int(n_classes, "n_classes")
+        channels = _check_channels(channels)
+        _norm(norm, channels[0])  # validates ``norm`` before any layer is built
+        self.multiple = 2 ** (len(channels) - 1)
+        self.down = nn.ModuleList()
+        c_in = in_channels
+        for c_out in channels:
+            self.down.append(
+                nn.Sequential(conv_norm_act(c_in, c_out, norm),
+                              conv_norm_act(c_out, c_out, norm))
+            )
+            c_in = c_out
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for c_skip in reversed(channels[:-1]):
+            self.up.append(nn.ConvTranspose2d(c_in, c_skip, 2, stride=2))
+            self.merge.append(
+                nn.Sequential(conv_norm_act(2 * c_skip, c_skip, norm),
+                              conv_norm_act(c_skip, c_skip, norm))
+            )
+            c_in = c_skip
+        self.head = nn.Conv2d(c_in, n_classes, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        skips = []
+        for i, stage in enumerate(self.down):
+            if i:
+                x = self.pool(x)
+            x = stage(x)
+            skips.append(x)
+        skips.pop()  # the bottom stage feeds the decoder directly
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)[..., :h, :w]
 
 
 def count_parameters(module):

@@ -18,6 +18,7 @@ from ._ce import CrossEntropyLoss
 from ._dice import DiceLoss
 from ._dice_ce import DiceCELoss
 from ._focal import FocalLoss, SigmoidFocalLoss
+from ._regression import HuberLoss, L1Loss, MSELoss
 from ._tversky import TverskyLoss
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "DiceCELoss",
     "DiceLoss",
     "FocalLoss",
+    "HuberLoss",
+    "L1Loss",
+    "MSELoss",
     "SigmoidFocalLoss",
     "TverskyLoss",
 ]

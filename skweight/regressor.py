@@ -1,0 +1,517 @@
+"""CNNRegressor: image regression with sample and per-target weights."""
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
+
+from ._base import BaseCNN
+from ._loader import ArrayDataset
+from .exceptions import PredictionCollapseWarning
+from .losses import HuberLoss, L1Loss, MSELoss
+from .nets import SmallCNN
+from .weighting import check_sample_weight, normalize_weights
+
+__all__ = ["COLLAPSE_STD_RATIO", "CNNRegressor"]
+
+#: A target is reported as collapsed when the weighted standard deviation of
+#: the predictions on the training data is below this fraction of the
+#: target's own. A least-squares fit has ``std(pred) = sqrt(R^2) * std(y)``,
+#: so 0.1 means the network explains about 1 % of the variance of data it
+#: was trained on: it predicts (nearly) the mean.
+COLLAPSE_STD_RATIO = 0.1
+
+
+def _weighted_mean_std(values, weights):
+    """Column-wise weighted mean and (population) standard deviation.
+
+    ``weights`` is None or normalised float64 weights of shape (N,).
+    """
+    if weights is None:
+        return values.mean(axis=0), values.std(axis=0)
+    total = weights.sum()
+    mean = weights @ values / total
+    var = weights @ np.square(values - mean) / total
+    return mean, np.sqrt(var)
+
+
+def _safe_scale(std, mean):
+    """Standard deviations with (near-)constant columns mapped to 1.
+
+    A column whose spread is at rounding level relative to its magnitude is
+    constant: dividing by its std would blow rounding noise up to O(1).
+    """
+    tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+    constant = std <= tiny
+    return np.where(constant, 1.0, std), constant
+
+
+def _validate_target_array(y, name="y"):
+    """Return ``y`` as float64 ``(N, T)`` and whether it was 1-D."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    if hasattr(y, "to_numpy"):  # pandas Series / DataFrame
+        y = y.to_numpy()
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name} must hold numbers for regression, got dtype {y.dtype} "
+                f"that cannot be converted to float: {exc}"
+            ) from exc
+    else:
+        y = y.astype(np.float64)  # a copy: the caller's array is never touched
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be 1-D (n_samples,) or 2-D (n_samples, n_targets), got "
+            f"{y.ndim}-D {name} of shape {y.shape}."
+        )
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"{name} has 0 targets (shape {y.shape}); at least 1 is needed.")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    was_1d = y.ndim == 1
+    return (y[:, None] if was_1d else y), was_1d
+
+
+class CNNRegressor(RegressorMixin, BaseCNN):
+    """Convolutional image regressor with sample and per-target weights.
+
+    A scikit-learn regressor built on skorch: ``fit(X, y, sample_weight)``
+    minimises ``sum_i w_i sum_j v_j l_ij / sum_i w_i`` with sample weights
+    ``w_i`` and target weights ``v_j``. Sample weights are normalised once
+    over the training set in float64 before the float32 cast, so weights
+    spanning 1e-100..1 train without underflow and multiplying every weight
+    by a constant changes nothing. Targets are standardised by default;
+    predictions are returned on the original scale.
+
+    Parameters
+    ----------
+    module : None, nn.Module class or instance, default=None
+        The network; it returns raw outputs of shape ``(N, n_targets)``
+        (``(N,)`` is accepted for a single target). ``None`` builds
+        :class:`skweight.nets.SmallCNN` sized from the data at ``fit``, with
+        ``module__channels``, ``module__hidden_units``, ``module__head_size``,
+        ``module__norm`` and ``module__dropout`` as its settings.
+    criterion : {"mse", "l1", "huber"}, loss class or instance, default="mse"
+        The loss: :class:`skweight.losses.MSELoss`, :class:`~skweight.losses.L1Loss`
+        or :class:`~skweight.losses.HuberLoss` (``criterion__delta``, default
+        1, i.e. one standard deviation of standardised targets). A loss with
+        a ``sample_weight`` argument in ``forward`` receives the weights
+        (of shape ``(N, n_targets)`` when ``target_weight`` is set); any
+        other is built with ``reduction="none"`` and weighted here.
+    target_weight : None, "balanced" or array-like of shape (n_targets,), \
+            default=None
+        Per-target loss weights for multi-output regression. They act on the
+        targets as the loss sees them (standardised, by default) and are
+        rescaled to mean 1: only their ratios matter. ``None`` weighs every
+        target equally. ``"balanced"`` weighs target ``j`` by
+        ``1 / Var_w(z_j)``, the inverse of the (sample-weighted) variance of
+        the target ``z_j`` given to the loss; with the mean squared error
+        each target then contributes ``(1 - R^2_j)``, its error relative to
+        predicting its mean, which is exactly what :meth:`score` averages.
+        With ``standardize_target=True`` every variance is already 1, so
+        ``"balanced"`` equals ``None``: standardising *is* the balancing.
+        With raw targets it reproduces the same balance without changing the
+        targets. The rule "largest mean / mean of each target" is not used:
+        a target's mean says nothing about its spread (``sin(phi)`` has mean
+        0 and would get an infinite weight), and the loss of each target is
+        driven by its spread around the mean, not by the mean.
+    standardize_target : bool, default=True
+        Standardise each target with the weighted mean and standard
+        deviation of the ``y`` passed to ``fit`` (weights of 0 leave a sample
+        out). A constant target gets scale 1 instead of a division by zero.
+        Standardised targets make the default learning rate and
+        initialisation fit any unit of ``y``, and let a Huber ``delta`` mean
+        the same thing for every target.
+    input_shape : None or tuple, default=None
+        ``(C, H, W)`` to reshape flattened 2-D ``X``. Without it, 2-D ``X``
+        is treated as ``(N, 1, 1, n_features)``.
+    random_state : None, int or RandomState, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split: the same seed gives the same model.
+    device : "auto", "cpu", "cuda" or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available.
+    precision : {"32", "bf16", "fp16"}, default="32"
+        Mixed precision on CUDA (ignored on the CPU).
+    channels_last : bool, default=False
+        Use the channels-last memory format on CUDA (ignored on the CPU).
+    data_device_fraction : float, default=0.5
+        On CUDA the training data live on the GPU when they take less than
+        this share of its free memory, else in pinned host memory.
+    optimizer : torch optimizer class, default=torch.optim.AdamW
+    lr : float, default=1e-3
+    max_epochs : int, default=20
+    batch_size : int, default=64
+        ``-1`` trains on the full batch.
+    train_split : None, float or callable, default=None
+        ``None`` trains on all data. A float holds out that fraction, seeded
+        by ``random_state``, to report a weighted ``valid_loss``. A callable
+        such as ``skorch.dataset.ValidSplit`` is used as in skorch.
+    callbacks : None or list, default=None
+        skorch callbacks.
+    verbose : int, default=0
+        ``1`` prints skorch's epoch table.
+    warm_start : bool, default=False
+        Continue training the current network (and keep its target scaling).
+    compile : bool, default=False
+        ``torch.compile`` the module.
+    **kwargs
+        Other skorch parameters with their prefixes: ``module__*``,
+        ``criterion__*``, ``optimizer__*``, ``iterator_train__*``,
+        ``callbacks__*``.
+
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of targets.
+    target_mean_ : ndarray of shape (n_outputs_,)
+        Weighted mean of each target (zeros if ``standardize_target=False``).
+    target_scale_ : ndarray of shape (n_outputs_,)
+        Weighted standard deviation of each target, 1 for constant targets
+        (ones if ``standardize_target=False``). Predictions are
+        ``network output * target_scale_ + target_mean_``.
+    target_weight_ : None or ndarray of shape (n_outputs_,)
+        The per-target loss weights used, with mean 1.
+    input_shape_ : tuple of int
+        ``(C, H, W)`` of the training images.
+    n_features_in_ : int
+        Number of features of ``X`` as passed to ``fit``.
+    module_ : nn.Module
+        The trained network.
+    history_ : skorch.History
+        Per-epoch losses and timings.
+
+    Notes
+    -----
+    The effective sample size ``(sum w)^2 / sum w^2`` of the training weights
+    is checked before training; below 1 % of ``N``
+    (:data:`skweight.weighting.ESS_WARN_FRACTION`) a ``UserWarning`` says that
+    a handful of samples dominate. At that point a mini-batch of 64 carries
+    less than one sample's worth of information, so the gradients are mostly
+    noise; weights spanning many orders of magnitude (probabilities from 1 to
+    1e-100) usually land there.
+
+    After ``fit`` the predictions on the training data are compared with the
+    targets: when their standard deviation is below
+    :data:`COLLAPSE_STD_RATIO` (10 %) of the target's for some target, a
+    :class:`skweight.exceptions.PredictionCollapseWarning` says that the
+    network predicts the mean, and what to try.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skweight import CNNRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((200, 1, 8, 8), dtype=np.float32)
+    >>> y = X[:, 0, :4].mean(axis=(1, 2))
+    >>> reg = CNNRegressor(max_epochs=5, random_state=0).fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    _named_criteria = {"mse": MSELoss, "l1": L1Loss, "huber": HuberLoss}
+
+    def __init__(self, module=None, *, criterion="mse", target_weight=None,
+                 standardize_target=True, input_shape=None, random_state=None,
+                 device="auto", precision="32", channels_last=False,
+                 data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=1e-3,
+                 max_epochs=20, batch_size=64, train_split=None, callbacks=None,
+                 verbose=0, warm_start=False, compile=False, **kwargs):
+        super().__init__(
+            module, criterion, input_shape=input_shape, random_state=random_state,
+            device=device, precision=precision, channels_last=channels_last,
+            data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
+            max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
+            callbacks=callbacks, verbose=verbose, warm_start=warm_start,
+            compile=compile, **kwargs,
+        )
+        self.target_weight = target_weight
+        self.standardize_target = standardize_target
+
+    # -- parameter validation ---------------------------------------------
+
+    def _check_params(self):
+        super()._check_params()
+        if not isinstance(self.standardize_target, (bool, np.bool_)):
+            raise TypeError(
+                f"standardize_target must be a bool, got {self.standardize_target!r}."
+            )
+        tw = self.target_weight
+        if isinstance(tw, str):
+            if tw != "balanced":
+                raise ValueError(
+                    f"target_weight must be None, 'balanced' or an array of one "
+                    f"non-negative weight per target, got the string {tw!r}."
+                )
+        elif tw is not None and (isinstance(tw, numbers.Number) or np.ndim(tw) != 1):
+            raise ValueError(
+                f"target_weight must be None, 'balanced' or a 1-D array of one "
+                f"non-negative weight per target, got {tw!r}."
+            )
+
+    # -- fitting ----------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None, **fit_params):
+        """Train the network from scratch.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Images ``(N, C, H, W)`` or ``(N, H, W)``, or flattened
+            ``(N, C*H*W)`` with ``input_shape``. ``uint8`` is scaled to [0, 1].
+        y : array-like of shape (N,) or (N, n_targets)
+            Finite targets. 1-D ``y`` gives 1-D predictions.
+        sample_weight : None or array-like of shape (N,)
+            Non-negative weights of any magnitude (e.g. probabilities down to
+            1e-100); weight 0 leaves a sample out, integer weight k counts
+            it k times, and multiplying all weights by a constant changes
+            nothing.
+        **fit_params
+            Passed to the module's ``forward``, as in skorch.
+
+        Returns
+        -------
+        self : CNNRegressor
+        """
+        dataset = self._prepare(X, y, sample_weight, {}, reset=True)
+        return self._run_training(dataset, fit_params, "fit")
+
+    def partial_fit(self, X, y, sample_weight=None, **fit_params):
+        """Continue training (or start, on the first call) for ``max_epochs``.
+
+        The target scaling is learned on the first call and kept afterwards.
+
+        Parameters
+        ----------
+        X, y, sample_weight, **fit_params
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self : CNNRegressor
+        """
+        first = not (self.initialized_ and hasattr(self, "target_mean_"))
+        dataset = self._prepare(X, y, sample_weight, {}, reset=first)
+        return self._run_training(dataset, fit_params, "partial_fit")
+
+    def _validate_targets(self, y, n_samples, reset):
+        y, was_1d = _validate_target_array(y)
+        if len(y) != n_samples:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: "
+                f"X has {n_samples}, y has {len(y)}."
+            )
+        if reset:
+            self._target_1d_ = was_1d
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} target(s), but {type(self).__name__} was "
+                f"fitted with {self.n_outputs_}."
+            )
+        return torch.from_numpy(y)
+
+    def _element_weights(self, y, sample_weight, fit_kwargs):
+        return check_sample_weight(sample_weight, len(y))
+
+    def _prepare(self, X, y, sample_weight, fit_kwargs, reset):
+        dataset = super()._prepare(X, y, sample_weight, fit_kwargs, reset)
+        targets = dataset.y.numpy()
+        weights = None if dataset.weight is None else normalize_weights(
+            dataset.weight.numpy()
+        )
+        # The scaling belongs to the network: it is learned exactly when the
+        # network is (re)initialised, and kept when training continues.
+        fresh = (reset and not self.warm_start) or not (
+            self.initialized_ and hasattr(self, "target_mean_")
+        )
+        if fresh:
+            self._fit_target_scaling(targets, weights)
+        elif targets.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {targets.shape[1]} target(s), but the network being "
+                f"trained further has {self.n_outputs_} output(s)."
+            )
+        scaled = (targets - self.target_mean_) / self.target_scale_
+        return ArrayDataset(
+            dataset.X, torch.from_numpy(scaled.astype(np.float32)), dataset.weight
+        )
+
+    def _fit_target_scaling(self, targets, weights):
+        n_outputs = targets.shape[1]
+        mean, std = _weighted_mean_std(targets, weights)
+        scale, constant = _safe_scale(std, mean)
+        if self.standardize_target:
+            self.target_mean_, self.target_scale_ = mean, scale
+            loss_scale = np.ones(n_outputs)
+        else:
+            self.target_mean_ = np.zeros(n_outputs)
+            self.target_scale_ = np.ones(n_outputs)
+            loss_scale = scale
+        self.n_outputs_ = n_outputs
+        self.target_weight_ = self._resolve_target_weight(n_outputs, loss_scale)
+
+    def _resolve_target_weight(self, n_outputs, loss_scale):
+        tw = self.target_weight
+        if tw is None:
+            return None
+        if isinstance(tw, str):  # "balanced", checked in _check_params
+            weights = 1.0 / np.square(loss_scale)
+        else:
+            try:
+                weights = np.array(tw, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"target_weight must be an array of non-negative numbers, got "
+                    f"{tw!r}."
+                ) from exc
+            if weights.shape != (n_outputs,):
+                raise ValueError(
+                    f"target_weight has {weights.size} entries, but y has "
+                    f"{n_outputs} target(s); pass one weight per target."
+                )
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError(
+                    f"target_weight must contain finite non-negative numbers, got "
+                    f"{weights.tolist()}."
+                )
+            if not np.any(weights > 0):
+                raise ValueError(
+                    f"target_weight gives every target a weight of 0: "
+                    f"{weights.tolist()}."
+                )
+        return weights / weights.mean()
+
+    def _default_module(self, **kwargs):
+        c, h, w = self.input_shape_
+        return SmallCNN(in_channels=c, n_outputs=self.n_outputs_, image_size=(h, w),
+                        **kwargs)
+
+    def initialize_criterion(self):
+        """Instantiate the loss; refuse target weights given twice."""
+        super().initialize_criterion()
+        if (
+            getattr(self, "target_weight_", None) is not None
+            and getattr(self.criterion_, "target_weight", None) is not None
+        ):
+            raise ValueError(
+                "target_weight is set and the criterion also has a target_weight: "
+                "target weights would be applied twice. Set only the estimator's "
+                "target_weight."
+            )
+        return self
+
+    def _weighted_loss(self, y_pred, y, w):
+        y_pred = self._as_2d_output(y_pred, len(y))
+        tw = getattr(self, "target_weight_", None)
+        if tw is not None:
+            # Target weights become per-element weights, so that any loss that
+            # accepts element weights (or returns element losses) applies them.
+            tw = torch.as_tensor(tw, dtype=y.dtype, device=y.device)
+            if w is None:
+                w = torch.ones(len(y), dtype=y.dtype, device=y.device)
+            w = w.reshape(-1, 1) * tw.reshape(1, -1)
+        return super()._weighted_loss(y_pred, y, w)
+
+    def _as_2d_output(self, out, n_samples):
+        if out.ndim == 1 and self.n_outputs_ == 1:
+            return out.reshape(-1, 1)
+        if tuple(out.shape) != (n_samples, self.n_outputs_):
+            raise ValueError(
+                f"The module returned outputs of shape {tuple(out.shape)}, but "
+                f"({n_samples}, {self.n_outputs_}) was expected: one column per "
+                f"target."
+            )
+        return out
+
+    # -- collapse check ---------------------------------------------------
+
+    def _after_fit(self, dataset):
+        targets = dataset.y.numpy().astype(np.float64)
+        if len(targets) < 2:
+            return
+        weights = None if dataset.weight is None else normalize_weights(
+            dataset.weight.numpy()
+        )
+        out = self._as_2d_output(self._forward_images(dataset.X), len(targets))
+        pred = out.numpy().astype(np.float64)
+        _, pred_std = _weighted_mean_std(pred, weights)
+        mean, target_std = _weighted_mean_std(targets, weights)
+        _, constant = _safe_scale(target_std, mean)
+        ratio = np.divide(pred_std, target_std, out=np.ones_like(pred_std),
+                          where=~constant)
+        collapsed = np.flatnonzero(ratio < COLLAPSE_STD_RATIO)
+        if collapsed.size == 0:
+            return
+        which = (
+            "the target" if self.n_outputs_ == 1
+            else f"target(s) {collapsed.tolist()}"
+        )
+        warnings.warn(
+            f"The predictions on the training data barely vary for {which}: their "
+            f"standard deviation is {np.round(ratio[collapsed], 4).tolist()} times "
+            f"the targets' (threshold {COLLAPSE_STD_RATIO}), so the network "
+            f"predicts about the mean. Things to try: scale the inputs (pass "
+            f"uint8 images, or floats in [0, 1] or standardised), a smaller (or "
+            f"larger) learning rate `lr`, standardize_target=True, more "
+            f"`max_epochs`, and compare with a linear baseline such as "
+            f"sklearn.linear_model.Ridge on the flattened pixels.",
+            PredictionCollapseWarning,
+            stacklevel=3,
+        )
+
+    # -- prediction -------------------------------------------------------
+
+    def predict(self, X):
+        """Predicted targets, on the scale of the ``y`` given to ``fit``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (N,) or (N, n_targets)
+            1-D when ``fit`` got a 1-D ``y``.
+        """
+        self.check_is_fitted()
+        images = self._validate_X(X, reset=False)
+        out = self._as_2d_output(self._forward_images(images), len(images))
+        y = out.numpy().astype(np.float64) * self.target_scale_ + self.target_mean_
+        return y.ravel() if self._target_1d_ else y
+
+    def score(self, X, y, sample_weight=None):
+        """Weighted coefficient of determination R^2 of :meth:`predict`.
+
+        As :func:`sklearn.metrics.r2_score` (averaged uniformly over
+        targets); the weights are first divided by their maximum, so that
+        weights as small as 1e-300 are handled.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Images.
+        y : array-like of shape (N,) or (N, n_targets)
+        sample_weight : None or array-like of shape (N,)
+
+        Returns
+        -------
+        score : float
+        """
+        y_pred = self.predict(X)
+        sw = check_sample_weight(sample_weight, len(y_pred))
+        if sw is not None:
+            sw = sw / sw.max()
+        return float(r2_score(y, y_pred, sample_weight=sw))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = True
+        return tags

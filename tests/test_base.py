@@ -1,0 +1,260 @@
+"""The weighted-training core: weight semantics, seeding, splits, devices.
+
+The exact equivalences of design.md hold for full-batch deterministic
+training on a module without batch norm (the default SmallCNN uses
+GroupNorm); they are checked here to float32 round-off.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit
+
+from skweight import CNNClassifier
+from skweight._base import resolve_device
+from skweight.losses import FocalLoss
+
+TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))[:240]
+    X = (X[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    return X, y[idx]
+
+
+def full_batch(**kw):
+    return CNNClassifier(batch_size=-1, max_epochs=8, lr=1e-2, **{**TINY, **kw})
+
+
+def params_of(est):
+    return [p.detach().clone() for p in est.module_.parameters()]
+
+
+def assert_same_model(a, b, X, atol=2e-5):
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=atol)
+
+
+def test_scaling_all_weights_changes_nothing(digits):
+    X, y = digits
+    w = np.random.default_rng(1).uniform(0.1, 3, len(y))
+    ref = full_batch().fit(X, y, sample_weight=w)
+    for scale in (1e-200, 1e3):
+        other = full_batch().fit(X, y, sample_weight=w * scale)
+        assert_same_model(ref, other, X, atol=1e-6)
+
+
+def test_zero_weight_equals_leaving_the_sample_out(digits):
+    X, y = digits
+    w = np.ones(len(y))
+    w[::3] = 0.0
+    keep = w > 0
+    a = full_batch().fit(X, y, sample_weight=w)
+    b = full_batch().fit(X[keep], y[keep])
+    assert_same_model(a, b, X)
+
+
+def test_integer_weight_equals_repeating_the_sample(digits):
+    X, y = digits
+    k = np.random.default_rng(2).integers(1, 4, len(y))
+    a = full_batch().fit(X, y, sample_weight=k)
+    b = full_batch().fit(np.repeat(X, k, axis=0), np.repeat(y, k))
+    assert_same_model(a, b, X)
+
+
+def test_weights_are_not_ignored(digits):
+    # The equivalences above would also hold if weights were dropped; here
+    # they must change the model.
+    X, y = digits
+    w = np.where(y == 3, 50.0, 1.0)
+    a = full_batch().fit(X, y)
+    b = full_batch().fit(X, y, sample_weight=w)
+    assert np.abs(a.predict_proba(X) - b.predict_proba(X)).max() > 1e-2
+    assert b.predict_proba(X)[:, 3].mean() > a.predict_proba(X)[:, 3].mean()
+
+
+def test_same_random_state_same_model_with_minibatches(digits):
+    X, y = digits
+    make = lambda: CNNClassifier(batch_size=16, max_epochs=3, **TINY)  # noqa: E731
+    a, b = make().fit(X, y), make().fit(X, y)
+    for pa, pb in zip(params_of(a), params_of(b), strict=True):
+        assert torch.equal(pa, pb)
+    c = CNNClassifier(batch_size=16, max_epochs=3, **{**TINY, "random_state": 1}).fit(X, y)
+    assert not all(torch.equal(pa, pc) for pa, pc in
+                   zip(params_of(a), params_of(c), strict=True))
+
+
+def test_seeding_does_not_touch_global_rng(digits):
+    X, y = digits
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_minibatch_loss_is_unbiased_weighted_mean(digits):
+    # With weights normalised over the training set, the batch-size weighted
+    # mean of the batch losses is the full weighted objective.
+    X, y = digits
+    w = np.random.default_rng(3).uniform(0, 2, len(y))
+    clf = CNNClassifier(batch_size=50, max_epochs=1, lr=1e-9, **TINY)
+    clf.fit(X, y, sample_weight=w)
+    logits = clf.forward(X).double()
+    lp = torch.log_softmax(logits, 1)[torch.arange(len(y)), torch.as_tensor(
+        np.searchsorted(clf.classes_, y))]
+    full = float((-(lp.numpy()) * w).sum() / w.sum())
+    batches = clf.history[-1, "batches"]
+    sizes = np.array([b["train_batch_size"] for b in batches])
+    losses = np.array([b["train_loss"] for b in batches])
+    assert clf.history[-1, "train_loss"] == pytest.approx(
+        np.sum(sizes * losses) / sizes.sum())
+    # lr ~ 0: the epoch's loss is the objective at the initial weights.
+    assert clf.history[-1, "train_loss"] == pytest.approx(full, rel=1e-4)
+
+
+def test_validation_loss_is_weighted_and_split_is_stratified(digits):
+    X, y = digits
+    w = np.random.default_rng(4).uniform(0, 2, len(y))
+    clf = CNNClassifier(max_epochs=2, train_split=0.25, **TINY)
+    clf.fit(X, y, sample_weight=w)
+    valid_loss = clf.history[-1, "valid_loss"]
+    # Recompute the weighted validation loss from the same seeded split.
+    from sklearn.model_selection import train_test_split
+
+    _, vidx = train_test_split(np.arange(len(y)), test_size=0.25,
+                               stratify=np.searchsorted(clf.classes_, y),
+                               random_state=clf._split_seed_)
+    logp = np.log(clf.predict_proba(X[vidx]))
+    li = -logp[np.arange(len(vidx)), np.searchsorted(clf.classes_, y[vidx])]
+    assert valid_loss == pytest.approx((li * w[vidx]).sum() / w[vidx].sum(), rel=1e-4)
+    counts = np.bincount(y[vidx], minlength=10)
+    assert counts.max() - counts.min() <= 3  # stratified
+
+
+def test_skorch_validsplit_and_early_stopping_work(digits):
+    X, y = digits
+    clf = CNNClassifier(max_epochs=30, train_split=ValidSplit(4, stratified=True),
+                        callbacks=[EarlyStopping(patience=1, threshold=0.5)],
+                        **TINY)
+    clf.fit(X, y, sample_weight=np.ones(len(y)))
+    assert len(clf.history) < 30
+    assert np.isfinite(clf.history[-1, "valid_loss"])
+
+
+def test_class_weight_acts_as_focal_alpha_once(digits):
+    X, y = digits
+    cw = {k: float(k + 1) for k in range(10)}
+    clf = CNNClassifier(criterion="focal", class_weight=cw, batch_size=-1,
+                        max_epochs=1, lr=1e-9, **TINY).fit(X, y)
+    alpha = torch.tensor([cw[k] for k in range(10)])
+    logits = clf.forward(X)
+    target = torch.as_tensor(y)
+    ref = FocalLoss(alpha=alpha, reduction="sum")(logits, target)
+    # Normalised weights: alpha_y / mean(alpha_y) over the training set.
+    expected = float(ref) / float(alpha[target].sum())
+    assert clf.history[-1, "train_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_class_weight_with_criterion_alpha_is_refused(digits):
+    X, y = digits
+    clf = CNNClassifier(criterion="focal", class_weight="balanced",
+                        criterion__alpha=np.ones(10), max_epochs=1, **TINY)
+    with pytest.raises(ValueError, match="applied twice"):
+        clf.fit(X, y)
+
+
+def test_user_torch_loss_gets_weights_through_reduction_none(digits):
+    X, y = digits
+    crit = torch.nn.CrossEntropyLoss()  # reduction="mean" on the user's object
+    w = np.where(y == 0, 0.0, 1.0)
+    clf = full_batch(criterion=crit).fit(X, y, sample_weight=w)
+    ref = full_batch().fit(X, y, sample_weight=w)
+    assert crit.reduction == "mean"  # not mutated
+    assert_same_model(clf, ref, X)
+
+
+def test_scalar_loss_with_weights_is_refused(digits):
+    X, y = digits
+
+    class ScalarLoss(torch.nn.Module):
+        def forward(self, logits, target):
+            return torch.nn.functional.cross_entropy(logits, target)
+
+    CNNClassifier(criterion=ScalarLoss, max_epochs=1, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match="cannot apply sample or class weights"):
+        CNNClassifier(criterion=ScalarLoss, max_epochs=1, **TINY).fit(
+            X, y, sample_weight=np.ones(len(y)))
+
+
+def test_resolve_device():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("tpu-ish")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_device_auto_param_survives_fit_and_pickle(digits):
+    X, y = digits
+    clf = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    assert clf.device == "auto"
+    assert clf.get_params()["device"] == "auto"
+    again = pickle.loads(pickle.dumps(clf))
+    assert again.device == "auto" and again.device_ == clf.device_
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X))
+
+
+def test_warm_start_and_partial_fit_continue_training(digits):
+    X, y = digits
+    clf = CNNClassifier(max_epochs=2, warm_start=True, **TINY).fit(X, y)
+    first = params_of(clf)
+    clf.fit(X, y)
+    assert len(clf.history) == 4
+    assert not all(torch.equal(a, b) for a, b in zip(first, params_of(clf), strict=True))
+    pf = CNNClassifier(max_epochs=1, **TINY)
+    pf.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))
+    np.testing.assert_array_equal(pf.classes_, np.arange(10))
+    pf.partial_fit(X, y)
+    assert len(pf.history) == 2
+    with pytest.raises(ValueError, match="labels not seen in fit"):
+        pf.partial_fit(X[:5], np.array([0, 1, 2, 3, 99]))
+
+
+def test_criterion_and_hyperparameter_validation(digits):
+    X, y = digits
+    bad = [
+        (dict(criterion="hinge"), ValueError, "criterion='hinge' is not a known loss"),
+        (dict(criterion=3), TypeError, "criterion must be"),
+        (dict(precision="16"), ValueError, "precision must be one of"),
+        (dict(batch_size=0), ValueError, "batch_size must be"),
+        (dict(max_epochs=-1), ValueError, "max_epochs"),
+        (dict(lr=0.0), ValueError, "lr must be"),
+        (dict(train_split=1.5), ValueError, "train_split must be"),
+        (dict(random_state="x"), ValueError, "random_state"),
+        (dict(data_device_fraction=2.0), ValueError, "data_device_fraction"),
+        (dict(channels_last="yes"), TypeError, "channels_last"),
+        (dict(input_shape=(1, 0, 8)), ValueError, "input_shape"),
+    ]
+    for params, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            CNNClassifier(**{**TINY, **params}).fit(X, y)
+
+
+def test_precision_and_channels_last_are_ignored_on_cpu(digits):
+    if torch.cuda.is_available():
+        pytest.skip("CPU behaviour")
+    X, y = digits
+    a = CNNClassifier(max_epochs=1, precision="bf16", channels_last=True, **TINY).fit(X, y)
+    b = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X))

@@ -1,0 +1,270 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.class_weight import compute_class_weight as sk_compute_class_weight
+
+from skweight import CNNClassifier
+
+TINY = dict(module__channels=(4,), module__hidden_units=16, max_epochs=2, random_state=0)
+
+# Checks that cannot hold for this estimator, each with the reason.
+EXPECTED_FAILED_CHECKS = {
+    "check_no_attributes_set_in_init": (
+        "skorch's NeuralNet.__init__ creates history_, initialized_ and "
+        "virtual_params_; they do not affect get_params, clone or fitting."
+    ),
+    "check_do_not_raise_errors_in_init_or_set_params": (
+        "skorch's set_params re-initialises callbacks immediately, so an "
+        "invalid `callbacks` value raises in set_params rather than in fit."
+    ),
+    "check_sample_weight_equivalence_on_dense_data": (
+        "Weighted and repeated samples give the same model only up to "
+        "float32 round-off (~1e-7 relative), above this check's rtol=1e-7; "
+        "tests/test_base.py proves the equivalence at float32 tolerance."
+    ),
+}
+
+
+@parametrize_with_checks(
+    [CNNClassifier(max_epochs=5, random_state=0)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X.reshape(-1, 1, 8, 8) / 16.0, y, test_size=0.3,
+                            random_state=0, stratify=y)
+
+
+def test_default_settings_learn_digits(digits):
+    Xtr, Xte, ytr, yte = digits
+    clf = CNNClassifier(random_state=0).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) > 0.95
+
+
+def make_shapes(n, size=32, seed=0):
+    """Noisy 32x32 scenes of a square, a plus or a ring at random places."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    X = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    for i in range(n):
+        cy, cx = rng.integers(7, size - 7, 2)
+        if y[i] == 0:
+            m = (abs(yy - cy) <= 4) & (abs(xx - cx) <= 4)
+        elif y[i] == 1:
+            m = ((abs(yy - cy) <= 1) & (abs(xx - cx) <= 5)) | (
+                (abs(xx - cx) <= 1) & (abs(yy - cy) <= 5))
+        else:
+            r = np.hypot(yy - cy, xx - cx)
+            m = (r >= 3) & (r <= 5)
+        X[i, 0][m] += 1.0
+    return X, y
+
+
+def test_default_settings_learn_32x32_scenes():
+    X, y = make_shapes(600)
+    clf = CNNClassifier(random_state=0, max_epochs=10).fit(X[:450], y[:450])
+    assert clf.score(X[450:], y[450:]) > 0.9
+
+
+def test_string_and_noncontiguous_labels(digits):
+    Xtr, Xte, ytr, yte = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                      "eight", "nine"])
+    clf = CNNClassifier(**TINY).fit(Xtr, names[ytr])
+    assert set(clf.classes_) == set(names)
+    assert clf.predict(Xte).dtype.kind == "U"
+    proba = clf.predict_proba(Xte)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(Xte), clf.classes_[proba.argmax(1)])
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(Xte)), proba, atol=1e-12)
+    sparse_labels = ytr * 10 + 5
+    clf = CNNClassifier(**TINY).fit(Xtr, sparse_labels)
+    np.testing.assert_array_equal(clf.classes_, np.arange(10) * 10 + 5)
+
+
+def test_binary_problem(digits):
+    Xtr, Xte, ytr, yte = digits
+    mtr, mte = ytr < 2, yte < 2
+    clf = CNNClassifier(random_state=0, max_epochs=5).fit(Xtr[mtr], ytr[mtr] == 1)
+    assert clf.predict_proba(Xte[mte]).shape == (mte.sum(), 2)
+    assert clf.score(Xte[mte], yte[mte] == 1) > 0.95
+
+
+def test_score_is_weighted_accuracy(digits):
+    Xtr, Xte, ytr, yte = digits
+    clf = CNNClassifier(**TINY).fit(Xtr, ytr)
+    w = np.random.default_rng(0).uniform(0, 1, len(yte))
+    assert clf.score(Xte, yte, sample_weight=w) == pytest.approx(
+        accuracy_score(yte, clf.predict(Xte), sample_weight=w))
+
+
+def test_class_weight_balanced_and_fit_override(digits):
+    Xtr, _, ytr, _ = digits
+    clf = CNNClassifier(class_weight="balanced", **TINY).fit(Xtr, ytr)
+    ref = sk_compute_class_weight("balanced", classes=np.arange(10), y=ytr)
+    np.testing.assert_allclose(clf.class_weight_, ref)
+    clf.fit(Xtr, ytr, class_weight={3: 5.0})
+    expected = np.ones(10)
+    expected[3] = 5.0
+    np.testing.assert_array_equal(clf.class_weight_, expected)
+    assert clf.class_weight == "balanced"  # the parameter is untouched
+    clf.fit(Xtr, ytr)
+    np.testing.assert_allclose(clf.class_weight_, ref)
+    assert CNNClassifier(**TINY).fit(Xtr, ytr).class_weight_ is None
+
+
+def test_class_weight_helps_a_rare_class(digits):
+    # A class cut to a handful of samples is recalled more often when it is
+    # weighted up (fixed budget of epochs; see the demo for the subtlety).
+    Xtr, Xte, ytr, yte = digits
+    rng = np.random.default_rng(0)
+    rare = np.flatnonzero(ytr == 8)
+    drop = rng.choice(rare, len(rare) - 5, replace=False)
+    keep = np.setdiff1d(np.arange(len(ytr)), drop)
+    recalls = {}
+    for cw in (None, "balanced"):
+        clf = CNNClassifier(class_weight=cw, random_state=0, max_epochs=8)
+        clf.fit(Xtr[keep], ytr[keep])
+        recalls[cw] = (clf.predict(Xte[yte == 8]) == 8).mean()
+    assert recalls["balanced"] > recalls[None] + 0.1
+
+
+@pytest.mark.parametrize("criterion", ["cross_entropy", "focal"])
+def test_uint8_images_and_flattened_input_shape(digits, criterion):
+    Xtr, Xte, ytr, yte = digits
+    X8 = (Xtr * 255).astype(np.uint8)
+    X8_before = X8.copy()
+    flat = CNNClassifier(input_shape=(1, 8, 8), criterion=criterion, **TINY).fit(
+        X8.reshape(len(X8), -1), ytr)
+    images = CNNClassifier(criterion=criterion, **TINY).fit(X8, ytr)
+    np.testing.assert_array_equal(X8, X8_before)
+    np.testing.assert_allclose(
+        flat.predict_proba(X8.reshape(len(X8), -1)), images.predict_proba(X8), atol=1e-6)
+    assert flat.n_features_in_ == 64 and images.n_features_in_ == 64
+    assert flat.input_shape_ == (1, 8, 8)
+
+
+def test_torch_tensor_input_and_float64(digits):
+    Xtr, _, ytr, _ = digits
+    a = CNNClassifier(**TINY).fit(torch.as_tensor(Xtr), torch.as_tensor(ytr))
+    b = CNNClassifier(**TINY).fit(Xtr.astype(np.float64), ytr)
+    np.testing.assert_allclose(a.predict_proba(Xtr[:20]), b.predict_proba(Xtr[:20]),
+                               atol=1e-6)
+
+
+def test_callers_arrays_are_not_modified(digits):
+    Xtr, _, ytr, _ = digits
+    X = Xtr.astype(np.float32)
+    y = ytr.copy()
+    w = np.random.default_rng(0).uniform(0, 2, len(y))
+    copies = [X.copy(), y.copy(), w.copy()]
+    clf = CNNClassifier(class_weight="balanced", **TINY).fit(X, y, sample_weight=w)
+    clf.predict(X)
+    clf.score(X, y, sample_weight=w)
+    for before, after in zip(copies, (X, y, w), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_default_network_is_configurable(digits):
+    Xtr, _, ytr, _ = digits
+    clf = CNNClassifier(module__channels=(3, 5), module__hidden_units=7,
+                        max_epochs=1).fit(Xtr, ytr)
+    convs = [m for m in clf.module_.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [3, 3, 5, 5]
+    clf.set_params(module__hidden_units=9)
+    assert clf.module_.head[1].out_features == 9
+
+
+def test_user_module_class_and_instance(digits):
+    Xtr, Xte, ytr, yte = digits
+
+    class Linear(torch.nn.Module):
+        def __init__(self, n_classes=10):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, n_classes)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    clf = CNNClassifier(module=Linear, random_state=0, max_epochs=10, lr=1e-2)
+    assert clf.fit(Xtr, ytr).score(Xte, yte) > 0.85
+    instance = Linear()
+    clf = CNNClassifier(module=instance, max_epochs=1).fit(Xtr, ytr)
+    assert clf.module_ is instance
+    # clone deep-copies a module instance: a grid search must not train the
+    # same object in every fold.
+    cloned = clone(clf).module
+    assert isinstance(cloned, Linear) and cloned is not instance
+
+
+def test_predict_before_fit():
+    with pytest.raises(NotFittedError):
+        CNNClassifier().predict(np.zeros((2, 1, 8, 8)))
+
+
+@pytest.mark.parametrize(
+    "X_mod, y_mod, fit_kw, exc, match",
+    [
+        (lambda X: np.where(X > 0.5, np.nan, X), None, {}, ValueError, "NaN"),
+        (lambda X: np.where(X > 0.5, np.inf, X), None, {}, ValueError, "infinity"),
+        (None, None, {"sample_weight": "neg"}, ValueError, "negative"),
+        (None, None, {"sample_weight": "nan"}, ValueError, "NaN"),
+        (None, None, {"sample_weight": "inf"}, ValueError, "infinity"),
+        (None, None, {"sample_weight": "zero"}, ValueError, "only zero weights"),
+        (None, None, {"sample_weight": "short"}, ValueError, r"sample_weight.shape"),
+        (None, lambda y: y[:-1], {}, ValueError, "inconsistent numbers of samples"),
+        (None, lambda y: np.zeros_like(y), {}, ValueError, "only one class"),
+        (None, None, {"class_weight": {42: 1.0}}, ValueError, r"labels \[42\]"),
+        (None, None, {"class_weight": "balance"}, ValueError, "'balanced'"),
+        (lambda X: X[:, 0, 0, 0], None, {}, ValueError, "got 1-D X"),
+        (lambda X: X.astype(str), None, {}, TypeError, "must be numeric"),
+        (None, lambda y: y + 0.5, {}, ValueError, "Unknown label type"),
+    ],
+)
+def test_bad_fit_input(digits, X_mod, y_mod, fit_kw, exc, match):
+    Xtr, _, ytr, _ = digits
+    X = X_mod(Xtr) if X_mod else Xtr
+    y = y_mod(ytr) if y_mod else ytr
+    weights = {
+        "neg": -np.ones(len(ytr)), "nan": np.full(len(ytr), np.nan),
+        "inf": np.full(len(ytr), np.inf), "zero": np.zeros(len(ytr)),
+        "short": np.ones(len(ytr) - 1),
+    }
+    if "sample_weight" in fit_kw:
+        fit_kw = {"sample_weight": weights[fit_kw["sample_weight"]]}
+    with pytest.raises(exc, match=match):
+        CNNClassifier(**TINY).fit(X, y, **fit_kw)
+
+
+def test_bad_predict_input(digits):
+    Xtr, _, ytr, _ = digits
+    clf = CNNClassifier(**TINY).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match=r"3 channel\(s\).*fitted with 1"):
+        clf.predict(np.zeros((2, 3, 8, 8)))
+    with pytest.raises(ValueError, match="fitted on images of shape"):
+        clf.predict(np.zeros((2, 1, 9, 9)))
+    flat = CNNClassifier(input_shape=(1, 8, 8), **TINY).fit(Xtr.reshape(len(Xtr), -1), ytr)
+    with pytest.raises(ValueError, match="X has 60 features, but CNNClassifier is expecting"):
+        flat.predict(np.zeros((2, 60)))
+    with pytest.raises(ValueError, match="does not match input_shape"):
+        CNNClassifier(input_shape=(1, 7, 7), **TINY).fit(Xtr.reshape(len(Xtr), -1), ytr)
+
+
+def test_imbalanced_weights_warn_about_effective_sample_size(digits):
+    Xtr, _, ytr, _ = digits
+    w = np.full(len(ytr), 1e-80)
+    w[:3] = 1.0
+    with pytest.warns(UserWarning, match="effective sample size"):
+        CNNClassifier(**TINY).fit(Xtr, ytr, sample_weight=w)

@@ -1,0 +1,110 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from skweight._data import check_images, check_input_shape, to_numpy_1d
+
+
+def test_four_three_and_two_dimensional_inputs():
+    rng = np.random.default_rng(0)
+    x4 = rng.random((5, 3, 4, 6))
+    img, shape = check_images(x4)
+    assert img.shape == (5, 3, 4, 6) and img.dtype == torch.float32
+    assert shape == (5, 3, 4, 6)
+    np.testing.assert_allclose(img.numpy(), x4.astype(np.float32))
+
+    img, _ = check_images(rng.random((5, 4, 6)))
+    assert img.shape == (5, 1, 4, 6)
+
+    img, _ = check_images(rng.random((5, 7)))
+    assert img.shape == (5, 1, 1, 7)
+
+    flat = x4.reshape(5, -1)
+    img, shape = check_images(flat, input_shape=(3, 4, 6))
+    assert shape == (5, 72)
+    np.testing.assert_allclose(img.numpy(), x4.astype(np.float32))
+
+
+def test_uint8_scaled_and_tensor_and_dataframe_inputs():
+    x = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    img, _ = check_images(x)
+    np.testing.assert_allclose(img.numpy().ravel(), [0, 1, 0.2, 0.4], rtol=1e-6)
+    img, _ = check_images(torch.from_numpy(x))
+    np.testing.assert_allclose(img.numpy().ravel(), [0, 1, 0.2, 0.4], rtol=1e-6)
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    img, _ = check_images(df)
+    assert img.shape == (2, 1, 1, 2)
+
+
+def test_callers_array_is_never_written():
+    x = np.random.default_rng(0).random((4, 1, 3, 3)).astype(np.float32)
+    before = x.copy()
+    img, _ = check_images(x)
+    # Shared memory is fine, but skweight itself never writes into it.
+    assert np.shares_memory(img.numpy(), x)
+    np.testing.assert_array_equal(x, before)
+    x8 = np.arange(9, dtype=np.uint8).reshape(1, 3, 3)
+    check_images(x8)
+    assert x8.dtype == np.uint8 and x8[0, 2, 2] == 8
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, exc, match",
+    [
+        (np.zeros(5), {}, ValueError, r"got 1-D X of shape \(5,\)"),
+        (np.zeros((2, 1, 2, 2, 2, 2)), {}, ValueError, "got 6-D"),
+        (np.zeros((0, 3)), {}, ValueError, "0 sample"),
+        (np.zeros((3, 0)), {}, ValueError, "0 feature"),
+        (np.array([[1.0, np.nan]]), {}, ValueError, "NaN or infinity"),
+        (np.array([[1.0, np.inf]]), {}, ValueError, "NaN or infinity"),
+        (np.array([[1e300, 1.0]]), {}, ValueError, "too large for float32"),
+        (np.array([["a", "b"]]), {}, TypeError, "must be numeric"),
+        (np.array([[1 + 1j]]), {}, ValueError, "Complex data not supported"),
+        (sp.csr_matrix(np.eye(3)), {}, TypeError, "Sparse data"),
+        (np.zeros((2, 10)), {"input_shape": (1, 3, 3)}, ValueError,
+         r"10 features per sample.*input_shape=\(1, 3, 3\)"),
+        (np.zeros((2, 1, 4, 4)), {"input_shape": (1, 3, 3)}, ValueError,
+         "does not match input_shape"),
+        (np.zeros((2, 2, 3, 3)), {"expected_shape": (1, 3, 3)}, ValueError,
+         r"2 channel\(s\), but the estimator was fitted with 1"),
+        (np.zeros((2, 1, 4, 4)), {"expected_shape": (1, 3, 3)}, ValueError,
+         "fitted on images of shape"),
+        (np.zeros((2, 5)), {"n_features": 4, "estimator_name": "Est"}, ValueError,
+         "X has 5 features, but Est is expecting 4 features"),
+    ],
+)
+def test_bad_inputs(X, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        check_images(X, **kwargs)
+
+
+def test_spatial_mismatch_allowed_for_fully_convolutional():
+    img, _ = check_images(np.zeros((2, 1, 4, 4)), expected_shape=(1, 3, 3),
+                          match_spatial=False)
+    assert img.shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, None), ((3, 8, 8), (3, 8, 8)), ((8, 8), (1, 8, 8)), ([2, 4, 5], (2, 4, 5))],
+)
+def test_check_input_shape(value, expected):
+    assert check_input_shape(value) == expected
+
+
+@pytest.mark.parametrize("value", [(0, 8, 8), (8,), (1, 2, 3, 4), (1.5, 2, 2), "abc", 5])
+def test_check_input_shape_errors(value):
+    with pytest.raises((ValueError, TypeError), match="input_shape"):
+        check_input_shape(value)
+
+
+def test_to_numpy_1d():
+    from sklearn.exceptions import DataConversionWarning
+
+    np.testing.assert_array_equal(to_numpy_1d(torch.tensor([1, 2])), [1, 2])
+    with pytest.warns(DataConversionWarning):
+        assert to_numpy_1d(np.zeros((3, 1))).shape == (3,)
+    with pytest.raises(ValueError, match=r"1-D of shape \(n_samples,\)"):
+        to_numpy_1d(np.zeros((3, 2)))
