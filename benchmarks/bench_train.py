@@ -44,6 +44,7 @@ Usage::
 """
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -65,6 +66,10 @@ from skweight.nets import SmallCNN
 N_CLASSES = 10
 LR = 1e-3
 CONTENDERS = ("raw", "skorch", "skweight", "skweight-w")
+# "process" (CPU time of the process) is steadier than wall time on a machine
+# shared with other jobs, as long as torch uses one thread (more threads
+# count their spin-waits too).
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
 
 # -- data --------------------------------------------------------------------
@@ -206,6 +211,12 @@ def make_contender(name, args, device, batch_size, epochs, size, w):
                        weighted=name == "skweight-w", w=w)
 
 
+def n_parameters(net):
+    module = {RawLoop: lambda n: n.model_, SkorchNet: lambda n: n.net.module_,
+              SkweightNet: lambda n: n.clf.module_}[type(net)](net)
+    return sum(p.numel() for p in module.parameters())
+
+
 # -- timing ------------------------------------------------------------------
 
 
@@ -214,12 +225,12 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device):
+def timed(fn, device, clock=time.perf_counter):
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def bench_config(args, device, size, batch_size, n_samples, epochs):
@@ -230,13 +241,17 @@ def bench_config(args, device, size, batch_size, n_samples, epochs):
     for net in nets.values():  # warm-up: one epoch, not timed
         net.fit(X, y, epochs=1)
         net.predict_proba(X)
+    sizes = {name: n_parameters(net) for name, net in nets.items()}
+    if len(set(sizes.values())) != 1:
+        raise RuntimeError(f"The contenders train different networks: {sizes}")
     train = {name: [] for name in nets}
     pred = {name: [] for name in nets}
+    clock = CLOCKS[args.clock]
     for _ in range(args.repeats):
         for name, net in nets.items():
-            train[name].append(timed(lambda net=net: net.fit(X, y), device))
+            train[name].append(timed(lambda net=net: net.fit(X, y), device, clock))
         for name, net in nets.items():
-            pred[name].append(timed(lambda net=net: net.predict_proba(X), device))
+            pred[name].append(timed(lambda net=net: net.predict_proba(X), device, clock))
     rows = []
     for name in nets:
         t_fit, t_pred = min(train[name]), min(pred[name])
@@ -273,6 +288,15 @@ def memory_child(args):
     X, y, w = make_data(args.mem_samples, args.mem_size)
     net = make_contender(args.memory_child, args, device, args.mem_batch,
                          args.mem_epochs_child, args.mem_size, w)
+    # Warm-up on a few batches, so that lazily loaded kernels and libraries,
+    # thread pools and allocator caches do not count as the data's memory.
+    k = min(len(X), 4 * args.mem_batch)
+    warm = make_contender(args.memory_child, args, device, args.mem_batch, 1,
+                          args.mem_size, w[:k])
+    warm.fit(X[:k], y[:k])
+    warm.predict_proba(X[:k])
+    del warm
+    gc.collect()
     before = _rss_kib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as fh:
@@ -347,7 +371,8 @@ def print_header(args, device):
           f"; channels_last={args.channels_last}")
     if hasattr(os, "getloadavg"):
         print("load average at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
-    print(f"timings: min of {args.repeats} interleaved rounds after one warm-up run; "
+    print(f"clock: {args.clock}; timings: min of {args.repeats} interleaved rounds "
+          f"after one warm-up run; "
           f"'x raw' = time / raw loop's time (min), 'med' = median of per-round ratios")
 
 
@@ -362,7 +387,8 @@ def print_table(rows):
         if last is not None and key != last:
             print()
         last = key
-        print(f"{r['size']:>3}x{r['size']:<2} {r['batch']:>5} {r['n']:>6} {r['epochs']:>3}  "
+        size = f"{r['size']}x{r['size']}"
+        print(f"{size:>6} {r['batch']:>5} {r['n']:>6} {r['epochs']:>3}  "
               f"{r['contender']:<11}{r['train_sps']:>10.0f} {r['train_ratio']:>7.3f} "
               f"{r['train_ratio_med']:>6.3f}  {r['pred_sps']:>10.0f} "
               f"{r['pred_ratio']:>7.3f}")
@@ -415,6 +441,8 @@ def parse_args(argv=None):
                    help="timed epochs per size, e.g. 16=2,64=1 (CPU default)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (min-of-N)")
     p.add_argument("--threads", type=int, default=cores, help="torch.set_num_threads")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall time, or process CPU time (noisy machines, --threads 1)")
     p.add_argument("--fp32", action="store_true", help="no bf16 on CUDA")
     p.add_argument("--channels-last", action="store_true",
                    help="channels_last for raw and skweight (CUDA only in skweight)")

@@ -19,11 +19,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_tensor
 
 from ._data import check_images, check_input_shape
-from ._loader import ArrayDataset, BatchIterator
+from ._loader import ArrayDataset, BatchIterator, ShuffleSampler
 from .weighting import normalize_weights, warn_if_small_ess
 
 __all__ = ["BaseCNN", "resolve_device"]
@@ -32,6 +33,8 @@ _PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # iterator_* settings the slicing iterator understands; any other one (a
 # sampler, workers, a collate_fn...) sends the data through a DataLoader.
 _FAST_ITERATOR_KEYS = {"batch_size", "shuffle", "drop_last"}
+# Prediction outputs wait on the device until this much has gathered.
+_OUTPUT_CHUNK_BYTES = 256 * 2**20
 
 
 def resolve_device(device):
@@ -353,7 +356,7 @@ class BaseCNN(NeuralNet):
         train, valid = self._split(X, **fit_params)
         train = self._place(self._normalise(train, warn=True))
         if valid is not None:
-            valid = self._place(self._normalise(valid, warn=False))
+            valid = self._place(self._normalise(valid, warn=False), training=False)
         return train, valid
 
     def _split(self, dataset, **split_params):
@@ -398,9 +401,14 @@ class BaseCNN(NeuralNet):
         w = normalize_weights(w)
         return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
 
-    def _place(self, dataset):
-        """On CUDA, keep the data on the GPU if it fits, else pin it."""
-        if not isinstance(dataset, ArrayDataset) or self.device_.type != "cuda":
+    def _place(self, dataset, training=True):
+        """On CUDA, keep the data on the GPU if it fits, else pin it.
+
+        Only for the slicing iterator: a DataLoader indexes the data on the
+        host (possibly in worker processes) and pins batches itself when
+        asked to (``iterator_train__pin_memory=True``).
+        """
+        if self.device_.type != "cuda" or not self._fast_path(dataset, training):
             return dataset
         free, _ = torch.cuda.mem_get_info(self.device_)
         if dataset.nbytes <= self.data_device_fraction * free:
@@ -419,13 +427,8 @@ class BaseCNN(NeuralNet):
         generator = None
         if shuffle:
             generator = torch.Generator().manual_seed(self._shuffle_seed_)
-        fast = (
-            isinstance(dataset, ArrayDataset)
-            and iterator is torch.utils.data.DataLoader
-            and set(kwargs) <= _FAST_ITERATOR_KEYS
-        )
         epoch_indices = self._epoch_indices(dataset) if training else None
-        if fast:
+        if self._fast_path(dataset, training):
             return BatchIterator(
                 dataset, batch_size, shuffle=shuffle, generator=generator,
                 device=self.device_, drop_last=kwargs.get("drop_last", False),
@@ -436,12 +439,32 @@ class BaseCNN(NeuralNet):
                 "Per-epoch resampling needs the in-memory data path; remove the "
                 "iterator_train__* settings that require a DataLoader."
             )
-        kwargs = {**kwargs, "batch_size": batch_size}
-        if iterator is torch.utils.data.DataLoader and "sampler" not in kwargs:
-            kwargs.setdefault("shuffle", shuffle)
-            if shuffle:
+        if "batch_sampler" not in kwargs:
+            kwargs = {**kwargs, "batch_size": batch_size}
+        if iterator is torch.utils.data.DataLoader and not (
+            {"sampler", "batch_sampler"} & set(kwargs)
+        ):
+            kwargs["shuffle"] = shuffle
+            if shuffle and "generator" not in kwargs and isinstance(dataset, ArrayDataset):
+                # The same permutations as the slicing iterator: switching
+                # paths (e.g. to use workers) does not change the model.
+                kwargs["shuffle"] = False
+                kwargs["sampler"] = ShuffleSampler(len(dataset), generator)
+            elif shuffle:
                 kwargs.setdefault("generator", generator)
         return iterator(dataset, **kwargs)
+
+    def _fast_path(self, dataset, training):
+        """Whether batches come from the slicing iterator (no DataLoader)."""
+        if training:
+            iterator, prefix = self.iterator_train, "iterator_train"
+        else:
+            iterator, prefix = self.iterator_valid, "iterator_valid"
+        return (
+            isinstance(dataset, ArrayDataset)
+            and iterator is torch.utils.data.DataLoader
+            and set(self.get_params_for(prefix)) <= _FAST_ITERATOR_KEYS
+        )
 
     def _epoch_indices(self, dataset):
         """Rows of each training epoch: None (every row once) or a callable
@@ -449,27 +472,60 @@ class BaseCNN(NeuralNet):
         return None
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        """One pass over the data; batch losses are read back once per epoch.
+        """One pass over the data.
 
         skorch calls ``loss.item()`` after every batch, which on a GPU waits
-        for the batch to finish; here the losses stay on the device until
-        the epoch ends.
+        for the batch to finish. Off the CPU, and unless a callback listens
+        to ``on_batch_end`` (and may read the batch loss there), the losses
+        stay on the device and are read back once, when the epoch ends.
         """
         if iterator is None:
             return
+        # Once per epoch, not per batch: nn.Module.train() walks every
+        # submodule, about 0.1 ms for the default network (see _ensure_mode).
+        self._set_training(training)
+        lazy = self.device_.type != "cpu" and not self._listens_to_batch_end()
+        record = self.history.record_batch
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
         losses = []
+        count = 0
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            losses.append(step["loss"].detach())
-            self.history.record_batch(prefix + "_batch_size", _batch_len(batch))
+            count += 1
+            if lazy:
+                losses.append(step["loss"].detach())
+            else:
+                record(loss_key, step["loss"].item())
+            record(size_key, _batch_len(batch))
             self.notify("on_batch_end", batch=batch, training=training, **step)
         if losses:
             values = torch.stack([v.float() for v in losses]).cpu().tolist()
             batches = self.history[-1]["batches"][-len(values):]
-            for record, value in zip(batches, values, strict=True):
-                record[prefix + "_loss"] = value
-        self.history.record(prefix + "_batch_count", len(losses))
+            for batch_record, value in zip(batches, values, strict=True):
+                batch_record[loss_key] = value
+        self.history.record(prefix + "_batch_count", count)
+
+    def _listens_to_batch_end(self):
+        """Whether the net or a callback overrides ``on_batch_end``."""
+        if type(self).on_batch_end is not NeuralNet.on_batch_end:
+            return True
+        return any(
+            type(cb).on_batch_end is not Callback.on_batch_end
+            for _, cb in self.callbacks_
+        )
+
+    def _ensure_mode(self, training):
+        """Put modules and criteria in train or eval mode if they are not.
+
+        Only the top-level flags are read, so this costs a few attribute
+        reads where ``_set_training`` walks every submodule.
+        """
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                self._set_training(training)
+                return
 
     # -- steps ------------------------------------------------------------
 
@@ -486,14 +542,18 @@ class BaseCNN(NeuralNet):
 
     def infer(self, x, **fit_params):
         """Forward a batch through the module on the resolved device."""
-        x = to_tensor(x, device=self.device_)
+        if isinstance(x, torch.Tensor):
+            # A no-op when the batch is already there (the usual case).
+            x = x.to(self.device_, non_blocking=True)
+        else:
+            x = to_tensor(x, device=self.device_)
         if self.channels_last and self.device_.type == "cuda" and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.module_(x, **fit_params)
 
     def train_step_single(self, batch, **fit_params):
         """Forward, weighted loss and backward pass for one batch."""
-        self._set_training(True)
+        self._ensure_mode(True)
         Xi, yi = unpack_data(batch)
         with self._autocast():
             y_pred = self.infer(Xi, **fit_params)
@@ -522,7 +582,7 @@ class BaseCNN(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         """Weighted loss on a validation batch, without gradients."""
-        self._set_training(False)
+        self._ensure_mode(False)
         Xi, yi = unpack_data(batch)
         with torch.no_grad(), self._autocast():
             y_pred = self.infer(Xi, **fit_params)
@@ -533,8 +593,8 @@ class BaseCNN(NeuralNet):
         """Module output for a batch, in float32."""
         self.check_is_fitted()
         Xi, _ = unpack_data(batch)
+        self._ensure_mode(training)
         with torch.set_grad_enabled(training), self._autocast():
-            self._set_training(training)
             out = self.infer(Xi)
         return out.float() if torch.is_floating_point(out) else out
 
@@ -582,9 +642,26 @@ class BaseCNN(NeuralNet):
     # -- prediction -------------------------------------------------------
 
     def _forward_images(self, images):
-        """Module outputs for validated images, as a float32 CPU tensor."""
-        dataset = self._place(ArrayDataset(images))
-        return self.forward(dataset)
+        """Module outputs for validated images, as a float32 CPU tensor.
+
+        Unlike skorch's ``forward``, outputs are not copied to the CPU batch
+        by batch (each copy waits for the GPU): they are gathered where the
+        data are and copied in large chunks.
+        """
+        dataset = self._place(ArrayDataset(images), training=False)
+        iterator = self.get_iterator(dataset, training=False)
+        self._set_training(False)
+        on_host, pending, pending_bytes = [], [], 0
+        for batch in iterator:
+            out = self.evaluation_step(batch, training=False)
+            pending.append(out)
+            pending_bytes += out.element_size() * out.nelement()
+            if pending_bytes >= _OUTPUT_CHUNK_BYTES:
+                on_host.append(torch.cat(pending).cpu())
+                pending, pending_bytes = [], 0
+        if pending:
+            on_host.append(torch.cat(pending).cpu())
+        return on_host[0] if len(on_host) == 1 else torch.cat(on_host)
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         """Raise ``NotFittedError`` unless ``fit`` has run."""
@@ -626,7 +703,7 @@ class BaseCNN(NeuralNet):
 
 def _batch_len(batch):
     X = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return len(X)
+    return X.shape[0] if isinstance(X, torch.Tensor) else len(X)
 
 
 def _as_array_dataset(ds):

@@ -168,7 +168,10 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
     if isinstance(arr, np.ndarray) and arr.dtype.kind == "O":
         arr = arr.astype(np.float64)
     images = _to_float_tensor(arr)
-    if not bool(torch.isfinite(images).all()):
+    # A sum is NaN or inf whenever an element is, and reducing is ~50x faster
+    # than torch.isfinite on the CPU; only an overflowing sum of finite
+    # values needs the element-wise check.
+    if not (bool(torch.isfinite(images.sum())) or bool(torch.isfinite(images).all())):
         raise ValueError(
             f"Input {name} contains NaN or infinity (or values too large for "
             f"float32)."

@@ -12,7 +12,7 @@ import math
 import torch
 from skorch.dataset import Dataset as SkorchDataset
 
-__all__ = ["ArrayDataset", "BatchIterator"]
+__all__ = ["ArrayDataset", "BatchIterator", "ShuffleSampler"]
 
 
 class ArrayDataset(SkorchDataset):
@@ -108,40 +108,53 @@ class BatchIterator:
             n = len(self.epoch_indices)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def _needs_copy(self, t):
+        # torch.device("cuda") has no index while tensors report "cuda:0".
+        target = self.device
+        return t.device.type != target.type or (
+            target.index is not None and t.device.index != target.index
+        )
+
     def _deliver(self, t):
-        if t.device == self.device:
-            return t
         # Pinned host memory makes the copy asynchronous.
         return t.to(self.device, non_blocking=t.is_pinned())
 
-    def __iter__(self):
-        ds = self.dataset
-        order = None
+    def _order(self):
+        """Rows of this pass in serving order, or None for ``0..n-1``."""
         if self.epoch_indices is not None:
             order = torch.as_tensor(self.epoch_indices(self.generator), dtype=torch.long)
-            n = len(order)
             if self.shuffle:
-                order = order[torch.randperm(n, generator=self.generator)]
-        else:
-            n = len(ds)
-            if self.shuffle:
-                order = torch.randperm(n, generator=self.generator)
-        stop_at = (n // self.batch_size) * self.batch_size if self.drop_last else n
-        for start in range(0, stop_at, self.batch_size):
-            stop = min(start + self.batch_size, n)
+                order = order[torch.randperm(len(order), generator=self.generator)]
+            return order
+        if self.shuffle:
+            return torch.randperm(len(self.dataset), generator=self.generator)
+        return None
+
+    def __iter__(self):
+        ds = self.dataset
+        tensors = ds.tensors()
+        order = self._order()
+        n = len(ds) if order is None else len(order)
+        if order is not None and tensors[0].device.type != "cpu":
+            # One copy of the permutation per pass, not one per batch and tensor.
+            order = order.to(tensors[0].device)
+        copy = self._needs_copy(tensors[0])
+        bs = self.batch_size
+        stop_at = (n // bs) * bs if self.drop_last else n
+        for start in range(0, stop_at, bs):
             if order is None:
-                parts = [t[start:stop] for t in ds.tensors()]
+                parts = [t[start:start + bs] for t in tensors]
             else:
-                idx = order[start:stop]
-                parts = [_gather(t, idx) for t in ds.tensors()]
-            parts = [self._deliver(t) for t in parts]
-            X = parts[0]
+                idx = order[start:start + bs]
+                parts = [_gather(t, idx) for t in tensors]
+            if copy:
+                parts = [self._deliver(t) for t in parts]
             if ds.y is None:
-                yield X, None
+                yield parts[0], None
             elif ds.weight is None:
-                yield X, parts[1]
+                yield parts[0], parts[1]
             else:
-                yield X, (parts[1], parts[2])
+                yield parts[0], (parts[1], parts[2])
 
 
 def _gather(t, idx):
@@ -153,3 +166,30 @@ def _gather(t, idx):
         out = torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
         return torch.index_select(t, 0, idx, out=out)
     return t.index_select(0, idx)
+
+
+class ShuffleSampler(torch.utils.data.Sampler):
+    """Row order of a shuffled pass, drawn as :class:`BatchIterator` draws it.
+
+    ``DataLoader(shuffle=True, generator=g)`` spends ``g`` on more than the
+    permutation (a seed for its workers, a second permutation at the end of
+    each pass), so with the same seed it serves other batches than the
+    slicing iterator. With this sampler both paths serve the same batches
+    and train the same model.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    generator : torch.Generator
+    """
+
+    def __init__(self, n, generator):
+        self.n = int(n)
+        self.generator = generator
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+    def __len__(self):
+        return self.n

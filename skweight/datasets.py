@@ -2,8 +2,8 @@
 
 :func:`make_disk_scenes` draws noisy segmentation scenes with small and
 large structures, the situation where the choice of segmentation loss
-matters: a few tiny disks (class 1) cover about 3 % of the pixels, one
-larger square (class 2) about 8 %, and the background the rest.
+matters: a few tiny disks (class 1) cover about 4 % of the pixels, one
+larger square (class 2) about 10 %, and the background the rest.
 """
 
 import numbers
@@ -46,7 +46,7 @@ def _check_image_size(image_size):
 
 
 def make_disk_scenes(n_samples=100, *, image_size=32, n_disks=(2, 4), disk_radius=2,
-                     square_size=(8, 12), noise=0.4, random_state=None):
+                     square_size=(8, 12), noise=0.8, random_state=None):
     """Noisy images of small disks and one larger square, with label masks.
 
     Each image holds one axis-aligned square (label 2) and a few disks
@@ -71,7 +71,7 @@ def make_disk_scenes(n_samples=100, *, image_size=32, n_disks=(2, 4), disk_radiu
         within ``disk_radius`` of the disk's centre (13 pixels for radius 2).
     square_size : int or (int, int), default=(8, 12)
         Side of the square in pixels, or an inclusive range to draw it from.
-    noise : float, default=0.4
+    noise : float, default=0.8
         Standard deviation of the additive Gaussian noise (>= 0).
     random_state : None, int or RandomState, default=None
         Seed for reproducible scenes.

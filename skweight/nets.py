@@ -1,10 +1,11 @@
 """Default networks, sized from the data at ``fit``.
 
 ``SmallCNN`` serves the classifier and the regressor, ``UNet`` the
-segmenter. Both use GroupNorm rather than BatchNorm on purpose: BatchNorm mixes the samples of a
-mini-batch, so a sample of weight 0 would still move the statistics of the
-others, and the weight semantics (weight 0 == left out) would only hold
-approximately. GroupNorm normalises each sample on its own.
+segmenter. Both use GroupNorm rather than BatchNorm on purpose: BatchNorm
+mixes the samples of a mini-batch, so a sample of weight 0 would still move
+the statistics of the others, and the weight semantics (weight 0 == left
+out) would only hold approximately. GroupNorm normalises each sample on its
+own.
 """
 
 import math

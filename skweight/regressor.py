@@ -389,6 +389,12 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     def _default_module(self, **kwargs):
         c, h, w = self.input_shape_
+        # No normalisation layers by default: GroupNorm after a bias-free
+        # convolution makes the network exactly invariant to the intensity
+        # scale of each image, so a target such as brightness or dose could
+        # not be learned at all (test R^2 < 0 on such a task, 0.99 without).
+        # BatchNorm is ruled out by the weight semantics (see nets.py).
+        kwargs.setdefault("norm", None)
         return SmallCNN(in_channels=c, n_outputs=self.n_outputs_, image_size=(h, w),
                         **kwargs)
 
@@ -433,13 +439,23 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     def _after_fit(self, dataset):
         targets = dataset.y.numpy().astype(np.float64)
-        if len(targets) < 2:
+        if len(targets) < 2 or self.max_epochs == 0:
             return
         weights = None if dataset.weight is None else normalize_weights(
             dataset.weight.numpy()
         )
         out = self._as_2d_output(self._forward_images(dataset.X), len(targets))
         pred = out.numpy().astype(np.float64)
+        if not np.all(np.isfinite(pred)):
+            warnings.warn(
+                "The network's outputs on the training data are not finite: "
+                "training diverged. Try a smaller learning rate `lr`, scaled "
+                "inputs (uint8 images, or floats in [0, 1]) and "
+                "standardize_target=True.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
         _, pred_std = _weighted_mean_std(pred, weights)
         mean, target_std = _weighted_mean_std(targets, weights)
         _, constant = _safe_scale(target_std, mean)
@@ -485,6 +501,15 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         out = self._as_2d_output(self._forward_images(images), len(images))
         y = out.numpy().astype(np.float64) * self.target_scale_ + self.target_mean_
         return y.ravel() if self._target_1d_ else y
+
+    @property
+    def predict_proba(self):
+        """Not available: a regressor has no class probabilities."""
+        # skorch's NeuralNet defines predict_proba; scikit-learn tells
+        # regressors from classifiers by its presence.
+        raise AttributeError(
+            f"{type(self).__name__} has no predict_proba; use predict."
+        )
 
     def score(self, X, y, sample_weight=None):
         """Weighted coefficient of determination R^2 of :meth:`predict`.
