@@ -14,38 +14,47 @@ same data, optimiser (AdamW, lr=1e-3) and batch size are trained by:
 ``skweight-w``
     ``CNNClassifier(class_weight="balanced").fit(X, y, sample_weight=w)``.
 
-Prediction is timed the same way: ``predict_proba`` against a raw
-``torch.no_grad()`` forward over the same batches followed by a softmax.
+Prediction is timed the same way (best of three calls per round):
+``predict_proba`` against a raw ``torch.no_grad()`` forward over the same
+batches followed by a softmax.
 
 Method
 ------
 Every contender is run once before timing (the warm-up run, one epoch, not
 counted). Then ``--repeats`` rounds each run all contenders one after the
-other, in turn, so that slow periods of a shared machine hit them alike; the
-table reports the fastest round of each (min-of-N) and its ratio to the raw
-loop. A timed ``fit`` includes everything a user waits for (input checks,
-building the network, the epochs); the raw loop likewise starts from the
-NumPy arrays. On CUDA the GPU is synchronised before and after each timing,
-skweight trains with ``precision="bf16"`` and the raw loop under bfloat16
-autocast; stock skorch has no mixed precision and runs in float32.
+other, in turn (each round starting with the next one), so that slow periods
+of a shared machine hit them alike; the table reports the fastest round of
+each (min-of-N) and its ratio to the raw loop. A timed ``fit`` includes
+everything a user waits for (input checks, building the network, the
+epochs); the raw loop likewise starts from the NumPy arrays. On CUDA the GPU
+is synchronised before and after each timing, skweight trains with
+``precision="bf16"`` and the raw loop under bfloat16 autocast; stock skorch
+has no mixed precision and runs in float32.
 
-Memory: each contender is fitted in a fresh subprocess; the peak resident
-set size (``VmHWM`` in ``/proc/self/status``, reset through
-``/proc/self/clear_refs`` just before ``fit``; ``ru_maxrss`` where that is
-not possible) minus the resident size just before ``fit`` is the extra
-memory that ``fit`` needed. It is reported for two epoch counts: a per-epoch
-copy of the data would show as a difference between them.
+Clocks: ``--clock wall`` (default) or ``--clock process`` (CPU time of the
+process), which is much steadier on a machine shared with other jobs but
+only meaningful with ``--threads 1`` (more threads add their spin-waits).
+
+Memory: each contender is fitted in a fresh subprocess, after a warm-up fit
+on a few batches (so that lazily loaded kernels, thread pools and allocator
+caches are not counted). The peak resident set size during ``fit``
+(``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs``
+just before ``fit``; ``ru_maxrss`` where that is not possible) minus the
+resident size just before ``fit`` is the extra memory ``fit`` needed: a copy
+of the data would add at least the data's size, a copy per epoch would grow
+with the number of epochs.
 
 Usage::
 
     python benchmarks/bench_train.py              # CPU (or --device cuda)
-    python benchmarks/bench_train.py --quick      # smoke run, seconds
+    python benchmarks/bench_train.py --quick      # smoke run, about a minute
     python benchmarks/bench_train.py --help
 """
 
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -59,6 +68,7 @@ import sklearn
 import skorch
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from skweight import CNNClassifier
 from skweight.nets import SmallCNN
@@ -99,14 +109,32 @@ def data_mb(X, y, w):
 # -- contenders --------------------------------------------------------------
 
 
-def _module(size):
-    return SmallCNN(1, N_CLASSES, (size, size))
+class TinyNet(nn.Module):
+    """Flatten and one linear layer: next to nothing to compute, so that the
+    time of a fit is the time of the machinery around the network."""
+
+    def __init__(self, n_pixels, n_outputs=N_CLASSES):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(n_pixels, n_outputs))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def module_spec(arch, size):
+    """The network class and its arguments: SmallCNN or, for "tiny", TinyNet."""
+    if arch == "tiny":
+        return TinyNet, {"n_pixels": size * size, "n_outputs": N_CLASSES}
+    return SmallCNN, {"in_channels": 1, "n_outputs": N_CLASSES,
+                      "image_size": (size, size)}
 
 
 class RawLoop:
     """The hand-written baseline: tensors loaded once, sliced by a permutation."""
 
-    def __init__(self, device, amp_dtype, batch_size, epochs, channels_last, seed=0):
+    def __init__(self, device, amp_dtype, batch_size, epochs, channels_last, spec,
+                 seed=0):
+        self.spec = spec
         self.device = device
         self.amp_dtype = amp_dtype
         self.batch_size = batch_size
@@ -128,7 +156,8 @@ class RawLoop:
         torch.manual_seed(self.seed)
         Xt = torch.as_tensor(X, device=self.device)
         yt = torch.as_tensor(y, device=self.device)
-        model = _module(X.shape[-1]).to(self.device)
+        cls, kwargs = self.spec
+        model = cls(**kwargs).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), lr=LR)
@@ -157,13 +186,13 @@ class RawLoop:
 class SkorchNet:
     """Stock skorch: numpy arrays through a DataLoader."""
 
-    def __init__(self, device, batch_size, epochs, size):
+    def __init__(self, device, batch_size, epochs, spec):
+        cls, kwargs = spec
         self.net = skorch.NeuralNetClassifier(
-            SmallCNN, module__in_channels=1, module__n_outputs=N_CLASSES,
-            module__image_size=(size, size), criterion=torch.nn.CrossEntropyLoss,
-            optimizer=torch.optim.AdamW, lr=LR, batch_size=batch_size,
-            max_epochs=epochs, iterator_train__shuffle=True, train_split=None,
-            verbose=0, device=str(device),
+            cls, **{f"module__{k}": v for k, v in kwargs.items()},
+            criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.AdamW, lr=LR,
+            batch_size=batch_size, max_epochs=epochs, iterator_train__shuffle=True,
+            train_split=None, verbose=0, device=str(device),
         )
         self.epochs = epochs
 
@@ -180,11 +209,18 @@ class SkorchNet:
 class SkweightNet:
     """``CNNClassifier``, unweighted or with sample and class weights."""
 
-    def __init__(self, device, amp, batch_size, epochs, channels_last, weighted, w):
+    def __init__(self, device, amp, batch_size, epochs, channels_last, weighted, w,
+                 spec):
         self.weighted = weighted
         self.w = w
+        cls, kwargs = spec
+        # The default network is SmallCNN sized from the data: use it as a
+        # user would (bench_config checks that all contenders have the same
+        # number of parameters).
+        module = {} if cls is SmallCNN else {
+            "module": cls, **{f"module__{k}": v for k, v in kwargs.items()}}
         self.clf = CNNClassifier(
-            class_weight="balanced" if weighted else None, device=str(device),
+            **module, class_weight="balanced" if weighted else None, device=str(device),
             precision="bf16" if amp else "32", channels_last=channels_last,
             optimizer=torch.optim.AdamW, lr=LR, batch_size=batch_size,
             max_epochs=epochs, random_state=0,
@@ -200,15 +236,16 @@ class SkweightNet:
         return self.clf.predict_proba(X)
 
 
-def make_contender(name, args, device, batch_size, epochs, size, w):
+def make_contender(name, args, device, batch_size, epochs, size, w, arch="small"):
     amp = device.type == "cuda" and not args.fp32
+    spec = module_spec(arch, size)
     if name == "raw":
         return RawLoop(device, torch.bfloat16 if amp else None, batch_size, epochs,
-                       args.channels_last)
+                       args.channels_last, spec)
     if name == "skorch":
-        return SkorchNet(device, batch_size, epochs, size)
+        return SkorchNet(device, batch_size, epochs, spec)
     return SkweightNet(device, amp, batch_size, epochs, args.channels_last,
-                       weighted=name == "skweight-w", w=w)
+                       weighted=name == "skweight-w", w=w, spec=spec)
 
 
 def n_parameters(net):
@@ -233,11 +270,8 @@ def timed(fn, device, clock=time.perf_counter):
     return clock() - start
 
 
-def bench_config(args, device, size, batch_size, n_samples, epochs):
-    """Time training and prediction of every contender on one configuration."""
-    X, y, w = make_data(n_samples, size)
-    nets = {name: make_contender(name, args, device, batch_size, epochs, size, w)
-            for name in CONTENDERS}
+def time_contenders(args, device, nets, X, y):
+    """Warm up, then time fit and predict_proba of each, in rotating order."""
     for net in nets.values():  # warm-up: one epoch, not timed
         net.fit(X, y, epochs=1)
         net.predict_proba(X)
@@ -247,11 +281,28 @@ def bench_config(args, device, size, batch_size, n_samples, epochs):
     train = {name: [] for name in nets}
     pred = {name: [] for name in nets}
     clock = CLOCKS[args.clock]
-    for _ in range(args.repeats):
-        for name, net in nets.items():
+    names = list(nets)
+    for r in range(args.repeats):
+        # Each round starts with another contender: whoever runs first after
+        # a phase change (allocator caches, page faults) pays for it.
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            net = nets[name]
             train[name].append(timed(lambda net=net: net.fit(X, y), device, clock))
-        for name, net in nets.items():
-            pred[name].append(timed(lambda net=net: net.predict_proba(X), device, clock))
+        for name in order:
+            net = nets[name]
+            # Prediction is short: the best of three calls per round.
+            pred[name].append(min(timed(lambda net=net: net.predict_proba(X), device,
+                                        clock) for _ in range(3)))
+    return train, pred
+
+
+def bench_config(args, device, size, batch_size, n_samples, epochs):
+    """Time training and prediction of every contender on one configuration."""
+    X, y, w = make_data(n_samples, size)
+    nets = {name: make_contender(name, args, device, batch_size, epochs, size, w)
+            for name in CONTENDERS}
+    train, pred = time_contenders(args, device, nets, X, y)
     rows = []
     for name in nets:
         t_fit, t_pred = min(train[name]), min(pred[name])
@@ -264,8 +315,35 @@ def bench_config(args, device, size, batch_size, n_samples, epochs):
             "train_ratio_med": statistics.median(paired),
             "pred_sps": n_samples / t_pred,
             "pred_ratio": t_pred / min(pred["raw"]),
+            "raw_step_s": min(train["raw"]) / (epochs * math.ceil(n_samples / batch_size)),
         })
     return rows
+
+
+def bench_overhead(args, device, size=16, batch_size=128, n_samples=4096, epochs=10):
+    """Cost of the machinery per step, measured with TinyNet.
+
+    With next to nothing to compute, the difference to the raw loop is what
+    each wrapper adds per training step (data path, callbacks, loss,
+    bookkeeping; the per-fit costs are spread over the steps) and per
+    prediction batch. Dividing it by the time of a real step predicts the
+    ratio to the raw loop far more steadily than timing whole fits.
+    """
+    X, y, w = make_data(n_samples, size)
+    nets = {name: make_contender(name, args, device, batch_size, epochs, size, w,
+                                 arch="tiny") for name in CONTENDERS}
+    train, pred = time_contenders(args, device, nets, X, y)
+    steps = epochs * math.ceil(n_samples / batch_size)
+    pred_steps = math.ceil(n_samples / batch_size)
+    raw_fit, raw_pred = min(train["raw"]), min(pred["raw"])
+    return [{
+        "contender": name, "size": size, "batch": batch_size, "n": n_samples,
+        "epochs": epochs,
+        "step_us": min(train[name]) / steps * 1e6,
+        "extra_step_us": (min(train[name]) - raw_fit) / steps * 1e6,
+        "pred_batch_us": min(pred[name]) / pred_steps * 1e6,
+        "extra_pred_us": (min(pred[name]) - raw_pred) / pred_steps * 1e6,
+    } for name in nets]
 
 
 # -- memory ------------------------------------------------------------------
@@ -394,6 +472,24 @@ def print_table(rows):
               f"{r['pred_ratio']:>7.3f}")
 
 
+def print_overhead(over, rows):
+    o = over[0]
+    print(f"\nMachinery per step, with TinyNet (flatten + linear; {o['n']} images "
+          f"{o['size']}x{o['size']}, batch {o['batch']}, {o['epochs']} epochs; per-fit "
+          f"costs spread over the steps). 'implied x raw' = 1 + extra / raw SmallCNN "
+          f"step time of the table above, per batch size at {o['size']}x{o['size']}:")
+    real = {r["batch"]: r["raw_step_s"] * 1e6 for r in rows
+            if r["contender"] == "raw" and r["size"] == o["size"]}
+    cols = "".join(f"{f'implied b{b}':>13}" for b in sorted(real))
+    print(f"{'contender':<11}{'step us':>9}{'extra us':>10}{'predict us':>12}"
+          f"{'extra us':>10}{cols}")
+    for r in over:
+        implied = "".join(f"{1 + r['extra_step_us'] / real[b]:>13.3f}"
+                          for b in sorted(real))
+        print(f"{r['contender']:<11}{r['step_us']:>9.0f}{r['extra_step_us']:>10.0f}"
+              f"{r['pred_batch_us']:>12.0f}{r['extra_pred_us']:>10.0f}{implied}")
+
+
 def print_memory(args, rows):
     first = rows[0][args.mem_epochs[0]]
     print(f"\nMemory: {args.mem_samples} images 1x{args.mem_size}x{args.mem_size}, batch "
@@ -448,6 +544,8 @@ def parse_args(argv=None):
                    help="channels_last for raw and skweight (CUDA only in skweight)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     p.add_argument("--no-memory", action="store_true", help="skip the memory part")
+    p.add_argument("--no-overhead", action="store_true",
+                   help="skip the per-step cost measured with a tiny network")
     p.add_argument("--mem-samples", type=int, default=16384)
     p.add_argument("--mem-size", type=int, default=16)
     p.add_argument("--mem-batch", type=int, default=128)
@@ -492,6 +590,10 @@ def main(argv=None):
                                  args.epochs[size])
     print()
     print_table(rows)
+    over = None
+    if not args.no_overhead:
+        over = bench_overhead(args, device)
+        print_overhead(over, rows)
     mem = None
     if not args.no_memory:
         mem = bench_memory(args)
@@ -501,7 +603,8 @@ def main(argv=None):
     print(f"total time {time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "memory": mem}, fh, indent=1, default=str)
+            json.dump({"rows": rows, "overhead": over, "memory": mem}, fh, indent=1,
+                      default=str)
 
 
 if __name__ == "__main__":

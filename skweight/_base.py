@@ -490,7 +490,10 @@ class BaseCNN(NeuralNet):
         losses = []
         count = 0
         for batch in iterator:
-            self.notify("on_batch_begin", batch=batch, training=training)
+            # Callbacks get skorch's (X, y): the weights are the loss's business,
+            # and EpochScoring, e.g., collects y from the batches it is shown.
+            seen = _without_weights(batch)
+            self.notify("on_batch_begin", batch=seen, training=training)
             step = step_fn(batch, **fit_params)
             count += 1
             if lazy:
@@ -498,7 +501,7 @@ class BaseCNN(NeuralNet):
             else:
                 record(loss_key, step["loss"].item())
             record(size_key, _batch_len(batch))
-            self.notify("on_batch_end", batch=batch, training=training, **step)
+            self.notify("on_batch_end", batch=seen, training=training, **step)
         if losses:
             values = torch.stack([v.float() for v in losses]).cpu().tolist()
             batches = self.history[-1]["batches"][-len(values):]
@@ -699,6 +702,14 @@ class BaseCNN(NeuralNet):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = True
         return tags
+
+
+def _without_weights(batch):
+    if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(
+        batch[1], (tuple, list)
+    ):
+        return batch[0], batch[1][0]
+    return batch
 
 
 def _batch_len(batch):

@@ -8,6 +8,7 @@ place on that tensor.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -102,9 +103,13 @@ def _to_float_tensor(arr):
         return arr.to(torch.float32)
     if arr.dtype == np.uint8:
         return torch.from_numpy(arr.astype(np.float32) / np.float32(255.0))
-    if arr.dtype == np.float32 and arr.flags.c_contiguous and arr.flags.writeable:
-        # Shares memory with the caller's array; skweight never writes to it.
-        return torch.from_numpy(arr)
+    if arr.dtype == np.float32 and arr.flags.c_contiguous:
+        # Shares memory with the caller's array (a read-only memmap too):
+        # skweight never writes to it, so torch's warning about non-writable
+        # arrays does not apply.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*non-writable.*")
+            return torch.from_numpy(arr)
     # Values beyond float32's range become inf here and are reported by the
     # finiteness check that follows, with a clearer message than NumPy's.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -230,8 +235,6 @@ def to_numpy_1d(y, name="y"):
         y = y.detach().cpu().numpy()
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        import warnings
-
         from sklearn.exceptions import DataConversionWarning
 
         warnings.warn(

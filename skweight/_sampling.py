@@ -17,10 +17,14 @@ estimator no longer matches the resampled rows. Here the sampler runs inside
   their output is reshaped back to images. Rows that are copies of training
   rows keep their weights; a synthetic row gets the mean weight of the
   training rows of its class (see :func:`resample_training`).
-- ``"balanced"`` draws every epoch the same number of rows from each class:
-  each row of a rare class is repeated evenly, a frequent class is
-  sub-sampled without replacement afresh each epoch. Shuffled into
-  mini-batches, every batch then holds roughly equal class counts.
+- ``"balanced"`` draws every epoch the same number of rows from each class
+  (as many rows in all as the training set has): each row of a rare class
+  is repeated evenly, a frequent class is sub-sampled without replacement
+  afresh each epoch. Shuffled into mini-batches, every batch then holds
+  roughly equal class counts.
+
+Class weights and the normalisation of the weights (mean 1) are computed on
+the rows served per epoch, i.e. on the resampled data.
 
 Rows of weight 0 are left out before any sampler sees them, since weight 0
 means "not in the data": they must neither be served nor be used as
@@ -175,6 +179,11 @@ def resample_training(sampler, dataset, classes, rng):
     keep = np.arange(len(y)) if dataset.weight is None else np.flatnonzero(
         dataset.weight.numpy() > 0
     )
+    if len(keep) == 0:
+        raise ValueError(
+            "All training samples have weight 0; there is nothing to resample "
+            "or to learn from."
+        )
     if isinstance(sampler, str):
         epochs = _balanced_rows(y, keep, rng)
         n_classes = np.bincount(y[keep], minlength=len(classes))
@@ -183,10 +192,14 @@ def resample_training(sampler, dataset, classes, rng):
         counts[keep] = per_class / n_classes[y[keep]]
         return ResampledTraining(dataset, epochs, counts)
 
-    X_flat = dataset.X.numpy().reshape(len(y), -1)
     labels = classes[y[keep]]
     label_only = _label_only(sampler)
-    X_in = np.arange(len(keep)).reshape(-1, 1) if label_only else X_flat[keep]
+    if label_only:
+        X_in = np.arange(len(keep)).reshape(-1, 1)
+    else:
+        X_in = dataset.X.cpu().numpy().reshape(len(y), -1)
+        if len(keep) < len(y):
+            X_in = X_in[keep]
 
     def fit_resample(seed):
         s = _seeded(sampler, seed)

@@ -102,9 +102,12 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
           class.
         - ``"balanced"`` draws the same number of rows per class each epoch
           (rare rows repeated evenly, frequent ones sub-sampled afresh), so
-          each mini-batch has roughly equal classes. Sample weights keep
-          weighting samples within their class; the class totals seen by
-          the network become the class counts of the balanced epoch.
+          each mini-batch has roughly equal classes. Served rows keep their
+          sample weights, which still weigh samples against the others of
+          their class: a class then carries (rows per class) x (its mean
+          sample weight) per epoch. Add ``class_weight="balanced"`` to
+          divide out those class means as well, giving every class the same
+          total weight.
 
         Rows of weight 0 are dropped before sampling. ``class_weight`` is
         computed on the resampled data (as it would be after a sampler in an
@@ -152,7 +155,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     classes_ : ndarray of shape (n_classes,)
         The labels.
     class_weight_ : None or ndarray of shape (n_classes,)
-        The class weights used in the last ``fit``, aligned with ``classes_``.
+        The class weights used in the last ``fit``, aligned with ``classes_``
+        (with a ``sampler``: computed on the resampled training data).
     input_shape_ : tuple of int
         ``(C, H, W)`` of the training images.
     n_features_in_ : int

@@ -49,6 +49,13 @@ def _safe_scale(std, mean):
     return np.where(constant, 1.0, std), constant
 
 
+def _ndim(value):
+    try:
+        return np.ndim(value)
+    except ValueError:  # ragged nested sequences
+        return -1
+
+
 def _validate_target_array(y, name="y"):
     """Return ``y`` as float64 ``(N, T)`` and whether it was 1-D."""
     if isinstance(y, torch.Tensor):
@@ -117,8 +124,11 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         predicting its mean, which is exactly what :meth:`score` averages.
         With ``standardize_target=True`` every variance is already 1, so
         ``"balanced"`` equals ``None``: standardising *is* the balancing.
-        With raw targets it reproduces the same balance without changing the
-        targets. The rule "largest mean / mean of each target" is not used:
+        With raw targets it balances the objective the same way, but the
+        network must still produce outputs on each target's own scale, which
+        the optimiser reaches slowly for large scales; standardising is the
+        better route. The rule "largest mean / mean of each target" is not
+        used:
         a target's mean says nothing about its spread (``sin(phi)`` has mean
         0 and would get an infinite weight), and the loss of each target is
         driven by its spread around the mean, not by the mean.
@@ -208,11 +218,13 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     >>> import numpy as np
     >>> from skweight import CNNRegressor
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.random((200, 1, 8, 8), dtype=np.float32)
-    >>> y = X[:, 0, :4].mean(axis=(1, 2))
-    >>> reg = CNNRegressor(max_epochs=5, random_state=0).fit(X, y)
+    >>> brightness = rng.uniform(0.2, 1.0, 300)
+    >>> X = brightness[:, None, None, None] * rng.random((300, 1, 8, 8))
+    >>> reg = CNNRegressor(max_epochs=10, random_state=0).fit(X, brightness)
     >>> reg.predict(X[:3]).shape
     (3,)
+    >>> bool(reg.score(X, brightness) > 0.8)
+    True
     """
 
     _named_criteria = {"mse": MSELoss, "l1": L1Loss, "huber": HuberLoss}
@@ -249,7 +261,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                     f"target_weight must be None, 'balanced' or an array of one "
                     f"non-negative weight per target, got the string {tw!r}."
                 )
-        elif tw is not None and (isinstance(tw, numbers.Number) or np.ndim(tw) != 1):
+        elif tw is not None and (isinstance(tw, numbers.Number) or _ndim(tw) != 1):
             raise ValueError(
                 f"target_weight must be None, 'balanced' or a 1-D array of one "
                 f"non-negative weight per target, got {tw!r}."
@@ -282,7 +294,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         dataset = self._prepare(X, y, sample_weight, {}, reset=True)
         return self._run_training(dataset, fit_params, "fit")
 
-    def partial_fit(self, X, y, sample_weight=None, **fit_params):
+    def partial_fit(self, X, y, sample_weight=None, *, classes=None, **fit_params):
         """Continue training (or start, on the first call) for ``max_epochs``.
 
         The target scaling is learned on the first call and kept afterwards.
@@ -291,6 +303,9 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         ----------
         X, y, sample_weight, **fit_params
             As in :meth:`fit`.
+        classes : None
+            Ignored. skorch's ``partial_fit`` has it and declares it unused
+            for metadata routing, which then requires it in the signature.
 
         Returns
         -------
@@ -459,8 +474,13 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         _, pred_std = _weighted_mean_std(pred, weights)
         mean, target_std = _weighted_mean_std(targets, weights)
         _, constant = _safe_scale(target_std, mean)
+        # Constant targets, and targets the user gave weight 0, have nothing
+        # to learn: a flat prediction is right for them.
+        ignored = constant
+        if self.target_weight_ is not None:
+            ignored = ignored | (self.target_weight_ == 0)
         ratio = np.divide(pred_std, target_std, out=np.ones_like(pred_std),
-                          where=~constant)
+                          where=~ignored)
         collapsed = np.flatnonzero(ratio < COLLAPSE_STD_RATIO)
         if collapsed.size == 0:
             return
@@ -472,14 +492,29 @@ class CNNRegressor(RegressorMixin, BaseCNN):
             f"The predictions on the training data barely vary for {which}: their "
             f"standard deviation is {np.round(ratio[collapsed], 4).tolist()} times "
             f"the targets' (threshold {COLLAPSE_STD_RATIO}), so the network "
-            f"predicts about the mean. Things to try: scale the inputs (pass "
-            f"uint8 images, or floats in [0, 1] or standardised), a smaller (or "
-            f"larger) learning rate `lr`, standardize_target=True, more "
-            f"`max_epochs`, and compare with a linear baseline such as "
-            f"sklearn.linear_model.Ridge on the flattened pixels.",
+            f"predicts about the mean. Things to try: "
+            f"{'; '.join(self._collapse_hints(dataset.X))}.",
             PredictionCollapseWarning,
             stacklevel=3,
         )
+
+    def _collapse_hints(self, images):
+        hints = []
+        top = float(images.abs().max()) if images.numel() else 0.0
+        if top > 10:
+            hints.append(
+                f"scale the inputs, which reach {top:.4g} (pass uint8 images, "
+                f"divide by 255, or standardise them)"
+            )
+        hints.append(f"another learning rate (lr={self.lr:g}; try 10x smaller)")
+        if not self.standardize_target:
+            hints.append("standardize_target=True")
+        hints.append(f"more epochs (max_epochs={self.max_epochs})")
+        hints.append(
+            "check that the inputs carry the information, e.g. against a linear "
+            "baseline such as sklearn.linear_model.Ridge on the flattened pixels"
+        )
+        return hints
 
     # -- prediction -------------------------------------------------------
 

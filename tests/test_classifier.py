@@ -6,8 +6,8 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.class_weight import compute_class_weight as sk_compute_class_weight
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skweight import CNNClassifier
 
@@ -256,7 +256,7 @@ def test_bad_predict_input(digits):
     with pytest.raises(ValueError, match="fitted on images of shape"):
         clf.predict(np.zeros((2, 1, 9, 9)))
     flat = CNNClassifier(input_shape=(1, 8, 8), **TINY).fit(Xtr.reshape(len(Xtr), -1), ytr)
-    with pytest.raises(ValueError, match="X has 60 features, but CNNClassifier is expecting"):
+    with pytest.raises(ValueError, match="X has 60 features, but CNNClassifier is"):
         flat.predict(np.zeros((2, 60)))
     with pytest.raises(ValueError, match="does not match input_shape"):
         CNNClassifier(input_shape=(1, 7, 7), **TINY).fit(Xtr.reshape(len(Xtr), -1), ytr)

@@ -12,30 +12,44 @@ from imblearn.under_sampling import NearMiss, RandomUnderSampler
 from sklearn.datasets import load_digits
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from skorch.callbacks import Callback
 
 from skweight import CNNClassifier
 
 TINY = {"module__channels": (4,), "module__hidden_units": 8}
 
 
-class Recorder(Callback):
-    """Keeps the training batches of each epoch and each epoch's train set."""
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny networks: a second intra-op thread only adds synchronisation,
+    # which on a shared, loaded machine costs more than the work itself.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
-    def initialize(self):
-        self.epochs = []
-        self.datasets = []
-        return self
 
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        self.epochs.append([])
-        self.datasets.append(dataset_train)
+class Recording(CNNClassifier):
+    """A CNNClassifier that keeps what each training batch gave the loss:
+    images, labels and weights (``batches_``, per epoch) and each epoch's
+    training set (``train_sets_``)."""
 
-    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self.batches_, self.train_sets_ = [], []
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train,
+                               dataset_valid=dataset_valid, **kwargs)
+        self.batches_.append([])
+        self.train_sets_.append(dataset_train)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
         if training:
-            X, target = batch
-            y, w = target if isinstance(target, (tuple, list)) else (target, None)
-            self.epochs[-1].append((X.clone(), y.clone(), None if w is None else w.clone()))
+            y, w = y_true if isinstance(y_true, (tuple, list)) else (y_true, None)
+            self.batches_[-1].append(
+                (X.cpu().clone(), y.cpu().clone(), None if w is None else w.cpu().clone())
+            )
+        return super().get_loss(y_pred, y_true, X=X, training=training)
 
 
 def _row_ids(X_train, X_served):
@@ -46,9 +60,9 @@ def _row_ids(X_train, X_served):
     return np.array([lookup[row.tobytes()] for row in flat])
 
 
-def _served(recorder, X_train, epoch):
+def _served(recording, X_train, epoch):
     """Rows, labels and weights served in one epoch."""
-    batches = recorder.epochs[epoch]
+    batches = recording.batches_[epoch]
     ids = np.concatenate([_row_ids(X_train, X) for X, _, _ in batches])
     y = torch.cat([y for _, y, _ in batches]).numpy()
     w = None
@@ -118,12 +132,11 @@ def test_nested_sampler_params_are_settable_and_cloned():
 
 def test_under_sampler_draws_fresh_majority_rows_every_epoch():
     X, y = _blobs([200, 20])
-    rec = Recorder()
-    clf = CNNClassifier(sampler=RandomUnderSampler(), max_epochs=6, batch_size=16,
-                        callbacks=[rec], random_state=0, **TINY).fit(X, y)
+    clf = Recording(sampler=RandomUnderSampler(), max_epochs=6, batch_size=16,
+                    random_state=0, **TINY).fit(X, y)
     majority_seen = set()
     for epoch in range(6):
-        ids, labels, _ = _served(rec, X, epoch)
+        ids, labels, _ = _served(clf, X, epoch)
         assert np.bincount(labels).tolist() == [20, 20]
         assert len(set(ids)) == 40  # under-sampling: no repeats
         assert set(ids[labels == 1]) == set(range(200, 220))
@@ -135,9 +148,8 @@ def test_under_sampler_draws_fresh_majority_rows_every_epoch():
 
 def test_over_sampler_repeats_minority_rows_and_resamples_each_epoch():
     X, y = _blobs([60, 12])
-    rec = Recorder()
-    CNNClassifier(sampler=RandomOverSampler(), max_epochs=3, callbacks=[rec],
-                  random_state=0, **TINY).fit(X, y)
+    rec = Recording(sampler=RandomOverSampler(), max_epochs=3,
+                    random_state=0, **TINY).fit(X, y)
     draws = []
     for epoch in range(3):
         ids, labels, _ = _served(rec, X, epoch)
@@ -150,9 +162,8 @@ def test_over_sampler_repeats_minority_rows_and_resamples_each_epoch():
 
 def test_deterministic_sampler_selects_the_same_rows_each_epoch():
     X, y = _blobs([40, 10])
-    rec = Recorder()
-    CNNClassifier(sampler=NearMiss(), max_epochs=3, callbacks=[rec],
-                  iterator_train__shuffle=False, random_state=0, **TINY).fit(X, y)
+    rec = Recording(sampler=NearMiss(), max_epochs=3,
+                    iterator_train__shuffle=False, random_state=0, **TINY).fit(X, y)
     rows = [_served(rec, X, epoch)[0] for epoch in range(3)]
     assert len(rows[0]) == 20
     assert np.array_equal(rows[0], rows[1]) and np.array_equal(rows[1], rows[2])
@@ -174,9 +185,8 @@ def test_sample_weight_follows_resampled_rows():
     X, y = _blobs([100, 20])
     w = np.random.RandomState(1).uniform(0.5, 2.0, len(y))
     w[:10] = 0.0
-    rec = Recorder()
-    CNNClassifier(sampler=RandomOverSampler(), max_epochs=2, callbacks=[rec],
-                  random_state=0, **TINY).fit(X, y, sample_weight=w)
+    rec = Recording(sampler=RandomOverSampler(), max_epochs=2,
+                    random_state=0, **TINY).fit(X, y, sample_weight=w)
     for epoch in range(2):
         ids, _, served_w = _served(rec, X, epoch)
         assert not set(ids) & set(range(10))  # weight 0: never served
@@ -212,10 +222,9 @@ def test_fitted_model_does_not_keep_the_epoch_rows():
 
 def test_validation_split_is_not_resampled():
     X, y = _blobs([120, 40])
-    rec = Recorder()
-    CNNClassifier(sampler=RandomUnderSampler(), train_split=0.25, max_epochs=1,
-                  callbacks=[rec], random_state=0, **TINY).fit(X, y)
-    assert len(rec.datasets[0]) == 120  # the training split, before sampling
+    rec = Recording(sampler=RandomUnderSampler(), train_split=0.25, max_epochs=1,
+                    random_state=0, **TINY).fit(X, y)
+    assert len(rec.train_sets_[0]) == 120  # the training split, before sampling
     _, labels, _ = _served(rec, X, 0)
     assert np.bincount(labels).tolist() == [30, 30]
 
@@ -232,11 +241,10 @@ def test_class_weight_is_computed_after_resampling():
 def test_sampler_sees_original_labels():
     X, y = _blobs([60, 20])
     labels = np.array(["cat", "dog"])[y]
-    rec = Recorder()
     sampler = RandomUnderSampler(sampling_strategy={"cat": 30, "dog": 20})
-    clf = CNNClassifier(sampler=sampler, max_epochs=1, callbacks=[rec],
-                        random_state=0, **TINY).fit(X, labels)
-    _, served, _ = _served(rec, X, 0)
+    clf = Recording(sampler=sampler, max_epochs=1,
+                    random_state=0, **TINY).fit(X, labels)
+    _, served, _ = _served(clf, X, 0)
     assert np.bincount(served).tolist() == [30, 20]
     assert set(clf.predict(X)) <= {"cat", "dog"}
 
@@ -255,10 +263,9 @@ def test_dataloader_path_refuses_per_epoch_rows():
 def test_smote_on_unflattened_images_with_documented_weights():
     X, y = _blobs([50, 10], size=5)
     w = np.random.RandomState(2).uniform(0.5, 1.5, len(y))
-    rec = Recorder()
-    clf = CNNClassifier(sampler=SMOTE(k_neighbors=3), max_epochs=2, callbacks=[rec],
-                        random_state=0, **TINY).fit(X, y, sample_weight=w)
-    train = rec.datasets[0]
+    clf = Recording(sampler=SMOTE(k_neighbors=3), max_epochs=2,
+                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+    train = clf.train_sets_[0]
     assert tuple(train.X.shape) == (100, 1, 5, 5)
     assert np.bincount(train.y.numpy()).tolist() == [50, 50]
     got = train.weight.numpy().astype(np.float64)
@@ -271,20 +278,18 @@ def test_smote_on_unflattened_images_with_documented_weights():
     assert synthetic.min() >= X[50:].min() and synthetic.max() <= X[50:].max()
     assert clf.predict(X).shape == (60,)
     # the same estimator seed gives the same synthetic samples, whatever SMOTE's
-    rec2 = Recorder()
-    CNNClassifier(sampler=SMOTE(k_neighbors=3, random_state=123), max_epochs=1,
-                  callbacks=[rec2], random_state=0, **TINY).fit(X, y, sample_weight=w)
-    np.testing.assert_array_equal(rec2.datasets[0].X.numpy(), train.X.numpy())
+    rec2 = Recording(sampler=SMOTE(k_neighbors=3, random_state=123), max_epochs=1,
+                     random_state=0, **TINY).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(rec2.train_sets_[0].X.numpy(), train.X.numpy())
 
 
 def test_smote_ignores_zero_weight_rows():
     X, y = _blobs([40, 12])
     w = np.ones(len(y))
     w[40:44] = 0.0  # four minority rows left out: SMOTE must not use them
-    rec = Recorder()
-    CNNClassifier(sampler=SMOTE(k_neighbors=3), max_epochs=1, callbacks=[rec],
-                  random_state=0, **TINY).fit(X, y, sample_weight=w)
-    train = rec.datasets[0]
+    rec = Recording(sampler=SMOTE(k_neighbors=3), max_epochs=1,
+                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+    train = rec.train_sets_[0]
     assert np.bincount(train.y.numpy()).tolist() == [40, 40]
     real = X[np.r_[0:40, 44:52]].reshape(48, -1)
     np.testing.assert_array_equal(train.X.numpy()[:48].reshape(48, -1), real)
@@ -307,16 +312,15 @@ def test_smote_improves_rare_classes_on_imbalanced_digits():
 
 def test_balanced_sampler_gives_near_balanced_batches():
     X, y = _blobs([300, 30, 10])
-    rec = Recorder()
-    CNNClassifier(sampler="balanced", batch_size=60, max_epochs=3, callbacks=[rec],
-                  random_state=0, **TINY).fit(X, y)
+    rec = Recording(sampler="balanced", batch_size=60, max_epochs=3,
+                    random_state=0, **TINY).fit(X, y)
     for epoch in range(3):
         ids, labels, _ = _served(rec, X, epoch)
         assert sorted(np.bincount(labels, minlength=3)) == [113, 113, 114]
         # rare rows repeated evenly: the 10-sample class shows each row 11-12 times
         rare = np.bincount(ids[labels == 2], minlength=340)[330:]
         assert rare.min() >= 11 and rare.max() <= 12
-        for _, batch_y, _ in rec.epochs[epoch][:-1]:  # full batches of 60
+        for _, batch_y, _ in rec.batches_[epoch][:-1]:  # full batches of 60
             counts = np.bincount(batch_y.numpy(), minlength=3)
             assert counts.min() >= 10 and counts.max() <= 30
     first = set(_served(rec, X, 0)[0])
@@ -327,10 +331,9 @@ def test_balanced_sampler_gives_near_balanced_batches():
 def test_balanced_sampler_keeps_sample_weights_within_classes():
     X, y = _blobs([200, 20])
     w = np.random.RandomState(3).uniform(0.2, 3.0, len(y))
-    rec = Recorder()
-    clf = CNNClassifier(sampler="balanced", max_epochs=1, callbacks=[rec],
-                        random_state=0, **TINY).fit(X, y, sample_weight=w)
-    ids, labels, served_w = _served(rec, X, 0)
+    clf = Recording(sampler="balanced", max_epochs=1,
+                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+    ids, labels, served_w = _served(clf, X, 0)
     ratio = served_w / w[ids]
     np.testing.assert_allclose(ratio, ratio[0], rtol=1e-6)
     assert np.bincount(labels).tolist() == [110, 110]
@@ -340,10 +343,9 @@ def test_balanced_sampler_keeps_sample_weights_within_classes():
 def test_balanced_sampler_with_balanced_class_weight_equalises_class_totals():
     X, y = _blobs([200, 20])
     w = np.where(y == 0, 3.0, 1.0) * np.random.RandomState(4).uniform(0.5, 1.5, len(y))
-    rec = Recorder()
-    clf = CNNClassifier(sampler="balanced", class_weight="balanced", max_epochs=1,
-                        callbacks=[rec], random_state=0, **TINY).fit(X, y, sample_weight=w)
-    _, labels, served_w = _served(rec, X, 0)
+    clf = Recording(sampler="balanced", class_weight="balanced", max_epochs=1,
+                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+    _, labels, served_w = _served(clf, X, 0)
     totals = np.bincount(labels, weights=served_w)
     assert totals[0] == pytest.approx(totals[1], rel=0.1)
     # The class weights divide out the class means of the sample weights.
@@ -368,3 +370,19 @@ def test_grid_search_over_sampler_choice():
     assert np.all(np.isfinite(scores)) and len(scores) == 4
     assert grid.best_params_["sampler"] is not None
     assert grid.best_score_ > 0.8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("sampler", ["balanced", RandomUnderSampler(), SMOTE()])
+def test_samplers_on_cuda_serve_the_same_rows_as_on_cpu(sampler):
+    X, y = _blobs([80, 16])
+    w = np.random.RandomState(5).uniform(0.5, 2.0, len(y))
+    served = {}
+    for device in ("cpu", "cuda"):
+        clf = Recording(sampler=sampler, device=device, max_epochs=2,
+                        random_state=0, **TINY)
+        clf.fit(X, y, sample_weight=w)
+        assert clf.predict(X).shape == y.shape
+        served[device] = [torch.cat([b[0] for b in epoch]) for epoch in clf.batches_]
+    for cpu_rows, cuda_rows in zip(served["cpu"], served["cuda"], strict=True):
+        np.testing.assert_array_equal(cpu_rows.numpy(), cuda_rows.numpy())

@@ -1,0 +1,470 @@
+"""The in-memory data path: BatchIterator, the DataLoader fallback, devices.
+
+The slicing iterator must serve exactly what a DataLoader over the same
+ArrayDataset serves (same rows, same order for the same seed, targets and
+weights aligned with their images), so that both paths train the same
+model; and the speed-ups around it (training mode set once per epoch,
+prediction outputs gathered on the device) must not change what skorch's
+callbacks and history see. CUDA tests are skipped without a GPU.
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, LRScheduler
+from torch import nn
+from torch.utils.data import DataLoader
+
+import skweight._base as base_module
+from skweight import CNNClassifier
+from skweight._loader import ArrayDataset, BatchIterator, ShuffleSampler
+
+TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny networks gain nothing from intra-op threads, and on a busy
+    # machine OpenMP barriers make them many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    idx = np.random.default_rng(0).permutation(len(y))[:240]
+    X = (X[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    w = np.random.default_rng(1).uniform(0.2, 2.0, len(idx))
+    return X, y[idx], w
+
+
+def params_of(est):
+    return [p.detach().cpu().clone() for p in est.module_.parameters()]
+
+
+def tagged(n, weights=True):
+    """Rows whose image, target and weight all encode the row number."""
+    X = torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1)
+    y = torch.arange(n) * 10
+    w = torch.arange(n, dtype=torch.float32) / 1000 if weights else None
+    return ArrayDataset(X, y, w)
+
+
+def rows_of(batches):
+    return torch.cat([X.flatten() for X, _ in batches]).long()
+
+
+def assert_aligned(batches):
+    for X, (y, w) in batches:
+        ids = X.flatten()
+        torch.testing.assert_close(y, (ids * 10).long())
+        torch.testing.assert_close(w, ids / 1000)
+
+
+# -- BatchIterator ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 7, 32, 100, 250])
+def test_every_row_is_served_once_per_pass(shuffle, batch_size):
+    n = 100
+    it = BatchIterator(tagged(n), batch_size, shuffle=shuffle,
+                       generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        batches = list(it)
+        assert len(batches) == len(it) == math.ceil(n / batch_size)
+        sizes = [len(X) for X, _ in batches]
+        assert sizes[:-1] == [batch_size] * (len(sizes) - 1)
+        assert sum(sizes) == n
+        rows = rows_of(batches)
+        assert sorted(rows.tolist()) == list(range(n))
+        assert_aligned(batches)
+        if not shuffle:
+            assert rows.tolist() == list(range(n))
+
+
+def test_shuffling_draws_a_new_order_each_pass_and_repeats_with_the_seed():
+    def orders(seed):
+        it = BatchIterator(tagged(50), 8, shuffle=True,
+                           generator=torch.Generator().manual_seed(seed))
+        return [rows_of(it).tolist() for _ in range(3)]
+
+    first = orders(3)
+    assert first == orders(3)
+    assert first[0] != first[1] != first[2]
+    assert first[0] != list(range(50))
+    assert orders(4) != first
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_drop_last(shuffle):
+    it = BatchIterator(tagged(100), 32, shuffle=shuffle, drop_last=True,
+                       generator=torch.Generator().manual_seed(0))
+    batches = list(it)
+    assert len(batches) == len(it) == 3
+    assert all(len(X) == 32 for X, _ in batches)
+    rows = rows_of(batches)
+    assert len(set(rows.tolist())) == 96
+    assert_aligned(batches)
+    assert list(BatchIterator(tagged(10), 32, drop_last=True)) == []
+    assert len(BatchIterator(tagged(10), 32, drop_last=True)) == 0
+
+
+class FixedRows:
+    """An ``epoch_indices`` callable: the same rows (with repeats) each pass."""
+
+    def __init__(self, rows):
+        self.rows = np.asarray(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __call__(self, generator=None):
+        return torch.from_numpy(self.rows)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_epoch_indices_choose_the_rows_of_each_pass(shuffle):
+    rows = [0, 0, 1, 5, 5, 5, 9, 3]
+    it = BatchIterator(tagged(10), 3, shuffle=shuffle, epoch_indices=FixedRows(rows),
+                       generator=torch.Generator().manual_seed(0))
+    assert len(it) == 3
+    batches = list(it)
+    served = rows_of(batches).tolist()
+    assert sorted(served) == sorted(rows)
+    if not shuffle:
+        assert served == rows
+    assert_aligned(batches)
+
+
+def test_unweighted_and_target_free_batches():
+    X, y = next(iter(BatchIterator(tagged(5, weights=False), 2)))
+    assert y.tolist() == [0, 10]
+    X, y = next(iter(BatchIterator(ArrayDataset(torch.zeros(5, 1, 2, 2)), 2)))
+    assert y is None and X.shape == (2, 1, 2, 2)
+
+
+def test_unshuffled_batches_are_views_not_copies():
+    ds = tagged(20)
+    X, (y, w) = next(iter(BatchIterator(ds, 8)))
+    assert X.data_ptr() == ds.X.data_ptr()
+    assert y.data_ptr() == ds.y.data_ptr() and w.data_ptr() == ds.weight.data_ptr()
+
+
+def test_array_dataset_take_with_weight_and_items():
+    ds = tagged(6)
+    sub = ds.take([4, 1])
+    assert sub.X.flatten().tolist() == [4.0, 1.0] and sub.y.tolist() == [40, 10]
+    assert len(sub) == 2 and sub.weight.tolist() == pytest.approx([0.004, 0.001])
+    other = ds.with_weight(torch.ones(6))
+    assert other.X is ds.X and other.y is ds.y
+    assert ds.nbytes == 6 * 4 + 6 * 8 + 6 * 4
+    x, (y, w) = ds[2]
+    assert x.item() == 2 and y.item() == 20 and w.item() == pytest.approx(0.002)
+    x, y = tagged(3, weights=False)[1]
+    assert y.item() == 10
+
+
+def test_shuffle_sampler_and_dataloader_serve_the_slicing_iterators_batches():
+    ds = tagged(23)
+    loader = DataLoader(ds, batch_size=5,
+                        sampler=ShuffleSampler(23, torch.Generator().manual_seed(7)))
+    it = BatchIterator(ds, 5, shuffle=True, generator=torch.Generator().manual_seed(7))
+    for _ in range(3):
+        via_loader = [(X, (y, w)) for X, (y, w) in loader]
+        via_slicing = list(it)
+        assert len(via_loader) == len(via_slicing) == len(it)
+        for (Xa, (ya, wa)), (Xb, (yb, wb)) in zip(via_loader, via_slicing, strict=True):
+            assert torch.equal(Xa, Xb) and torch.equal(ya, yb) and torch.equal(wa, wb)
+
+
+# -- the estimators' two data paths --------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [-1, 32])
+def test_fast_path_and_dataloader_path_train_the_same_model(digits, batch_size):
+    X, y, w = digits
+    common = dict(batch_size=batch_size, max_epochs=3, lr=1e-2, class_weight="balanced",
+                  train_split=0.25, **TINY)
+    fast = CNNClassifier(**common)
+    # Any iterator setting besides batch_size/shuffle/drop_last needs a DataLoader.
+    slow = CNNClassifier(iterator_train__num_workers=0, iterator_train__shuffle=True,
+                         iterator_valid__num_workers=0, **common)
+    probe = ArrayDataset(torch.zeros(2, 1, 8, 8))
+    fast.fit(X, y, sample_weight=w)
+    slow.fit(X, y, sample_weight=w)
+    assert fast._fast_path(probe, True) and fast._fast_path(probe, False)
+    assert not slow._fast_path(probe, True) and not slow._fast_path(probe, False)
+    for pa, pb in zip(params_of(fast), params_of(slow), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    for key in ("train_loss", "valid_loss", "train_batch_count", "valid_batch_count"):
+        np.testing.assert_allclose(fast.history[:, key], slow.history[:, key], rtol=1e-5)
+    np.testing.assert_allclose(fast.predict_proba(X), slow.predict_proba(X), atol=1e-6)
+
+
+def test_fixed_random_state_repeats_itself_on_the_fast_path(digits):
+    X, y, w = digits
+    clf = CNNClassifier(batch_size=16, max_epochs=2, **TINY)
+    first = params_of(clf.fit(X, y, sample_weight=w))
+    losses = clf.history[:, "train_loss"]
+    again = params_of(clf.fit(X, y, sample_weight=w))
+    cloned = params_of(clone(clf).fit(X, y, sample_weight=w))
+    for a, b, c in zip(first, again, cloned, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert clf.history[:, "train_loss"] == losses
+
+
+def test_history_losses_are_batch_size_weighted_means(digits):
+    X, y, w = digits
+    clf = CNNClassifier(batch_size=50, max_epochs=2, train_split=0.25, **TINY)
+    clf.fit(X, y, sample_weight=w)
+    for epoch in clf.history:
+        for prefix in ("train", "valid"):
+            batches = [b for b in epoch["batches"] if prefix + "_loss" in b]
+            sizes = np.array([b[prefix + "_batch_size"] for b in batches])
+            losses = np.array([b[prefix + "_loss"] for b in batches])
+            assert all(isinstance(v, float) for v in losses)
+            assert epoch[prefix + "_batch_count"] == len(batches)
+            assert epoch[prefix + "_loss"] == pytest.approx(
+                np.sum(sizes * losses) / sizes.sum(), rel=1e-6)
+        assert [b["train_batch_size"] for b in epoch["batches"][:4]] == [50, 50, 50, 30]
+
+
+def test_full_batch_train_loss_is_the_weighted_loss_of_all_data(digits):
+    X, y, w = digits
+    start = CNNClassifier(batch_size=-1, max_epochs=0, **TINY).fit(X, y)
+    with torch.no_grad():
+        logits = start.module_(torch.as_tensor(X)).double()
+    labels = torch.as_tensor(np.searchsorted(start.classes_, y))
+    nll = torch.nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
+    expected = float(np.sum(w * nll) / np.sum(w))
+    clf = CNNClassifier(batch_size=-1, max_epochs=1, **TINY).fit(X, y, sample_weight=w)
+    assert clf.history[-1, "train_batch_count"] == 1
+    assert clf.history[-1, "train_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_skorch_callbacks_still_work(digits, capsys):
+    X, y, w = digits
+    clf = CNNClassifier(
+        batch_size=32, max_epochs=30, lr=1e-2, train_split=0.25, verbose=1,
+        callbacks=[
+            EarlyStopping(monitor="valid_loss", patience=2, threshold=0.5),
+            # Reads each batch's train_loss in on_batch_end.
+            LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="train_loss",
+                        step_every="batch"),
+        ],
+        **TINY,
+    ).fit(X, y, sample_weight=w)
+    out = capsys.readouterr().out
+    for column in ("epoch", "train_loss", "valid_loss", "dur"):
+        assert column in out
+    assert 3 <= len(clf.history) < 30  # 50% relative gains stop coming quickly
+    assert all(np.isfinite(clf.history[:, "valid_loss"]))
+    assert all(np.isfinite(clf.history[:, "train_loss"]))
+
+
+class TargetsSeen(Callback):
+    def on_batch_end(self, net, batch, training, **kwargs):
+        self.y = batch[1]
+
+
+def test_callbacks_see_targets_not_weights(digits):
+    X, y, w = digits
+    spy = TargetsSeen()
+    CNNClassifier(batch_size=32, max_epochs=1, callbacks=[spy], **TINY).fit(
+        X, y, sample_weight=w)
+    assert isinstance(spy.y, torch.Tensor) and spy.y.dtype == torch.int64
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="known issue: EpochScoring calls predict on the internal "
+                          "ArrayDataset, which _validate_X refuses")
+def test_epoch_scoring(digits):
+    X, y, _ = digits
+    clf = CNNClassifier(
+        batch_size=32, max_epochs=2, train_split=0.25,
+        callbacks=[EpochScoring("accuracy", lower_is_better=False, name="valid_acc")],
+        **TINY,
+    ).fit(X, y)
+    assert all(0 <= a <= 1 for a in clf.history[:, "valid_acc"])
+
+
+class ModeSpy(nn.Module):
+    """Records (grad enabled, training) at every forward."""
+
+    def __init__(self, n_classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Dropout(0.0), nn.Linear(64, n_classes))
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append((torch.is_grad_enabled(), self.training, self.body[1].training))
+        return self.body(x)
+
+
+class PredictMidEpoch(Callback):
+    def on_batch_end(self, net, batch, training, **kwargs):
+        if training:
+            net.predict_proba(batch[0][:3].cpu().numpy())
+
+
+def test_training_steps_run_in_train_mode_and_the_rest_in_eval_mode(digits):
+    X, y, _ = digits
+    clf = CNNClassifier(ModeSpy, batch_size=64, max_epochs=2, train_split=0.25,
+                        callbacks=[PredictMidEpoch()], random_state=0, device="cpu")
+    clf.fit(X, y)
+    clf.predict(X)
+    calls = clf.module_.calls
+    assert len({grad for grad, _, _ in calls}) == 2
+    for grad, top, sub in calls:
+        # with gradients: a training step; without: validation or prediction
+        assert top == sub == grad
+
+
+def test_predictions_equal_a_raw_forward_and_do_not_depend_on_chunking(digits, monkeypatch):
+    X, y, _ = digits
+    clf = CNNClassifier(batch_size=50, max_epochs=1, **TINY).fit(X, y)
+    module = clf.module_.eval()
+    with torch.no_grad():
+        expected = torch.softmax(module(torch.as_tensor(X)).double(), 1).numpy()
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba, expected, rtol=1e-6, atol=1e-7)
+    monkeypatch.setattr(base_module, "_OUTPUT_CHUNK_BYTES", 1)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
+def test_training_batches_share_memory_with_the_callers_images(digits):
+    X, y, _ = digits
+    seen = []
+
+    class Spy(Callback):
+        def on_batch_begin(self, net, batch, training, **kwargs):
+            if training:
+                seen.append(np.shares_memory(batch[0].numpy(), X))
+
+    CNNClassifier(batch_size=60, max_epochs=1, iterator_train__shuffle=False,
+                  callbacks=[Spy()], **TINY).fit(X, y)
+    assert seen == [True] * 4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+@pytest.mark.parametrize("options", [
+    dict(precision="bf16"), dict(precision="fp16"), dict(channels_last=True),
+    dict(precision="fp16", channels_last=True, data_device_fraction=1.0),
+])
+def test_cuda_options_are_ignored_on_the_cpu(digits, options):
+    X, y, w = digits
+    plain = CNNClassifier(batch_size=32, max_epochs=1, **TINY).fit(X, y, sample_weight=w)
+    clf = CNNClassifier(batch_size=32, max_epochs=1, **options, **TINY)
+    clf.fit(X, y, sample_weight=w)
+    assert clf.device_.type == "cpu" and clf.grad_scaler_ is None
+    for a, b in zip(params_of(plain), params_of(clf), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(clf.predict_proba(X), plain.predict_proba(X))
+
+
+@pytest.mark.skipif(os.environ.get("SKWEIGHT_TEST_COMPILE") != "1",
+                    reason="torch.compile takes 1-2 minutes to build its kernels on a "
+                           "2-core CPU; set SKWEIGHT_TEST_COMPILE=1 to run it")
+def test_compile_is_usable(digits):
+    X, y, _ = digits
+    clf = CNNClassifier(compile=True, batch_size=64, max_epochs=2, **TINY).fit(X, y)
+    plain = CNNClassifier(batch_size=64, max_epochs=2, **TINY).fit(X, y)
+    assert type(clf.module_).__name__ == "OptimizedModule"
+    np.testing.assert_allclose(clf.predict_proba(X), plain.predict_proba(X), atol=1e-4)
+
+
+# -- CUDA --------------------------------------------------------------------
+
+
+class BatchDevices(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_begin(self, net, batch, training, **kwargs):
+        Xb, yb = batch
+        tensors = [Xb, *(yb if isinstance(yb, (tuple, list)) else [yb])]
+        self.seen.append({t.device.type for t in tensors})
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("fraction", [0.5, 0.0])  # on the GPU; pinned host memory
+def test_cuda_placement_and_prediction(digits, fraction):
+    X, y, w = digits
+    spy = BatchDevices()
+    clf = CNNClassifier(batch_size=32, max_epochs=2, train_split=0.25, callbacks=[spy],
+                        data_device_fraction=fraction, **TINY)
+    assert clf.device == "auto"
+    clf.fit(X, y, sample_weight=w, class_weight="balanced")
+    assert clf.device_.type == "cuda"
+    assert all(p.device.type == "cuda" for p in clf.module_.parameters())
+    assert spy.seen and all(s == {"cuda"} for s in spy.seen)
+    train, valid = clf.get_split_datasets(
+        clf._prepare(X, y, w, {"class_weight": "balanced"}, reset=False))
+    if fraction > 0:
+        assert train.X.is_cuda and valid.X.is_cuda
+    else:
+        assert train.X.is_pinned() and not train.X.is_cuda
+    # lazy loss read-back still fills the history with floats
+    batches = clf.history[-1, "batches"]
+    assert all(isinstance(b["train_loss"], float) for b in batches if "train_loss" in b)
+    sizes = np.array([b["train_batch_size"] for b in batches if "train_loss" in b])
+    losses = np.array([b["train_loss"] for b in batches if "train_loss" in b])
+    assert clf.history[-1, "train_loss"] == pytest.approx(
+        np.sum(sizes * losses) / sizes.sum(), rel=1e-5)
+    proba = clf.predict_proba(X)
+    assert isinstance(proba, np.ndarray) and proba.shape == (len(X), 10)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
+    assert clf.predict(X).dtype == y.dtype
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_training_on_cuda(digits, precision):
+    X, y, w = digits
+    clf = CNNClassifier(batch_size=32, max_epochs=10, lr=1e-2, precision=precision,
+                        **TINY).fit(X, y, sample_weight=w, class_weight="balanced")
+    assert (clf.grad_scaler_ is not None) == (precision == "fp16")
+    losses = np.array(clf.history[:, "train_loss"])
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.6 * losses[0]
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64 and np.all(np.isfinite(proba))
+    assert np.mean(clf.predict(X) == y) > 0.5
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_channels_last_on_cuda(digits):
+    X, y, _ = digits
+    clf = CNNClassifier(batch_size=32, max_epochs=2, channels_last=True, **TINY).fit(X, y)
+    plain = CNNClassifier(batch_size=32, max_epochs=2, **TINY).fit(X, y)
+    conv = next(m for m in clf.module_.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(clf.predict_proba(X), plain.predict_proba(X), atol=1e-2)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_batch_listeners_get_the_loss_on_cuda(digits):
+    # A callback reading the batch loss in on_batch_end turns the lazy
+    # read-back off.
+    X, y, _ = digits
+    clf = CNNClassifier(
+        batch_size=32, max_epochs=2,
+        callbacks=[LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau,
+                               monitor="train_loss", step_every="batch")],
+        **TINY,
+    ).fit(X, y)
+    assert np.all(np.isfinite(clf.history[:, "train_loss"]))

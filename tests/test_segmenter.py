@@ -1,0 +1,471 @@
+"""CNNSegmenter: masks in and out, weights per class, image and pixel,
+ignore_index, scoring, and the scikit-learn protocol.
+
+The weight equivalences are checked with seeded training of a tiny U-Net
+(GroupNorm, so images do not interact within a batch); full-batch where the
+batches themselves would differ.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    check_cv,
+    cross_validate,
+)
+from torch import nn
+
+from skweight import CNNSegmenter
+from skweight.datasets import make_disk_scenes
+from skweight.losses import CrossEntropyLoss, DiceCELoss, DiceLoss, FocalLoss, TverskyLoss
+from skweight.metrics import dice_score
+from skweight.nets import UNet
+
+TINY = dict(module__channels=(4, 8), lr=1e-2, max_epochs=3, random_state=0)
+CRITERIA = ["cross_entropy", "dice", "dice_ce", "focal", "tversky"]
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return make_disk_scenes(24, image_size=16, square_size=(5, 7), n_disks=(1, 2),
+                            noise=0.3, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(scenes):
+    X, y = scenes
+    return CNNSegmenter(**TINY).fit(X, y)
+
+
+def tiny(**kw):
+    return CNNSegmenter(**{**TINY, **kw})
+
+
+def assert_same_model(a, b, X, atol=1e-6):
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=atol)
+
+
+# -- masks in, masks out -------------------------------------------------
+
+
+def test_predict_shapes_and_probabilities(scenes, fitted):
+    X, y = scenes
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (24, 3, 16, 16)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    pred = fitted.predict(X)
+    assert pred.shape == y.shape
+    np.testing.assert_array_equal(pred, fitted.classes_[proba.argmax(axis=1)])
+    np.testing.assert_array_equal(fitted.classes_, [0, 1, 2])
+    assert fitted.input_shape_ == (1, 16, 16)
+    assert fitted.n_features_in_ == 256
+    assert isinstance(fitted.module_, UNet)
+
+
+def test_any_image_size_at_predict_time(scenes, fitted):
+    X, _ = scenes
+    other = np.zeros((2, 1, 21, 13), dtype=np.float32)
+    other[:, :, :16, :13] = X[:2, :, :, :13]
+    assert fitted.predict(other).shape == (2, 21, 13)
+    assert fitted.predict_proba(X[:3, 0]).shape == (3, 3, 16, 16)  # (N, H, W) input
+    with pytest.raises(ValueError, match="2 channel"):
+        fitted.predict(np.zeros((1, 2, 16, 16), dtype=np.float32))
+
+
+def test_labels_are_mapped_through_classes(scenes):
+    X, y = scenes
+    ref = tiny().fit(X, y)
+    labels = np.array([-5, 10, 30])
+    seg = tiny().fit(X, labels[y])
+    np.testing.assert_array_equal(seg.classes_, labels)
+    np.testing.assert_array_equal(seg.predict(X), labels[ref.predict(X)])
+    assert seg.score(X, labels[y]) == pytest.approx(ref.score(X, y))
+
+
+def test_flattened_and_uint8_images(scenes):
+    X, y = scenes
+    u8 = (np.clip(X, 0, 1) * 255).astype(np.uint8)
+    a = tiny(max_epochs=1).fit(u8, y)
+    b = tiny(max_epochs=1, input_shape=(1, 16, 16)).fit(u8.reshape(len(X), -1), y)
+    assert_same_model(a, b, u8)
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_every_named_criterion_trains(scenes, criterion):
+    X, y = scenes
+    seg = tiny(criterion=criterion).fit(X, y)
+    losses = seg.history[:, "train_loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    expected = {"cross_entropy": CrossEntropyLoss, "dice": DiceLoss,
+                "dice_ce": DiceCELoss, "focal": FocalLoss, "tversky": TverskyLoss}
+    assert type(seg.criterion_) is expected[criterion]
+
+
+def test_learns_small_structures():
+    # A reduced version of the issue's benchmark (600 32x32 scenes with the
+    # default settings, see examples/): 16x16 scenes, a narrower U-Net.
+    X, y = make_disk_scenes(160, image_size=16, square_size=(5, 7), n_disks=(1, 3),
+                            noise=0.5, random_state=1)
+    Xt, yt = make_disk_scenes(60, image_size=16, square_size=(5, 7), n_disks=(1, 3),
+                              noise=0.5, random_state=2)
+    seg = CNNSegmenter(module__channels=(8, 16), lr=3e-3, max_epochs=12,
+                       random_state=0).fit(X, y)
+    per_class = dice_score(yt, seg.predict(Xt), labels=[1, 2], average=None)
+    assert per_class.min() > 0.8, per_class
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda(scenes):
+    X, y = scenes
+    seg = tiny(device="cuda").fit(X, y, sample_weight=np.ones(len(X)))
+    assert next(seg.module_.parameters()).is_cuda
+    assert seg.predict(X).shape == y.shape
+
+
+# -- weights ---------------------------------------------------------------
+
+
+def test_no_weights_take_the_fast_path(scenes):
+    X, y = scenes
+    seg = tiny()
+    assert seg._prepare(X, y, None, {}, reset=True).weight is None
+    # ignore_index set but no pixel carries it: still nothing to weight
+    seg = tiny(ignore_index=255)
+    assert seg._prepare(X, y, None, {}, reset=True).weight is None
+    w = seg._prepare(X, y, np.arange(24.0) + 1, {}, reset=True).weight
+    assert w.shape == (24,)
+
+
+@pytest.mark.parametrize("kind", ["image", "pixel"])
+def test_scaling_all_weights_changes_nothing(scenes, kind):
+    X, y = scenes
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.1, 3, len(X) if kind == "image" else y.shape)
+    a = tiny(batch_size=-1).fit(X, y, sample_weight=w)
+    b = tiny(batch_size=-1).fit(X, y, sample_weight=w * 1e3)
+    assert_same_model(a, b, X)
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_zero_pixel_weight_equals_ignore_index(scenes, criterion):
+    X, y = scenes
+    y_ignored = y.copy()
+    y_ignored[:, :4] = 255
+    w = np.ones(y.shape)
+    w[:, :4] = 0.0
+    a = tiny(criterion=criterion, ignore_index=255).fit(X, y_ignored)
+    b = tiny(criterion=criterion).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.score(X, y_ignored) == pytest.approx(b.score(X, y, sample_weight=w))
+
+
+@pytest.mark.parametrize("criterion", ["cross_entropy", "dice_ce"])
+def test_zero_image_weight_equals_leaving_the_image_out(scenes, criterion):
+    X, y = scenes
+    w = np.ones(len(X))
+    w[::4] = 0.0
+    keep = w > 0
+    a = tiny(criterion=criterion, batch_size=-1).fit(X, y, sample_weight=w)
+    b = tiny(criterion=criterion, batch_size=-1).fit(X[keep], y[keep])
+    assert_same_model(a, b, X, atol=2e-5)
+
+
+def test_integer_image_weight_equals_repeating_the_image(scenes):
+    X, y = scenes
+    w = np.ones(len(X))
+    w[:3] = 2.0
+    a = tiny(criterion="cross_entropy", batch_size=-1).fit(X, y, sample_weight=w)
+    rep = np.r_[np.arange(len(X)), 0, 1, 2]
+    b = tiny(criterion="cross_entropy", batch_size=-1).fit(X[rep], y[rep])
+    assert_same_model(a, b, X, atol=2e-5)
+
+
+@pytest.mark.parametrize("criterion", ["cross_entropy", "dice"])
+def test_class_weight_acts_as_pixel_weight(scenes, criterion):
+    X, y = scenes
+    cw = {0: 0.5, 1: 4.0, 2: 2.0}
+    image_w = np.linspace(0.5, 2.0, len(X))
+    a = tiny(criterion=criterion, class_weight=cw).fit(X, y, sample_weight=image_w)
+    pixel_w = image_w[:, None, None] * np.array([0.5, 4.0, 2.0])[y]
+    b = tiny(criterion=criterion).fit(X, y, sample_weight=pixel_w)
+    assert_same_model(a, b, X)
+    np.testing.assert_allclose(a.class_weight_, [0.5, 4.0, 2.0])
+
+
+def test_balanced_class_weight_from_weighted_pixel_counts(scenes):
+    X, y = scenes
+    y = y.copy()
+    y[:, 0] = 255  # ignored pixels do not count
+    w = np.linspace(1.0, 3.0, len(X))
+    seg = tiny(max_epochs=1, class_weight="balanced", ignore_index=255)
+    seg.fit(X, y, sample_weight=w)
+    kept = y != 255
+    pixel_w = np.broadcast_to(w[:, None, None], y.shape)
+    counts = np.array([pixel_w[kept & (y == k)].sum() for k in range(3)])
+    np.testing.assert_allclose(seg.class_weight_, counts.sum() / (3 * counts))
+
+
+def test_class_weight_in_fit_overrides_constructor(scenes):
+    X, y = scenes
+    a = tiny(class_weight="balanced").fit(X, y, class_weight={1: 3.0})
+    b = tiny(class_weight={1: 3.0}).fit(X, y)
+    np.testing.assert_allclose(a.class_weight_, [1.0, 3.0, 1.0])
+    assert_same_model(a, b, X)
+    assert a.class_weight == "balanced"  # the parameter itself is untouched
+
+
+def test_class_weights_are_not_given_twice(scenes):
+    X, y = scenes
+    seg = tiny(criterion="focal", criterion__alpha=[1.0, 2.0, 3.0], class_weight="balanced")
+    with pytest.raises(ValueError, match="applied twice"):
+        seg.fit(X, y)
+    seg = tiny(criterion="dice", criterion__class_weight=[1.0, 2.0, 3.0],
+               class_weight={1: 2.0})
+    with pytest.raises(ValueError, match="applied twice"):
+        seg.fit(X, y)
+    # Tversky's alpha weighs false positives, not classes: allowed.
+    seg = tiny(criterion="tversky", criterion__alpha=0.3, criterion__beta=0.7,
+               class_weight="balanced").fit(X, y)
+    assert seg.criterion_.alpha == 0.3
+
+
+def test_caller_arrays_are_not_modified(scenes):
+    X, y = scenes
+    X, y = X.copy(), y.copy()
+    y[:, 0] = 255
+    w = np.ones(y.shape)
+    X0, y0, w0 = X.copy(), y.copy(), w.copy()
+    tiny(max_epochs=1, ignore_index=255, class_weight="balanced").fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(w, w0)
+
+
+def test_dataloader_path_gives_the_same_model(scenes):
+    X, y = scenes
+    y = y.copy()
+    y[:, 0] = 255
+    # Unshuffled: a DataLoader draws its worker seed from the generator
+    # first, so a shuffled epoch visits the images in another (seeded) order.
+    a = tiny(ignore_index=255, iterator_train__shuffle=False).fit(X, y)
+    b = tiny(ignore_index=255, iterator_train__shuffle=False,
+             iterator_train__num_workers=0).fit(X, y)
+    assert_same_model(a, b, X)
+
+
+def test_foreign_loss_and_module(scenes):
+    X, y = scenes
+
+    class PixelNet(nn.Module):
+        def __init__(self, width=4):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(width, 3, 1))
+
+        def forward(self, x):
+            return self.net(x)
+
+    w = np.random.default_rng(0).uniform(0.5, 2, y.shape)
+    seg = CNNSegmenter(PixelNet, module__width=6, criterion=nn.CrossEntropyLoss,
+                       max_epochs=2, random_state=0).fit(X, y, sample_weight=w)
+    assert seg.criterion_.reduction == "none"
+    assert seg.module_.net[0].out_channels == 6
+    assert seg.predict(X).shape == y.shape
+
+
+def test_module_output_of_the_wrong_size_is_reported(scenes):
+    X, y = scenes
+
+    class EvenOnly(nn.Module):
+        # Halves and doubles the resolution: odd sizes come back one short.
+        def __init__(self):
+            super().__init__()
+            self.down = nn.Conv2d(1, 4, 2, stride=2)
+            self.up = nn.ConvTranspose2d(4, 3, 2, stride=2)
+
+        def forward(self, x):
+            return self.up(self.down(x))
+
+    seg = CNNSegmenter(EvenOnly, max_epochs=1, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"logits of shape \(N, n_classes, H, W\)"):
+        seg.predict(X[:, :, :15, :15])
+
+
+def test_validation_split_reports_weighted_loss(scenes):
+    X, y = scenes
+    seg = tiny(train_split=0.25).fit(X, y, sample_weight=np.ones(len(X)))
+    assert np.all(np.isfinite(seg.history[:, "valid_loss"]))
+
+
+def test_partial_fit_continues_on_other_sizes(scenes):
+    X, y = scenes
+    seg = tiny(max_epochs=1).partial_fit(X, y, classes=[0, 1, 2])
+    first = [p.detach().clone() for p in seg.module_.parameters()]
+    seg.partial_fit(X[:, :, :12, :12], y[:, :12, :12])
+    assert len(seg.history) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(first, seg.module_.parameters(),
+                                                     strict=True))
+
+
+# -- score -------------------------------------------------------------------
+
+
+def test_score_is_mean_foreground_dice(scenes, fitted):
+    X, y = scenes
+    pred = fitted.predict(X)
+    assert fitted.score(X, y) == pytest.approx(dice_score(y, pred, labels=[1, 2]))
+    w = np.linspace(0, 1, len(X))
+    assert fitted.score(X, y, sample_weight=w) == pytest.approx(
+        dice_score(y, pred, labels=[1, 2], sample_weight=w))
+    assert 0.0 <= fitted.score(X, y) <= 1.0
+
+
+def test_score_skips_ignored_pixels(scenes):
+    X, y = scenes
+    y = y.copy()
+    y[:, 8:] = 255
+    seg = tiny(ignore_index=255).fit(X, y)
+    pred = seg.predict(X)
+    assert 255 not in seg.classes_
+    assert seg.score(X, y) == pytest.approx(
+        dice_score(y[:, :8], pred[:, :8], labels=[1, 2]))
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_y, match",
+    [
+        (lambda y: y[:, :15], r"shape \(N, H, W\) = \(24, 16, 16\)"),
+        (lambda y: y[:, None], "Drop the channel axis"),
+        (lambda y: y[:, 0, 0], "one label per pixel"),
+        (lambda y: y + 0.5, "integer class labels"),
+        (lambda y: y.astype(str), "integer class labels"),
+        (lambda y: np.where(y == 0, np.nan, y), "integer class labels"),
+        (lambda y: np.zeros_like(y), "only one class"),
+    ],
+)
+def test_bad_masks(scenes, make_y, match):
+    X, y = scenes
+    with pytest.raises(ValueError, match=match):
+        tiny().fit(X, make_y(y))
+
+
+def test_bad_weights_and_parameters(scenes):
+    X, y = scenes
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(24, 15, 16\)"):
+        tiny().fit(X, y, sample_weight=np.ones((24, 15, 16)))
+    with pytest.raises(ValueError, match="negative"):
+        tiny().fit(X, y, sample_weight=-np.ones(24))
+    with pytest.raises(ValueError, match="only zero weights"):
+        tiny().fit(X, y, sample_weight=np.zeros(y.shape))
+    with pytest.raises(ValueError, match="class_weight has labels"):
+        tiny(class_weight={7: 2.0}).fit(X, y)
+    with pytest.raises(TypeError, match="ignore_index must be None or an int"):
+        tiny(ignore_index=2.5).fit(X, y)
+    with pytest.raises(ValueError, match="Every pixel of y has the label ignore_index"):
+        tiny(ignore_index=0).fit(X, np.zeros_like(y))
+    with pytest.raises(ValueError, match="criterion='bce' is not a known loss"):
+        tiny(criterion="bce").fit(X, y)
+    with pytest.raises(ValueError, match="Every training pixel has weight 0"):
+        tiny(class_weight={0: 0.0, 1: 1.0, 2: 1.0}).fit(
+            X, y, sample_weight=(y == 0).astype(float))
+
+
+def test_bad_images(scenes):
+    X, y = scenes
+    bad = X.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tiny().fit(bad, y)
+    with pytest.raises(ValueError, match="inconsistent|shape"):
+        tiny().fit(X[:10], y)
+    with pytest.raises(ValueError, match="requires y"):
+        tiny().fit(X, None)
+
+
+def test_score_refuses_unknown_labels_and_bad_masks(scenes, fitted):
+    X, y = scenes
+    with pytest.raises(ValueError, match=r"labels not seen in fit: \[3\]"):
+        fitted.score(X, np.where(y == 2, 3, y))
+    with pytest.raises(ValueError, match="integer class labels"):
+        fitted.score(X, y * 0.5)
+    with pytest.raises(ValueError, match="matching the images"):
+        fitted.score(X, y[:, :8])
+
+
+def test_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        CNNSegmenter().predict(np.zeros((1, 1, 8, 8)))
+
+
+# -- scikit-learn protocol -------------------------------------------------------
+
+
+def test_clone_get_and_set_params():
+    seg = CNNSegmenter(criterion="dice", class_weight="balanced", ignore_index=255,
+                       module__channels=(4, 8), max_epochs=2)
+    params = seg.get_params()
+    assert params["criterion"] == "dice"
+    assert params["ignore_index"] == 255
+    assert params["module__channels"] == (4, 8)
+    other = clone(seg)
+    assert other.get_params()["class_weight"] == "balanced"
+    other.set_params(criterion="focal", criterion__gamma=1.0, ignore_index=None)
+    assert other.criterion == "focal" and other.ignore_index is None
+    assert seg.criterion == "dice"
+
+
+def test_pickle_round_trip(scenes, fitted):
+    X, _ = scenes
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(restored.classes_, fitted.classes_)
+
+
+def test_not_a_classifier_so_cv_splits_images(scenes):
+    X, y = scenes
+    seg = tiny(max_epochs=1)
+    assert not is_classifier(seg)
+    assert seg.__sklearn_tags__().estimator_type is None
+    assert isinstance(check_cv(3, y, classifier=is_classifier(seg)), KFold)
+    result = cross_validate(seg, X, y, cv=2, return_indices=True)
+    for test, (_, expected) in zip(result["indices"]["test"], KFold(2).split(X),
+                                   strict=True):
+        np.testing.assert_array_equal(test, expected)
+    scores = result["test_score"]
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_grid_search_over_criterion_with_default_scoring(scenes):
+    X, y = scenes
+    search = GridSearchCV(
+        tiny(max_epochs=2),
+        {"criterion": ["cross_entropy", "dice_ce"], "class_weight": [None, "balanced"]},
+        cv=2,
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert scores.shape == (4,) and np.all(np.isfinite(scores))
+    assert search.best_estimator_.criterion == search.best_params_["criterion"]
+    assert search.score(X, y) == pytest.approx(search.best_estimator_.score(X, y))
+
+
+@pytest.mark.slow
+def test_default_settings_learn_small_structures():
+    # The issue's benchmark: 600 noisy 32x32 scenes, default segmenter,
+    # mean Dice over disks and squares above 0.8 on held-out scenes
+    # (about 20 s of CPU time on one core).
+    X, y = make_disk_scenes(600, random_state=0)
+    Xt, yt = make_disk_scenes(200, random_state=1)
+    seg = CNNSegmenter(random_state=0).fit(X, y)
+    per_class = dice_score(yt, seg.predict(Xt), labels=[1, 2], average=None)
+    assert per_class.mean() > 0.8, per_class
+    assert per_class.min() > 0.75, per_class
