@@ -484,7 +484,7 @@ class BaseCNN(NeuralNet):
         # Once per epoch, not per batch: nn.Module.train() walks every
         # submodule, about 0.1 ms for the default network (see _ensure_mode).
         self._set_training(training)
-        lazy = self.device_.type != "cpu" and not self._listens_to_batch_end()
+        lazy = self._defer_loss_readback()
         record = self.history.record_batch
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
         losses = []
@@ -509,11 +509,15 @@ class BaseCNN(NeuralNet):
                 batch_record[loss_key] = value
         self.history.record(prefix + "_batch_count", count)
 
-    def _listens_to_batch_end(self):
-        """Whether the net or a callback overrides ``on_batch_end``."""
-        if type(self).on_batch_end is not NeuralNet.on_batch_end:
-            return True
-        return any(
+    def _defer_loss_readback(self):
+        """Whether batch losses may wait on the device until the epoch ends:
+        off the CPU, when neither the net nor a callback overrides
+        ``on_batch_end`` (where the batch loss may be read)."""
+        if self.device_.type == "cpu" or (
+            type(self).on_batch_end is not NeuralNet.on_batch_end
+        ):
+            return False
+        return not any(
             type(cb).on_batch_end is not Callback.on_batch_end
             for _, cb in self.callbacks_
         )

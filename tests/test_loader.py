@@ -239,6 +239,20 @@ def test_history_losses_are_batch_size_weighted_means(digits):
         assert [b["train_batch_size"] for b in epoch["batches"][:4]] == [50, 50, 50, 30]
 
 
+def test_deferred_loss_readback_records_the_same_history(digits, monkeypatch):
+    # On a GPU the batch losses are read back once per epoch; force that
+    # path here and compare with the per-batch read-back.
+    X, y, w = digits
+    make = lambda: CNNClassifier(batch_size=50, max_epochs=2,  # noqa: E731
+                                 train_split=0.25, **TINY)
+    eager = make().fit(X, y, sample_weight=w)
+    monkeypatch.setattr(CNNClassifier, "_defer_loss_readback", lambda self: True)
+    lazy = make().fit(X, y, sample_weight=w)
+    for key in ("train_loss", "valid_loss"):
+        assert lazy.history[:, key] == eager.history[:, key]
+    assert lazy.history[:, "batches"] == eager.history[:, "batches"]
+
+
 def test_full_batch_train_loss_is_the_weighted_loss_of_all_data(digits):
     X, y, w = digits
     start = CNNClassifier(batch_size=-1, max_epochs=0, **TINY).fit(X, y)
@@ -373,8 +387,8 @@ def test_cuda_options_are_ignored_on_the_cpu(digits, options):
 
 
 @pytest.mark.skipif(os.environ.get("SKWEIGHT_TEST_COMPILE") != "1",
-                    reason="torch.compile takes 1-2 minutes to build its kernels on a "
-                           "2-core CPU; set SKWEIGHT_TEST_COMPILE=1 to run it")
+                    reason="torch.compile spends 30 s (idle 2-core CPU) to minutes "
+                           "building kernels; set SKWEIGHT_TEST_COMPILE=1 to run it")
 def test_compile_is_usable(digits):
     X, y, _ = digits
     clf = CNNClassifier(compile=True, batch_size=64, max_epochs=2, **TINY).fit(X, y)
