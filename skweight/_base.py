@@ -25,6 +25,7 @@ from skorch.utils import is_dataset, to_tensor
 
 from ._data import check_images, check_input_shape
 from ._loader import ArrayDataset, BatchIterator, ShuffleSampler
+from .losses._prepare import value_checks
 from .weighting import normalize_weights, warn_if_small_ess
 
 __all__ = ["BaseCNN", "resolve_device"]
@@ -171,6 +172,10 @@ class BaseCNN(NeuralNet):
     # -- data preparation -------------------------------------------------
 
     def _validate_X(self, X, reset):
+        if not reset and isinstance(X, ArrayDataset):
+            # skorch's EpochScoring predicts on the internal validation set,
+            # whose images are already checked.
+            return X.X
         if is_dataset(X):
             raise TypeError(
                 f"X must be images as an array or tensor, got a torch Dataset "
@@ -631,7 +636,8 @@ class BaseCNN(NeuralNet):
 
     def _weighted_loss(self, y_pred, y, w):
         if self.criterion_takes_weight_:
-            return self.criterion_(y_pred, y, sample_weight=w)
+            with value_checks(False):
+                return self.criterion_(y_pred, y, sample_weight=w)
         loss = self.criterion_(y_pred, y)
         if loss.ndim == 0:
             if w is not None:

@@ -430,8 +430,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         """
         self.check_is_fitted()
         images = self._validate_X(X, reset=False)
-        logits = self._forward_images(images)
-        return self.classes_[logits.argmax(dim=1).numpy()]
+        index = self._forward_images(images).argmax(dim=1).numpy()
+        # skorch's EpochScoring compares with the internal (encoded) targets.
+        return index if isinstance(X, ArrayDataset) else self.classes_[index]
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""

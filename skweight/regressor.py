@@ -534,6 +534,10 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         self.check_is_fitted()
         images = self._validate_X(X, reset=False)
         out = self._as_2d_output(self._forward_images(images), len(images))
+        if isinstance(X, ArrayDataset):
+            # skorch's EpochScoring compares with the internal (standardised)
+            # targets.
+            return out.numpy().reshape(X.y.shape)
         y = out.numpy().astype(np.float64) * self.target_scale_ + self.target_mean_
         return y.ravel() if self._target_1d_ else y
 

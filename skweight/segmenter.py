@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ._base import BaseCNN
+from ._loader import ArrayDataset
 from .classifier import encode_labels
 from .losses import CrossEntropyLoss, DiceCELoss, DiceLoss, FocalLoss, TverskyLoss
 from .losses._base import ClassWeightedLoss
@@ -417,7 +418,8 @@ class CNNSegmenter(BaseCNN):
             Label masks with the labels of ``classes_``.
         """
         labels = self._logits(X).argmax(dim=1).numpy()
-        return self.classes_[labels]
+        # skorch's EpochScoring compares with the internal (encoded) masks.
+        return labels if isinstance(X, ArrayDataset) else self.classes_[labels]
 
     def score(self, X, y, sample_weight=None):
         """Mean foreground Dice of the predicted masks.

@@ -679,3 +679,22 @@ def test_cuda_buffers_follow_module(name):
     assert got.device.type == "cuda"
     assert got.dtype == torch.float32
     assert_close(got.cpu(), expected, atol=2e-3, rtol=2e-3)
+
+
+def test_value_checks_can_be_switched_off_for_prevalidated_batches():
+    # The estimators validate targets and weights in fit and skip the
+    # per-batch checks (each is a device sync on a GPU); shapes stay checked.
+    from skweight.losses._prepare import value_checks
+
+    logits = torch.zeros(3, 2)
+    target = torch.tensor([0, 1, 1])
+    bad_weight = torch.tensor([1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="sample_weight"):
+        CrossEntropyLoss()(logits, target, sample_weight=bad_weight)
+    with value_checks(False):
+        loss = CrossEntropyLoss(reduction="sum")(logits, target, sample_weight=bad_weight)
+        with pytest.raises(ValueError, match="sample_weight"):
+            CrossEntropyLoss()(logits, target, sample_weight=torch.ones(4))
+    assert loss.item() == pytest.approx(np.log(2.0), rel=1e-6)
+    with pytest.raises(ValueError, match="sample_weight"):
+        CrossEntropyLoss()(logits, target, sample_weight=bad_weight)

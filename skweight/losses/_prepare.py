@@ -7,6 +7,8 @@ convention: a per-class weight ``c`` acts exactly like the per-element sample
 weight ``c[target]``, and ignored elements get weight 0.
 """
 
+import contextlib
+import contextvars
 from typing import NamedTuple
 
 import torch
@@ -66,12 +68,36 @@ def _sample_weight_view(sample_weight, target, dtype):
     )
 
 
+# The estimators validate targets and weights once in `fit`; re-checking
+# every batch would cost a device-to-host sync per step on a GPU.
+_VALUE_CHECKS = contextvars.ContextVar("skweight_loss_value_checks", default=True)
+
+
+@contextlib.contextmanager
+def value_checks(enabled):
+    """Switch the data-dependent checks of the losses on or off.
+
+    Parameters
+    ----------
+    enabled : bool
+        ``False`` skips the checks of target values and weight signs, which
+        each need a device sync; shapes are still checked.
+    """
+    token = _VALUE_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
+
+
 def _raise_on_bad_values(bad_target, sample_weight, target_message):
     """Check data-dependent conditions with a single device sync.
 
     `target_message` is called only on failure, so building the error (which
     needs the offending values) costs nothing on the normal path.
     """
+    if not _VALUE_CHECKS.get():
+        return
     flags = [bad_target.any()]
     if sample_weight is not None:
         # NaN fails `>= 0`, so this also rejects NaN weights.
