@@ -24,7 +24,12 @@ from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_tensor
 
 from ._data import check_images, check_input_shape
-from ._loader import ArrayDataset, BatchIterator, ShuffleSampler
+from ._loader import (
+    ArrayDataset,
+    BatchIterator,
+    LazyImageDataset,
+    ShuffleSampler,
+)
 from .losses._prepare import value_checks
 from .weighting import normalize_weights, warn_if_small_ess
 
@@ -171,17 +176,13 @@ class BaseCNN(NeuralNet):
 
     # -- data preparation -------------------------------------------------
 
-    def _validate_X(self, X, reset):
+    def _validate_X(self, X, reset, lazy=False):
         if not reset and isinstance(X, ArrayDataset):
             # skorch's EpochScoring predicts on the internal validation set,
             # whose images are already checked.
             return X.X
         if is_dataset(X):
-            raise TypeError(
-                f"X must be images as an array or tensor, got a torch Dataset "
-                f"({type(X).__name__}); {type(self).__name__} needs in-memory "
-                f"data to validate it and to weight it."
-            )
+            return self._validate_dataset(X, reset, lazy)
         input_shape = check_input_shape(self.input_shape)
         if reset:
             images, raw_shape = check_images(X, input_shape=input_shape)
@@ -198,6 +199,34 @@ class BaseCNN(NeuralNet):
             estimator_name=type(self).__name__,
         )
         return images
+
+    def _validate_dataset(self, X, reset, lazy):
+        """A user's torch Dataset of images (items ``x`` or ``(x, ...)``).
+
+        Training reads it lazily through a DataLoader (``lazy``); prediction
+        stacks its images into one tensor.
+        """
+        if len(X) == 0:
+            raise ValueError("Found a Dataset with 0 sample(s) while a minimum of 1 "
+                             "is required.")
+        data = LazyImageDataset(X)
+        first = data.image(0)
+        if reset:
+            self.input_shape_ = tuple(first.shape)
+            self.n_features_in_ = int(first.numel())
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        else:
+            check_is_fitted(self, "input_shape_")
+        if lazy:
+            check_images(first[None], expected_shape=None if reset else self.input_shape_,
+                         match_spatial=self._match_spatial,
+                         estimator_name=type(self).__name__)
+            return data
+        images = torch.stack([data.image(i) for i in range(len(data))])
+        return check_images(images, expected_shape=self.input_shape_,
+                            match_spatial=self._match_spatial,
+                            estimator_name=type(self).__name__)[0]
 
     def _set_feature_names(self, X, reset):
         if hasattr(X, "columns"):
@@ -227,7 +256,7 @@ class BaseCNN(NeuralNet):
 
     def _prepare(self, X, y, sample_weight, fit_kwargs, reset):
         self._check_params()
-        images = self._validate_X(X, reset=reset)
+        images = self._validate_X(X, reset=reset, lazy=True)
         n = images.shape[0]
         if y is None:
             raise ValueError(
@@ -242,6 +271,8 @@ class BaseCNN(NeuralNet):
         self._torch_seed_, self._shuffle_seed_, self._split_seed_ = (
             int(s) for s in seeds
         )
+        if isinstance(images, LazyImageDataset):
+            return images.with_targets(targets, weights)
         return ArrayDataset(images, targets, weights)
 
     # -- fitting ----------------------------------------------------------
@@ -356,7 +387,7 @@ class BaseCNN(NeuralNet):
 
     def get_split_datasets(self, X, y=None, **fit_params):
         """Split into training and validation sets; normalise their weights."""
-        if not isinstance(X, ArrayDataset):
+        if not isinstance(X, (ArrayDataset, LazyImageDataset)):
             return super().get_split_datasets(X, y, **fit_params)
         train, valid = self._split(X, **fit_params)
         train = self._place(self._normalise(train, warn=True))
@@ -393,7 +424,9 @@ class BaseCNN(NeuralNet):
         )
 
     def _normalise(self, dataset, warn):
-        if not isinstance(dataset, ArrayDataset) or dataset.weight is None:
+        if not isinstance(dataset, (ArrayDataset, LazyImageDataset)) or (
+            dataset.weight is None
+        ):
             return dataset
         w = dataset.weight.numpy()
         if not np.any(w > 0):
@@ -450,7 +483,9 @@ class BaseCNN(NeuralNet):
             {"sampler", "batch_sampler"} & set(kwargs)
         ):
             kwargs["shuffle"] = shuffle
-            if shuffle and "generator" not in kwargs and isinstance(dataset, ArrayDataset):
+            if shuffle and "generator" not in kwargs and isinstance(
+                dataset, (ArrayDataset, LazyImageDataset)
+            ):
                 # The same permutations as the slicing iterator: switching
                 # paths (e.g. to use workers) does not change the model.
                 kwargs["shuffle"] = False
@@ -676,6 +711,12 @@ class BaseCNN(NeuralNet):
             on_host.append(torch.cat(pending).cpu())
         return on_host[0] if len(on_host) == 1 else torch.cat(on_host)
 
+    def _forward_dataset(self, dataset):
+        """Module outputs for an internal (in-memory or lazy) dataset."""
+        if isinstance(dataset, ArrayDataset):
+            return self._forward_images(dataset.X)
+        return self.forward(dataset).float()
+
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         """Raise ``NotFittedError`` unless ``fit`` has run."""
         check_is_fitted(self, attributes or ["module_", "input_shape_"])
@@ -731,6 +772,8 @@ def _as_array_dataset(ds):
     """Turn a ``Subset`` of an ArrayDataset (skorch's ValidSplit) back into one."""
     if isinstance(ds, ArrayDataset):
         return ds
-    if isinstance(ds, torch.utils.data.Subset) and isinstance(ds.dataset, ArrayDataset):
+    if isinstance(ds, torch.utils.data.Subset) and isinstance(
+        ds.dataset, (ArrayDataset, LazyImageDataset)
+    ):
         return ds.dataset.take(np.asarray(ds.indices))
     return ds

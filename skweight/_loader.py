@@ -9,10 +9,17 @@ with targets and weights sliced alongside.
 
 import math
 
+import numpy as np
 import torch
 from skorch.dataset import Dataset as SkorchDataset
 
-__all__ = ["ArrayDataset", "BatchIterator", "ShuffleSampler"]
+__all__ = [
+    "ArrayDataset",
+    "BatchIterator",
+    "LazyImageDataset",
+    "ShuffleSampler",
+    "item_image",
+]
 
 
 class ArrayDataset(SkorchDataset):
@@ -58,6 +65,10 @@ class ArrayDataset(SkorchDataset):
     def with_weight(self, weight):
         """The same data with other weights (no copy of ``X`` or ``y``)."""
         return ArrayDataset(self.X, self.y, weight)
+
+    def with_targets(self, y, weight):
+        """The same images with other targets and weights."""
+        return ArrayDataset(self.X, y, weight)
 
     def apply(self, fn):
         """A dataset whose tensors are ``fn(tensor)`` (e.g. a device move)."""
@@ -193,3 +204,81 @@ class ShuffleSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return self.n
+
+
+def item_image(item):
+    """The image of one item of a user's Dataset, as a float32 ``(C, H, W)``.
+
+    An item is an image or a tuple whose first element is the image (its
+    other elements, e.g. a label, are ignored: skweight holds the targets).
+    ``uint8`` images are scaled to [0, 1]; 2-D images get one channel.
+    """
+    x = item[0] if isinstance(item, (tuple, list)) else item
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    t = t.to(torch.float32) / 255.0 if t.dtype == torch.uint8 else t.to(torch.float32)
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    if t.ndim != 3:
+        raise ValueError(
+            f"The items of a Dataset passed as X must be images of shape (C, H, W) "
+            f"or (H, W), got shape {tuple(t.shape)}."
+        )
+    return t
+
+
+class LazyImageDataset(torch.utils.data.Dataset):
+    """A user's Dataset of images, with targets and weights held by skweight.
+
+    Images are read from ``source`` one item at a time, so data that do not
+    fit in memory can be trained on through a ``DataLoader`` (workers,
+    prefetching); targets and weights are small and stay in memory, aligned
+    with the rows of this (possibly subset) dataset.
+
+    Parameters
+    ----------
+    source : torch.utils.data.Dataset
+    y : None or torch.Tensor
+    weight : None or torch.Tensor
+    indices : None or ndarray of int
+        Rows of ``source`` this dataset holds (None: all).
+    """
+
+    def __init__(self, source, y=None, weight=None, indices=None):
+        self.source = source
+        self.y = y
+        self.weight = weight
+        self.indices = indices
+
+    def __len__(self):
+        return len(self.source) if self.indices is None else len(self.indices)
+
+    def image(self, i):
+        j = i if self.indices is None else int(self.indices[i])
+        return item_image(self.source[j])
+
+    @property
+    def shape(self):
+        return (len(self), *self.image(0).shape)
+
+    def __getitem__(self, i):
+        x = self.image(i)
+        if self.y is None:
+            return x, torch.zeros(())
+        if self.weight is None:
+            return x, self.y[i]
+        return x, (self.y[i], self.weight[i])
+
+    def take(self, indices):
+        """The rows ``indices`` (targets and weights copied, images not)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        base = idx if self.indices is None else np.asarray(self.indices)[idx]
+        rows = torch.as_tensor(idx)
+        y = None if self.y is None else self.y[rows]
+        weight = None if self.weight is None else self.weight[rows]
+        return LazyImageDataset(self.source, y, weight, base)
+
+    def with_weight(self, weight):
+        return LazyImageDataset(self.source, self.y, weight, self.indices)
+
+    def with_targets(self, y, weight):
+        return LazyImageDataset(self.source, y, weight, self.indices)

@@ -7,7 +7,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 
 from ._base import BaseCNN
 from ._data import to_numpy_1d
-from ._loader import ArrayDataset
+from ._loader import ArrayDataset, LazyImageDataset
 from ._sampling import check_sampler, resample_training
 from .losses import CrossEntropyLoss, FocalLoss
 from .nets import SmallCNN
@@ -330,6 +330,12 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     def get_split_datasets(self, X, y=None, **fit_params):
         """Split, resample the training part with ``sampler``, weigh both."""
+        if self.sampler is not None and isinstance(X, LazyImageDataset):
+            raise ValueError(
+                f"sampler={self.sampler!r} needs the images in memory; with a "
+                f"torch Dataset as X use skorch's iterator_train__sampler (e.g. "
+                f"torch.utils.data.WeightedRandomSampler) instead."
+            )
         if self.sampler is None or not isinstance(X, ArrayDataset):
             return super().get_split_datasets(X, y, **fit_params)
         train, valid = self._split(X, **fit_params)

@@ -353,8 +353,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                 f"trained further has {self.n_outputs_} output(s)."
             )
         scaled = (targets - self.target_mean_) / self.target_scale_
-        return ArrayDataset(
-            dataset.X, torch.from_numpy(scaled.astype(np.float32)), dataset.weight
+        return dataset.with_targets(
+            torch.from_numpy(scaled.astype(np.float32)), dataset.weight
         )
 
     def _fit_target_scaling(self, targets, weights):
@@ -459,7 +459,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         weights = None if dataset.weight is None else normalize_weights(
             dataset.weight.numpy()
         )
-        out = self._as_2d_output(self._forward_images(dataset.X), len(targets))
+        out = self._as_2d_output(self._forward_dataset(dataset), len(targets))
         pred = out.numpy().astype(np.float64)
         if not np.all(np.isfinite(pred)):
             warnings.warn(
@@ -493,14 +493,15 @@ class CNNRegressor(RegressorMixin, BaseCNN):
             f"standard deviation is {np.round(ratio[collapsed], 4).tolist()} times "
             f"the targets' (threshold {COLLAPSE_STD_RATIO}), so the network "
             f"predicts about the mean. Things to try: "
-            f"{'; '.join(self._collapse_hints(dataset.X))}.",
+            f"{'; '.join(self._collapse_hints(getattr(dataset, 'X', None)))}.",
             PredictionCollapseWarning,
             stacklevel=3,
         )
 
     def _collapse_hints(self, images):
         hints = []
-        top = float(images.abs().max()) if images.numel() else 0.0
+        # A lazily read Dataset is not scanned again just for this hint.
+        top = float(images.abs().max()) if images is not None and images.numel() else 0.0
         if top > 10:
             hints.append(
                 f"scale the inputs, which reach {top:.4g} (pass uint8 images, "

@@ -272,8 +272,8 @@ class CNNSegmenter(BaseCNN):
         super()._check_params()
         _check_ignore_index(self.ignore_index)
 
-    def _validate_X(self, X, reset):
-        images = super()._validate_X(X, reset)
+    def _validate_X(self, X, reset, lazy=False):
+        images = super()._validate_X(X, reset, lazy)
         # The core hands _validate_targets only N; the masks must also match
         # these images' H and W, which may differ from fit's at partial_fit.
         self._batch_spatial_shape_ = tuple(images.shape[2:])

@@ -496,3 +496,66 @@ def test_batch_listeners_get_the_loss_on_cuda(digits):
         **TINY,
     ).fit(X, y)
     assert np.all(np.isfinite(clf.history[:, "train_loss"]))
+
+
+class ImageFolderLike(torch.utils.data.Dataset):
+    """A user's Dataset: uint8 (H, W) images read one at a time, with labels."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.images[i], self.labels[i]
+
+
+def test_user_dataset_trains_like_arrays(digits):
+    # Same seeded permutations on both paths, so the models match with
+    # shuffled mini-batches, weights, class weights and a hold-out split.
+    X, y, w = digits
+    X8 = (X[:, 0] * 255).round().astype(np.uint8)
+    params = dict(batch_size=32, max_epochs=2, train_split=0.2, class_weight="balanced",
+                  **TINY)
+    source = ImageFolderLike(X8, y)
+    lazy = CNNClassifier(**params).fit(source, y, sample_weight=w)
+    eager = CNNClassifier(**params).fit(X8, y, sample_weight=w)
+    assert source.reads >= 2 * len(y)  # read item by item, every epoch
+    assert lazy.input_shape_ == (1, 8, 8) and lazy.n_features_in_ == 64
+    np.testing.assert_allclose(lazy.predict_proba(X8), eager.predict_proba(X8), atol=1e-5)
+    np.testing.assert_allclose(lazy.predict_proba(source), eager.predict_proba(X8),
+                               atol=1e-5)
+    assert lazy.history[-1, "valid_loss"] == pytest.approx(
+        eager.history[-1, "valid_loss"], rel=1e-4)
+
+
+def test_user_dataset_for_segmenter_and_regressor():
+    from skweight import CNNRegressor, CNNSegmenter
+    from skweight.datasets import make_disk_scenes
+
+    X, masks = make_disk_scenes(24, random_state=0)
+    seg = CNNSegmenter(max_epochs=1, random_state=0, module__channels=(4, 8))
+    seg.fit(ImageFolderLike(X[:, 0] if X.ndim == 4 else X, masks), masks)
+    assert seg.predict(X).shape == masks.shape
+    reg = CNNRegressor(max_epochs=1, **TINY)
+    targets = masks.reshape(len(masks), -1).mean(1)
+    reg.fit(ImageFolderLike(X[:, 0] if X.ndim == 4 else X, targets), targets)
+    assert reg.predict(X).shape == targets.shape
+
+
+def test_user_dataset_errors(digits):
+    X, y, _ = digits
+    with pytest.raises(ValueError, match="0 sample"):
+        CNNClassifier(**TINY).fit(ImageFolderLike(X[:0], y[:0]), y[:0])
+    with pytest.raises(ValueError, match=r"images of shape \(C, H, W\)"):
+        CNNClassifier(**TINY).fit(ImageFolderLike(X.reshape(-1, 1, 1, 8, 8), y), y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        CNNClassifier(**TINY).fit(ImageFolderLike(X, y), y[:-1])
+    with pytest.raises(ValueError, match="needs the images in memory"):
+        CNNClassifier(sampler="balanced", **TINY).fit(ImageFolderLike(X, y), y)
+    clf = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match=r"3 channel\(s\)"):
+        clf.predict(ImageFolderLike(np.zeros((2, 3, 8, 8)), [0, 0]))
