@@ -242,8 +242,12 @@ class BaseCNN(NeuralNet):
                 UserWarning,
             )
 
-    def _validate_targets(self, y, n_samples, reset):
-        """Return targets as a tensor; set fitted attributes when ``reset``."""
+    def _validate_targets(self, y, image_shape, reset, classes=None):
+        """Return targets as a tensor; set fitted attributes when ``reset``.
+
+        ``image_shape`` is ``(N, C, H, W)`` of the images they go with;
+        ``classes`` is ``partial_fit``'s list of all labels (classifiers).
+        """
         raise NotImplementedError
 
     def _element_weights(self, y, sample_weight, fit_kwargs):
@@ -257,13 +261,14 @@ class BaseCNN(NeuralNet):
     def _prepare(self, X, y, sample_weight, fit_kwargs, reset):
         self._check_params()
         images = self._validate_X(X, reset=reset, lazy=True)
-        n = images.shape[0]
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
                 f"is None."
             )
-        targets = self._validate_targets(y, n, reset=reset)
+        targets = self._validate_targets(
+            y, tuple(images.shape), reset=reset, classes=fit_kwargs.get("classes")
+        )
         weights = self._element_weights(targets, sample_weight, fit_kwargs)
         if weights is not None:
             weights = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))

@@ -241,10 +241,10 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         self : CNNClassifier
         """
         first = not (self.initialized_ and hasattr(self, "classes_"))
-        if first and classes is not None:
-            self._partial_classes_ = np.unique(classes)
         dataset = self._prepare(
-            X, y, sample_weight, {"class_weight": class_weight}, reset=first
+            X, y, sample_weight,
+            {"class_weight": class_weight, "classes": classes if first else None},
+            reset=first,
         )
         return self._run_training(dataset, fit_params, "partial_fit")
 
@@ -278,7 +278,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             )
         return self
 
-    def _validate_targets(self, y, n_samples, reset):
+    def _validate_targets(self, y, image_shape, reset, classes=None):
+        n_samples = image_shape[0]
         y = to_numpy_1d(y)
         if len(y) != n_samples:
             raise ValueError(
@@ -294,8 +295,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"{type_of_target(y)!r}."
             )
         if reset:
-            known = getattr(self, "_partial_classes_", None)
-            self._partial_classes_ = None
+            known = None if classes is None else np.unique(classes)
             classes, encoded = encode_labels(y, known)
             if len(classes) < 2:
                 raise ValueError(

@@ -315,7 +315,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         dataset = self._prepare(X, y, sample_weight, {}, reset=first)
         return self._run_training(dataset, fit_params, "partial_fit")
 
-    def _validate_targets(self, y, n_samples, reset):
+    def _validate_targets(self, y, image_shape, reset, classes=None):
+        n_samples = image_shape[0]
         y, was_1d = _validate_target_array(y)
         if len(y) != n_samples:
             raise ValueError(

@@ -261,10 +261,10 @@ class CNNSegmenter(BaseCNN):
         self : CNNSegmenter
         """
         first = not (self.initialized_ and hasattr(self, "classes_"))
-        if first and classes is not None:
-            self._partial_classes_ = np.unique(classes)
         dataset = self._prepare(
-            X, y, sample_weight, {"class_weight": class_weight}, reset=first
+            X, y, sample_weight,
+            {"class_weight": class_weight, "classes": classes if first else None},
+            reset=first,
         )
         return self._run_training(dataset, fit_params, "partial_fit")
 
@@ -272,23 +272,17 @@ class CNNSegmenter(BaseCNN):
         super()._check_params()
         _check_ignore_index(self.ignore_index)
 
-    def _validate_X(self, X, reset, lazy=False):
-        images = super()._validate_X(X, reset, lazy)
-        # The core hands _validate_targets only N; the masks must also match
-        # these images' H and W, which may differ from fit's at partial_fit.
-        self._batch_spatial_shape_ = tuple(images.shape[2:])
-        return images
-
-    def _validate_targets(self, y, n_samples, reset):
-        y = _check_masks(y, n_samples, self._batch_spatial_shape_)
+    def _validate_targets(self, y, image_shape, reset, classes=None):
+        # The masks must match these images' H and W, which may differ from
+        # fit's at partial_fit.
+        y = _check_masks(y, image_shape[0], image_shape[2:])
         ignore = _check_ignore_index(self.ignore_index)
         ignored = None if ignore is None else y == ignore
         if ignored is not None and not ignored.any():
             ignored = None
         kept = y if ignored is None else y[~ignored]
         if reset:
-            known = getattr(self, "_partial_classes_", None)
-            self._partial_classes_ = None
+            known = None if classes is None else np.unique(classes)
             if known is not None and ignore is not None:
                 known = known[known != ignore]
             if kept.size == 0:
