@@ -211,8 +211,3 @@ class UNet(nn.Module):
 def count_parameters(module):
     """Number of trainable parameters of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    net = SmallCNN(1, 10, (8, 8))
-    print(net, count_parameters(net), net(torch.zeros(2, 1, 8, 8)).shape)
