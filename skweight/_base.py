@@ -1,15 +1,30 @@
 """The weighted-training core shared by all skweight estimators.
 
-:class:`BaseCNN` is a skorch ``NeuralNet`` whose ``fit`` validates images,
-targets and weights, folds class weights into per-element weights,
-normalises them once over the training set (float64, mean 1) and trains on an
-in-memory fast path. Each mini-batch loss is ``mean(w_i * l_i)``, an unbiased
-estimate of ``sum_i w_i l_i / sum_i w_i``.
+:class:`BaseCNN` is a skorch ``NeuralNet`` whose ``fit`` follows one path,
+the same for every estimator:
+
+1. check the parameters, the images, the targets and the sample weights
+   (once; the weights are scaled to a maximum of 1 in float64, so their
+   unit no longer matters);
+2. split off the validation set (seeded; stratified for classifiers);
+3. resample the training split (``sampler=``, classifiers);
+4. compute the class weights from the rows actually trained on, and fold
+   ``sample_weight x class_weight[y] x mask`` into one weight per element
+   (:func:`skweight.weighting.fold_weights`), for the training and the
+   validation split alike;
+5. normalise each split's weights once, in float64, to mean 1 and cast them
+   to float32;
+6. train (:class:`skweight._training.TrainingLoop`): each mini-batch loss is
+   ``mean(w_i l_i)``, an unbiased estimate of ``sum_i w_i l_i / sum_i w_i``.
+
+Subclasses only say what differs: how targets are checked and encoded
+(``_validate_targets``) and decoded (``_decode_targets``), the shape of the
+network's output (``_check_output``), the default network
+(``_default_module``), the loss names (``_named_criteria``) and, for
+classifiers, resampling and class weights.
 """
 
-import contextlib
 import copy
-import inspect
 import numbers
 import warnings
 
@@ -17,78 +32,50 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Callback
-from skorch.dataset import unpack_data
-from skorch.utils import is_dataset, to_tensor
+from skorch.dataset import Dataset as SkorchDataset
+from skorch.history import History
+from skorch.utils import is_dataset
 
 from ._data import check_images, check_input_shape
-from ._loader import (
-    ArrayDataset,
-    BatchIterator,
-    LazyImageDataset,
-    ShuffleSampler,
-)
-from .losses._prepare import value_checks
-from .weighting import normalize_weights, warn_if_small_ess
+from ._loader import ArrayDataset, LazyImageDataset
+from ._seeding import draw_seeds, seeded_section
+from ._training import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
+from ._validation import check_bool, check_real, check_sample_weight
+from .weighting import fold_weights, normalize_weights, warn_if_small_ess
 
 __all__ = ["BaseCNN", "resolve_device"]
 
-_PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# iterator_* settings the slicing iterator understands; any other one (a
-# sampler, workers, a collate_fn...) sends the data through a DataLoader.
-_FAST_ITERATOR_KEYS = {"batch_size", "shuffle", "drop_last"}
-# Prediction outputs wait on the device until this much has gathered.
-_OUTPUT_CHUNK_BYTES = 256 * 2**20
+# skorch's own constructor parameters that the estimators take through
+# ``**kwargs``, with skorch's defaults.
+_SKORCH_DEFAULTS = {
+    "iterator_train": torch.utils.data.DataLoader,
+    "iterator_valid": torch.utils.data.DataLoader,
+    "dataset": SkorchDataset,
+    "predict_nonlinearity": "auto",
+    "use_caching": "auto",
+    "torch_load_kwargs": None,
+}
+# Version of the learned state stored with ``save_params``.
+_STATE_VERSION = 1
 
 
-def resolve_device(device):
-    """Turn the ``device`` parameter into a ``torch.device``.
-
-    Parameters
-    ----------
-    device : "auto", str, torch.device or None
-        ``"auto"`` (and ``None``) mean CUDA when available, else CPU.
-
-    Returns
-    -------
-    device : torch.device
-    """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
-            f"got {device!r}."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available; use "
-            f"device='auto' to fall back to the CPU."
-        )
-    return dev
-
-
-class BaseCNN(NeuralNet):
+class BaseCNN(TrainingLoop, NeuralNet):
     """Base class of the skweight estimators; not for direct use.
 
-    Subclasses define the criteria they know (``_named_criteria``), how targets
-    are validated and encoded (``_validate_targets``), how per-element
-    weights are built (``_element_weights``) and the default network
-    (``_default_module``).
+    See the module docstring for the path from ``fit`` to the loss.
     """
 
     #: criterion name -> loss class; filled by subclasses.
     _named_criteria = {}
     #: Whether H and W at predict time must equal those seen in fit.
     _match_spatial = True
-    #: What a weight is attached to, for messages.
-    _weighted_what = "samples"
-
-    # -- construction -----------------------------------------------------
+    #: What one sample is, for messages.
+    _sample_unit = "sample"
+    #: Fitted attributes besides the network's weights that prediction needs
+    #: (saved by ``save_params`` and restored by ``load_params``).
+    _learned_attributes = ("input_shape_", "n_features_in_", "feature_names_in_")
 
     def __init__(self, module=None, criterion=None, *, input_shape=None,
                  random_state=None, device="auto", precision="32",
@@ -96,17 +83,98 @@ class BaseCNN(NeuralNet):
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20,
                  batch_size=64, train_split=None, callbacks=None, verbose=0,
                  warm_start=False, compile=False, **kwargs):
-        super().__init__(
-            module, criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-            batch_size=batch_size, train_split=train_split, callbacks=callbacks,
-            verbose=verbose, device=device, warm_start=warm_start,
-            compile=compile, **kwargs,
-        )
+        # Only parameters are stored here (scikit-learn's convention):
+        # skorch's bookkeeping (history_, initialized_, virtual_params_) is
+        # created when first used.
+        self.module = module
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.compile = compile
+        for name, default in _SKORCH_DEFAULTS.items():
+            setattr(self, name, kwargs.pop(name, default))
         self.input_shape = input_shape
         self.random_state = random_state
         self.precision = precision
         self.channels_last = channels_last
         self.data_device_fraction = data_device_fraction
+        self._params_to_validate = set(kwargs)
+        vars(self).update(kwargs)
+
+    # -- skorch's state, created lazily -------------------------------------
+
+    @property
+    def initialized_(self):
+        """Whether ``initialize`` has built the module, criterion and optimizer."""
+        return self.__dict__.get("_initialized", False)
+
+    @initialized_.setter
+    def initialized_(self, value):
+        self.__dict__["_initialized"] = value
+
+    @property
+    def history_(self):
+        """skorch's training history (None before the first fit)."""
+        return self.__dict__.get("_history")
+
+    @history_.setter
+    def history_(self, value):
+        self.__dict__["_history"] = value
+
+    @property
+    def virtual_params_(self):
+        """skorch's virtual parameters (e.g. ``optimizer__lr``)."""
+        return self.__dict__.setdefault("_virtual_params", {})
+
+    @virtual_params_.setter
+    def virtual_params_(self, value):
+        self.__dict__["_virtual_params"] = value
+
+    def __setattr__(self, name, value):
+        # Parameters (no trailing underscore) are stored as given, modules
+        # included: skorch's registration of torch components is for the
+        # attributes it builds (module_, criterion_, optimizer_, ...).
+        if name.endswith("_"):
+            super().__setattr__(name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def _get_param_names(self):
+        # skorch keeps bookkeeping such as ``_params_to_validate`` in
+        # ``__dict__``; it is not a hyper-parameter.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    def set_params(self, **params):
+        """Set parameters; nothing is built or checked before ``fit``.
+
+        Parameters
+        ----------
+        **params
+            Estimator parameters, including skorch's prefixed ones
+            (``module__*``, ``criterion__*``, ``optimizer__*``,
+            ``callbacks__*``, ...).
+
+        Returns
+        -------
+        self : estimator
+        """
+        if not self.initialized_:
+            # skorch would build the callbacks at once (and fail there on a
+            # bad value); they are built, and checked, when fit starts.
+            callback_params = {k: params.pop(k) for k in list(params)
+                               if k.startswith("callbacks")}
+            for key, value in callback_params.items():
+                if key != "callbacks":
+                    self._params_to_validate.add(key)
+                setattr(self, key, value)
+        return super().set_params(**params)
 
     # -- parameter validation ---------------------------------------------
 
@@ -121,21 +189,18 @@ class BaseCNN(NeuralNet):
                 f"{self.random_state!r}."
             ) from exc
         resolve_device(self.device)
-        if str(self.precision) not in _PRECISIONS:
+        resolve_optimizer(self.optimizer)
+        if str(self.precision) not in PRECISIONS:
             raise ValueError(
-                f"precision must be one of {sorted(_PRECISIONS)}, got "
+                f"precision must be one of {sorted(PRECISIONS)}, got "
                 f"{self.precision!r}."
             )
-        if not isinstance(self.channels_last, (bool, np.bool_)):
-            raise TypeError(
-                f"channels_last must be a bool, got {self.channels_last!r}."
-            )
-        frac = self.data_device_fraction
-        if not isinstance(frac, numbers.Real) or not 0.0 <= frac <= 1.0:
-            raise ValueError(
-                f"data_device_fraction must be a number in [0, 1], got {frac!r}."
-            )
-        if not isinstance(self.max_epochs, numbers.Integral) or self.max_epochs < 0:
+        check_bool(self.channels_last, "channels_last")
+        check_bool(self.warm_start, "warm_start")
+        check_real(self.data_device_fraction, "data_device_fraction", low=0.0, high=1.0)
+        if not isinstance(self.max_epochs, numbers.Integral) or isinstance(
+            self.max_epochs, bool
+        ) or self.max_epochs < 0:
             raise ValueError(
                 f"max_epochs must be a non-negative int, got {self.max_epochs!r}."
             )
@@ -146,7 +211,9 @@ class BaseCNN(NeuralNet):
             raise ValueError(
                 f"batch_size must be a positive int or -1 (full batch), got {bs!r}."
             )
-        if not isinstance(self.lr, numbers.Real) or not self.lr > 0:
+        if not isinstance(self.lr, numbers.Real) or isinstance(self.lr, bool) or not (
+            np.isfinite(self.lr) and self.lr > 0
+        ):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
         ts = self.train_split
         if not (ts is None or callable(ts) or (
@@ -157,9 +224,13 @@ class BaseCNN(NeuralNet):
                 f"(stratified, for classifiers) hold-out split, or a callable "
                 f"such as skorch.dataset.ValidSplit, got {ts!r}."
             )
-        self._check_criterion_param()
-
-    def _check_criterion_param(self):
+        if not (self.callbacks is None or self.callbacks == "disable" or (
+            isinstance(self.callbacks, (list, tuple))
+        )):
+            raise TypeError(
+                f"callbacks must be None, 'disable' or a list of skorch callbacks "
+                f"(or (name, callback) pairs), got {self.callbacks!r}."
+            )
         crit = self.criterion
         if isinstance(crit, str):
             if crit not in self._named_criteria:
@@ -174,18 +245,25 @@ class BaseCNN(NeuralNet):
                 f"class or an nn.Module instance, got {crit!r}."
             )
 
-    # -- data preparation -------------------------------------------------
+    # -- input checks -------------------------------------------------------
 
     def _validate_X(self, X, reset, lazy=False):
-        if not reset and isinstance(X, ArrayDataset):
-            # skorch's EpochScoring predicts on the internal validation set,
-            # whose images are already checked.
+        """Images as a float32 tensor (or a lazy dataset of them when ``lazy``).
+
+        With ``reset`` the input shape and number of features are learned;
+        otherwise ``X`` must match them.
+        """
+        if isinstance(X, ArrayDataset):
+            # An internal dataset (e.g. skorch's EpochScoring predicting on
+            # the validation split): its images are checked already.
             return X.X
         if is_dataset(X):
             return self._validate_dataset(X, reset, lazy)
         input_shape = check_input_shape(self.input_shape)
         if reset:
-            images, raw_shape = check_images(X, input_shape=input_shape)
+            images, raw_shape = check_images(
+                X, input_shape=input_shape, ndims=self._image_ndims(),
+            )
             self.input_shape_ = tuple(images.shape[1:])
             self.n_features_in_ = int(np.prod(raw_shape[1:]))
             self._set_feature_names(X, reset=True)
@@ -196,9 +274,13 @@ class BaseCNN(NeuralNet):
             X, input_shape=input_shape, expected_shape=self.input_shape_,
             match_spatial=self._match_spatial,
             n_features=self.n_features_in_ if self._match_spatial else None,
-            estimator_name=type(self).__name__,
+            estimator_name=type(self).__name__, ndims=self._image_ndims(),
         )
         return images
+
+    def _image_ndims(self):
+        """Spatial dimensions the estimator takes (2: images)."""
+        return (2,)
 
     def _validate_dataset(self, X, reset, lazy):
         """A user's torch Dataset of images (items ``x`` or ``(x, ...)``).
@@ -211,118 +293,271 @@ class BaseCNN(NeuralNet):
                              "is required.")
         data = LazyImageDataset(X)
         first = data.image(0)
+        name = type(self).__name__
         if reset:
             self.input_shape_ = tuple(first.shape)
             self.n_features_in_ = int(first.numel())
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
+            self.__dict__.pop("feature_names_in_", None)
         else:
             check_is_fitted(self, "input_shape_")
+        expected = None if reset else self.input_shape_
         if lazy:
-            check_images(first[None], expected_shape=None if reset else self.input_shape_,
-                         match_spatial=self._match_spatial,
-                         estimator_name=type(self).__name__)
+            check_images(first[None], expected_shape=expected,
+                         match_spatial=self._match_spatial, estimator_name=name,
+                         ndims=self._image_ndims())
             return data
         images = torch.stack([data.image(i) for i in range(len(data))])
         return check_images(images, expected_shape=self.input_shape_,
-                            match_spatial=self._match_spatial,
-                            estimator_name=type(self).__name__)[0]
+                            match_spatial=self._match_spatial, estimator_name=name,
+                            ndims=self._image_ndims())[0]
 
     def _set_feature_names(self, X, reset):
         if hasattr(X, "columns"):
-            from sklearn.utils.validation import _check_feature_names
-
             _check_feature_names(self, X, reset=reset)
-        elif reset and hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        elif not reset and hasattr(self, "feature_names_in_"):
+        elif reset:
+            self.__dict__.pop("feature_names_in_", None)
+        elif hasattr(self, "feature_names_in_"):
             warnings.warn(
                 f"X does not have valid feature names, but {type(self).__name__} "
                 f"was fitted with feature names",
                 UserWarning,
             )
 
-    def _validate_targets(self, y, image_shape, reset, classes=None):
-        """Return targets as a tensor; set fitted attributes when ``reset``.
+    def _validate_targets(self, y, image_shape, sample_weight, reset, classes=None):
+        """Targets as a tensor, and a mask of the elements that count (or None).
 
-        ``image_shape`` is ``(N, C, H, W)`` of the images they go with;
-        ``classes`` is ``partial_fit``'s list of all labels (classifiers).
+        Parameters
+        ----------
+        y : array-like
+        image_shape : tuple of int
+            ``(N, C, *spatial)`` of the images they go with.
+        sample_weight : None or ndarray
+            The validated sample weights (scaled to a maximum of 1).
+        reset : bool
+            Learn the fitted attributes (classes, target scaling); otherwise
+            ``y`` must be compatible with them.
+        classes : None or array-like
+            ``partial_fit``'s list of all labels (classifiers).
+
+        Returns
+        -------
+        target : torch.Tensor
+        mask : None or ndarray of bool
         """
         raise NotImplementedError
 
-    def _element_weights(self, y, sample_weight, fit_kwargs):
-        """Return per-element weights (float64 ndarray) or None."""
-        raise NotImplementedError
-
-    def _stratify_labels(self, dataset):
-        """Labels to stratify a hold-out split by (None: no stratification)."""
-        return None
-
-    def _prepare(self, X, y, sample_weight, fit_kwargs, reset):
-        self._check_params()
+    def _validate_fit_data(self, X, y, sample_weight, reset, classes=None):
+        """Check everything ``fit`` receives; return one dataset of it."""
         images = self._validate_X(X, reset=reset, lazy=True)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
                 f"is None."
             )
-        targets = self._validate_targets(
-            y, tuple(images.shape), reset=reset, classes=fit_kwargs.get("classes")
+        shape = tuple(images.shape)
+        spatial = shape[2:]
+        sw = check_sample_weight(
+            sample_weight, shape[0], extra_shape=spatial if self._pixel_weights else None,
+            unit=self._sample_unit, element="pixel" if len(spatial) == 2 else "voxel",
         )
-        weights = self._element_weights(targets, sample_weight, fit_kwargs)
-        if weights is not None:
-            weights = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))
-        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=3)
-        self._torch_seed_, self._shuffle_seed_, self._split_seed_ = (
-            int(s) for s in seeds
-        )
+        if sw is not None:
+            # Only ratios matter: weights of any magnitude become numbers
+            # near 1 before anything is computed from them.
+            sw = sw / sw.max()
+        target, mask = self._validate_targets(y, shape, sw, reset=reset, classes=classes)
+        weight = None if sw is None else torch.from_numpy(sw)
+        mask = None if mask is None else torch.from_numpy(mask)
         if isinstance(images, LazyImageDataset):
-            return images.with_targets(targets, weights)
-        return ArrayDataset(images, targets, weights)
+            return images.replace(target=target, weight=weight, mask=mask,
+                                  decode=self._decode_targets)
+        return ArrayDataset(images, target, weight, mask, decode=self._decode_targets)
 
-    # -- fitting ----------------------------------------------------------
+    #: Whether ``sample_weight`` may be given per pixel (segmenters).
+    _pixel_weights = False
 
-    def _run_training(self, dataset, fit_params, routing_method):
-        with self._rng_context():
-            fresh = routing_method == "fit" and not self.warm_start
-            if fresh or not self.initialized_:
+    # -- the fit template -------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, *, fit_request=None, classes=None,
+             partial=False, fit_params=None):
+        """The one training path of every estimator (see the module docstring).
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As given to ``fit``.
+        fit_request : dict
+            Per-call settings of ``fit`` (e.g. ``{"class_weight": ...}``).
+        classes : None or array-like
+            ``partial_fit``'s labels.
+        partial : bool
+            ``partial_fit`` (continue training) rather than ``fit``.
+        fit_params : dict
+            Passed to the module's ``forward`` (and, with metadata routing,
+            to the validation splitter).
+
+        Returns
+        -------
+        self
+        """
+        fit_params = dict(fit_params or {})
+        self._check_params()
+        continuing = self.initialized_ and (partial or self.warm_start)
+        reset = not (continuing and self._has_learned_state())
+        data = self._validate_fit_data(X, y, sample_weight, reset=reset, classes=classes)
+        self._seeds_ = draw_seeds(self.random_state)
+        device = resolve_device(self.device)
+        with seeded_section(self._seeds_.torch, device):
+            if not continuing:
                 self.initialize()
-            NeuralNet.partial_fit(
-                self, dataset, None, _routing_method=routing_method, **fit_params
+            else:
+                self.device_ = device
+            self._refuse_double_weights(fit_request or {})
+            forward_params, split_params = self._route(
+                "partial_fit" if partial else "fit", fit_params
             )
-        self._after_fit(dataset)
+            train, valid, epoch_rows = self._training_data(
+                data, fit_request or {}, split_params
+            )
+            self.notify("on_train_begin", X=X, y=y)
+            try:
+                self._fit_loop(train, valid, epoch_rows, forward_params)
+            except KeyboardInterrupt:
+                pass
+            self.notify("on_train_end", X=X, y=y)
+        self._after_fit(data)
         return self
 
-    def _after_fit(self, dataset):
+    def _has_learned_state(self):
+        return all(hasattr(self, name) for name in self._learned_attributes
+                   if name != "feature_names_in_")
+
+    def _route(self, method, fit_params):
+        """Split ``fit_params`` into module ``forward`` and splitter parameters."""
+        from sklearn.utils._metadata_requests import _routing_enabled, process_routing
+
+        if _routing_enabled():
+            routed = process_routing(self, method, **fit_params)
+            split_params = routed.get("splitter", {"split": {}})["split"]
+            return fit_params, split_params
+        return fit_params, fit_params
+
+    def _training_data(self, data, fit_request, split_params):
+        """Split, resample and weigh: the datasets the loop trains on."""
+        train, valid = self._split(data, split_params)
+        train, epoch_rows, counts = self._resample(train)
+        class_weight = self._class_weights(fit_request, train, counts)
+        train = self._weigh(train, class_weight, counts, training=True)
+        if valid is not None:
+            valid = self._weigh(valid, class_weight, None, training=False)
+        return self._place(train), (
+            None if valid is None else self._place(valid, training=False)
+        ), epoch_rows
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """The training and validation datasets ``fit`` would train on.
+
+        Parameters
+        ----------
+        X : array-like, tensor or Dataset
+            Images (or an internal dataset).
+        y : array-like or None
+        **fit_params
+            ``sample_weight`` and ``class_weight`` (as in ``fit``), and
+            parameters of the validation splitter.
+
+        Returns
+        -------
+        train, valid : datasets (``valid`` may be None)
+        """
+        sample_weight = fit_params.pop("sample_weight", None)
+        fit_request = {"class_weight": fit_params.pop("class_weight", None)}
+        if not isinstance(X, (ArrayDataset, LazyImageDataset)):
+            X = self._validate_fit_data(X, y, sample_weight, reset=False)
+        if not hasattr(self, "_seeds_"):
+            self._seeds_ = draw_seeds(self.random_state)
+        train, valid, _ = self._training_data(X, fit_request, fit_params)
+        return train, valid
+
+    def _split(self, dataset, split_params):
+        ts = self.train_split
+        if ts is None:
+            return dataset, None
+        strat = self._stratify_labels(dataset)
+        if isinstance(ts, numbers.Real):
+            index = np.arange(len(dataset))
+            seed = self._seeds_.split
+            try:
+                train_idx, valid_idx = train_test_split(
+                    index, test_size=ts, stratify=strat, random_state=seed,
+                )
+            except ValueError:
+                if strat is None:
+                    raise
+                warnings.warn(
+                    "A class has too few samples to stratify the validation "
+                    "split; splitting without stratification.", UserWarning,
+                )
+                train_idx, valid_idx = train_test_split(
+                    index, test_size=ts, random_state=seed,
+                )
+            return dataset.take(train_idx), dataset.take(valid_idx)
+        train, valid = ts(dataset, strat, **split_params)
+        return _as_dataset(train), None if valid is None else _as_dataset(valid)
+
+    def _stratify_labels(self, dataset):
+        """Labels to stratify a hold-out split by (None: no stratification)."""
+        return None
+
+    def _resample(self, train):
+        """The rows to train on: ``(dataset, epoch_rows, counts)``.
+
+        ``epoch_rows`` draws each epoch's rows (None: every row once) and
+        ``counts`` says how often each row is served per epoch (None: once).
+        """
+        return train, None, None
+
+    def _class_weights(self, fit_request, train, counts):
+        """Per-class weights from the training rows (None: no class weights)."""
+        return None
+
+    def _weigh(self, dataset, class_weight, counts, training):
+        """Fold, check and normalise a split's weights (float32, mean 1)."""
+        w = None if dataset.weight is None else dataset.weight.numpy()
+        mask = None if dataset.mask is None else dataset.mask.numpy()
+        target = dataset.target.numpy() if class_weight is not None else None
+        w = fold_weights(target, w, class_weight, mask)
+        if w is None:
+            return dataset.with_weight(None)
+        served = w if counts is None else w * counts.reshape(
+            counts.shape + (1,) * (w.ndim - 1)
+        )
+        what = self._weighted_what(w)
+        if not np.any(served > 0):
+            split = "training" if training else "validation"
+            raise ValueError(
+                f"Every {split} {what[:-1]} has weight 0 (after sample_weight"
+                f"{self._weight_sources()}); there is nothing to "
+                f"{'learn from' if training else 'validate on'}."
+            )
+        if training:
+            warn_if_small_ess(w, what, counts)
+        w = normalize_weights(w, counts)
+        return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
+
+    def _weighted_what(self, weights):
+        """What the weights are attached to, plural, for messages."""
+        if np.ndim(weights) > 1:
+            return "pixels" if np.ndim(weights) == 3 else "voxels"
+        return self._sample_unit + "s"
+
+    def _weight_sources(self):
+        """Where weights came from besides sample_weight, for messages."""
+        return ""
+
+    def _after_fit(self, data):
         """Hook run after training (e.g. sanity checks on predictions)."""
 
-    @contextlib.contextmanager
-    def _rng_context(self):
-        if self.random_state is None:
-            yield
-            return
-        device = resolve_device(self.device)
-        devices = []
-        if device.type == "cuda":
-            devices = [device.index or torch.cuda.current_device()]
-        # fork_rng restores the caller's global RNG state afterwards: seeding
-        # the model must not reseed the user's other torch code.
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self._torch_seed_)
-            yield
-
-    def initialize(self):
-        """Initialise the module, criterion, optimizer and callbacks."""
-        self.device_ = resolve_device(self.device)
-        self.grad_scaler_ = self._make_grad_scaler()
-        return super().initialize()
-
-    def _make_grad_scaler(self):
-        # float16 has a narrow exponent range: small gradients underflow
-        # unless the loss is scaled up first. bfloat16 does not need it.
-        if self._use_amp() and _PRECISIONS[str(self.precision)] == torch.float16:
-            return torch.amp.GradScaler("cuda")
-        return None
+    # -- components ---------------------------------------------------------
 
     def initialize_module(self):
         """Build the network: the default one sized from the data, or the user's."""
@@ -342,403 +577,164 @@ class BaseCNN(NeuralNet):
     def _default_module(self, **kwargs):
         raise NotImplementedError
 
-    def _initialize_module(self, reason=None):
-        # skorch's version moves modules to ``self.device``, which may be
-        # "auto"; ours uses the resolved ``device_``.
-        with self._current_init_context("module"):
-            self.initialize_module()
-            module = self.module_.to(self.device_)
-            if self.channels_last and self.device_.type == "cuda":
-                module = module.to(memory_format=torch.channels_last)
-            self.module_ = self.torch_compile(module, name="module")
-        return self
-
-    def _initialize_criterion(self, reason=None):
-        with self._current_init_context("criterion"):
-            self.initialize_criterion()
-            crit = self.criterion_
-            if isinstance(crit, torch.nn.Module):
-                crit = self.torch_compile(crit.to(self.device_), name="criterion")
-            self.criterion_ = crit
-        return self
-
-    def _criterion_kwargs(self, kwargs):
-        """Adjust user criterion kwargs (e.g. refuse double class weights)."""
-        return kwargs
-
     def initialize_criterion(self):
         """Instantiate the loss, deciding how it receives weights."""
         crit = self.criterion
         if isinstance(crit, str):
             crit = self._named_criteria[crit]
-        kwargs = self._criterion_kwargs(self.get_params_for("criterion"))
-        instance = self.initialized_instance(crit, kwargs)
-        forward = getattr(instance, "forward", instance)
-        try:
-            params = inspect.signature(forward).parameters
-        except (TypeError, ValueError):
-            params = {}
-        takes_weight = "sample_weight" in params
-        if not takes_weight and getattr(instance, "reduction", None) not in (None, "none"):
+        instance = self.initialized_instance(crit, self.get_params_for("criterion"))
+        call = self._criterion_call(instance)
+        if call == "elementwise" and getattr(instance, "reduction", None) not in (
+            None, "none"
+        ):
             # Weighting needs per-element losses; never mutate the user's object.
             if instance is self.criterion:
                 instance = copy.deepcopy(instance)
             instance.reduction = "none"
         self.criterion_ = instance
-        self.criterion_takes_weight_ = takes_weight
+        self.criterion_call_ = call
         return self
 
-    # -- data iteration ---------------------------------------------------
+    def _duplicated_weights(self, fit_request):
+        """Weights the estimator applies that its criterion must not repeat.
 
-    def get_split_datasets(self, X, y=None, **fit_params):
-        """Split into training and validation sets; normalise their weights."""
-        if not isinstance(X, (ArrayDataset, LazyImageDataset)):
-            return super().get_split_datasets(X, y, **fit_params)
-        train, valid = self._split(X, **fit_params)
-        train = self._place(self._normalise(train, warn=True))
-        if valid is not None:
-            valid = self._place(self._normalise(valid, warn=False), training=False)
-        return train, valid
-
-    def _split(self, dataset, **split_params):
-        ts = self.train_split
-        if ts is None:
-            return dataset, None
-        strat = self._stratify_labels(dataset)
-        if isinstance(ts, numbers.Real):
-            index = np.arange(len(dataset))
-            try:
-                train_idx, valid_idx = train_test_split(
-                    index, test_size=ts, stratify=strat,
-                    random_state=self._split_seed_,
-                )
-            except ValueError:
-                if strat is None:
-                    raise
-                warnings.warn(
-                    "A class has too few samples to stratify the validation "
-                    "split; splitting without stratification.", UserWarning,
-                )
-                train_idx, valid_idx = train_test_split(
-                    index, test_size=ts, random_state=self._split_seed_,
-                )
-            return dataset.take(train_idx), dataset.take(valid_idx)
-        train, valid = ts(dataset, strat, **split_params)
-        return _as_array_dataset(train), (
-            None if valid is None else _as_array_dataset(valid)
-        )
-
-    def _normalise(self, dataset, warn):
-        if not isinstance(dataset, (ArrayDataset, LazyImageDataset)) or (
-            dataset.weight is None
-        ):
-            return dataset
-        w = dataset.weight.numpy()
-        if not np.any(w > 0):
-            raise ValueError(
-                "All samples of this split have weight 0; nothing to learn from "
-                "or validate on."
-            )
-        if warn:
-            warn_if_small_ess(w, self._weighted_what)
-        w = normalize_weights(w)
-        return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
-
-    def _place(self, dataset, training=True):
-        """On CUDA, keep the data on the GPU if it fits, else pin it.
-
-        Only for the slicing iterator: a DataLoader indexes the data on the
-        host (possibly in worker processes) and pins batches itself when
-        asked to (``iterator_train__pin_memory=True``).
+        Returns None, or ``(setting, criterion attribute names, what)``:
+        while ``setting`` is in use, a criterion that has one of those
+        attributes set would apply ``what`` a second time.
         """
-        if self.device_.type != "cuda" or not self._fast_path(dataset, training):
-            return dataset
-        free, _ = torch.cuda.mem_get_info(self.device_)
-        if dataset.nbytes <= self.data_device_fraction * free:
-            return dataset.apply(lambda t: t.to(self.device_))
-        return dataset.apply(lambda t: t if t.is_pinned() else t.pin_memory())
-
-    def get_iterator(self, dataset, training=False):
-        """Slicing iterator for in-memory data, skorch's DataLoader otherwise."""
-        prefix = "iterator_train" if training else "iterator_valid"
-        kwargs = self.get_params_for(prefix)
-        iterator = self.iterator_train if training else self.iterator_valid
-        batch_size = kwargs.get("batch_size", self.batch_size)
-        if batch_size == -1:
-            batch_size = len(dataset)
-        shuffle = kwargs.get("shuffle", training)
-        generator = None
-        if shuffle:
-            generator = torch.Generator().manual_seed(self._shuffle_seed_)
-        epoch_indices = self._epoch_indices(dataset) if training else None
-        if self._fast_path(dataset, training):
-            return BatchIterator(
-                dataset, batch_size, shuffle=shuffle, generator=generator,
-                device=self.device_, drop_last=kwargs.get("drop_last", False),
-                epoch_indices=epoch_indices,
-            )
-        if epoch_indices is not None:
-            raise ValueError(
-                "Per-epoch resampling needs the in-memory data path; remove the "
-                "iterator_train__* settings that require a DataLoader."
-            )
-        if "batch_sampler" not in kwargs:
-            kwargs = {**kwargs, "batch_size": batch_size}
-        if iterator is torch.utils.data.DataLoader and not (
-            {"sampler", "batch_sampler"} & set(kwargs)
-        ):
-            kwargs["shuffle"] = shuffle
-            if shuffle and "generator" not in kwargs and isinstance(
-                dataset, (ArrayDataset, LazyImageDataset)
-            ):
-                # The same permutations as the slicing iterator: switching
-                # paths (e.g. to use workers) does not change the model.
-                kwargs["shuffle"] = False
-                kwargs["sampler"] = ShuffleSampler(len(dataset), generator)
-            elif shuffle:
-                kwargs.setdefault("generator", generator)
-        return iterator(dataset, **kwargs)
-
-    def _fast_path(self, dataset, training):
-        """Whether batches come from the slicing iterator (no DataLoader)."""
-        if training:
-            iterator, prefix = self.iterator_train, "iterator_train"
-        else:
-            iterator, prefix = self.iterator_valid, "iterator_valid"
-        return (
-            isinstance(dataset, ArrayDataset)
-            and iterator is torch.utils.data.DataLoader
-            and set(self.get_params_for(prefix)) <= _FAST_ITERATOR_KEYS
-        )
-
-    def _epoch_indices(self, dataset):
-        """Rows of each training epoch: None (every row once) or a callable
-        ``f(generator) -> indices`` with ``len`` (see ``BatchIterator``)."""
         return None
 
-    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        """One pass over the data.
-
-        skorch calls ``loss.item()`` after every batch, which on a GPU waits
-        for the batch to finish. Off the CPU, and unless a callback listens
-        to ``on_batch_end`` (and may read the batch loss there), the losses
-        stay on the device and are read back once, when the epoch ends.
-        """
-        if iterator is None:
+    def _refuse_double_weights(self, fit_request):
+        duplicated = self._duplicated_weights(fit_request)
+        if duplicated is None:
             return
-        # Once per epoch, not per batch: nn.Module.train() walks every
-        # submodule, about 0.1 ms for the default network (see _ensure_mode).
-        self._set_training(training)
-        lazy = self._defer_loss_readback()
-        record = self.history.record_batch
-        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
-        losses = []
-        count = 0
-        for batch in iterator:
-            # Callbacks get skorch's (X, y): the weights are the loss's business,
-            # and EpochScoring, e.g., collects y from the batches it is shown.
-            seen = _without_weights(batch)
-            self.notify("on_batch_begin", batch=seen, training=training)
-            step = step_fn(batch, **fit_params)
-            count += 1
-            if lazy:
-                losses.append(step["loss"].detach())
-            else:
-                record(loss_key, step["loss"].item())
-            record(size_key, _batch_len(batch))
-            self.notify("on_batch_end", batch=seen, training=training, **step)
-        if losses:
-            values = torch.stack([v.float() for v in losses]).cpu().tolist()
-            batches = self.history[-1]["batches"][-len(values):]
-            for batch_record, value in zip(batches, values, strict=True):
-                batch_record[loss_key] = value
-        self.history.record(prefix + "_batch_count", count)
-
-    def _defer_loss_readback(self):
-        """Whether batch losses may wait on the device until the epoch ends:
-        off the CPU, when neither the net nor a callback overrides
-        ``on_batch_end`` (where the batch loss may be read)."""
-        if self.device_.type == "cpu" or (
-            type(self).on_batch_end is not NeuralNet.on_batch_end
-        ):
-            return False
-        return not any(
-            type(cb).on_batch_end is not Callback.on_batch_end
-            for _, cb in self.callbacks_
-        )
-
-    def _ensure_mode(self, training):
-        """Put modules and criteria in train or eval mode if they are not.
-
-        Only the top-level flags are read, so this costs a few attribute
-        reads where ``_set_training`` walks every submodule.
-        """
-        for name in self._modules + self._criteria:
-            module = getattr(self, name + "_")
-            if isinstance(module, torch.nn.Module) and module.training != training:
-                self._set_training(training)
-                return
-
-    # -- steps ------------------------------------------------------------
-
-    def _use_amp(self):
-        return (
-            self.device_.type == "cuda"
-            and _PRECISIONS[str(self.precision)] is not None
-        )
-
-    def _autocast(self):
-        if not self._use_amp():
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=_PRECISIONS[str(self.precision)])
-
-    def infer(self, x, **fit_params):
-        """Forward a batch through the module on the resolved device."""
-        if isinstance(x, torch.Tensor):
-            # A no-op when the batch is already there (the usual case).
-            x = x.to(self.device_, non_blocking=True)
-        else:
-            x = to_tensor(x, device=self.device_)
-        if self.channels_last and self.device_.type == "cuda" and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.module_(x, **fit_params)
-
-    def train_step_single(self, batch, **fit_params):
-        """Forward, weighted loss and backward pass for one batch."""
-        self._ensure_mode(True)
-        Xi, yi = unpack_data(batch)
-        with self._autocast():
-            y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        if self.grad_scaler_ is not None:
-            self.grad_scaler_.scale(loss).backward()
-        else:
-            loss.backward()
-        return {"loss": loss, "y_pred": y_pred}
-
-    def train_step(self, batch, **fit_params):
-        """One optimiser step; with fp16 the gradient scaler drives it."""
-        if self.grad_scaler_ is None:
-            return super().train_step(batch, **fit_params)
-        self._zero_grad_optimizer()
-        step = self.train_step_single(batch, **fit_params)
-        self.grad_scaler_.unscale_(self.optimizer_)
-        self.notify(
-            "on_grad_computed",
-            named_parameters=list(self.get_all_learnable_params()),
-            batch=batch, training=True,
-        )
-        self.grad_scaler_.step(self.optimizer_)
-        self.grad_scaler_.update()
-        return step
-
-    def validation_step(self, batch, **fit_params):
-        """Weighted loss on a validation batch, without gradients."""
-        self._ensure_mode(False)
-        Xi, yi = unpack_data(batch)
-        with torch.no_grad(), self._autocast():
-            y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
-        return {"loss": loss, "y_pred": y_pred}
-
-    def evaluation_step(self, batch, training=False):
-        """Module output for a batch, in float32."""
-        self.check_is_fitted()
-        Xi, _ = unpack_data(batch)
-        self._ensure_mode(training)
-        with torch.set_grad_enabled(training), self._autocast():
-            out = self.infer(Xi)
-        return out.float() if torch.is_floating_point(out) else out
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        """Weighted mean loss of a batch: ``mean(w * l)``.
-
-        Parameters
-        ----------
-        y_pred : torch.Tensor
-            Module output.
-        y_true : torch.Tensor or (torch.Tensor, torch.Tensor)
-            Targets, or targets and normalised weights.
-        X, training
-            Unused; part of skorch's signature.
-
-        Returns
-        -------
-        loss : torch.Tensor (scalar)
-        """
-        if isinstance(y_true, (tuple, list)):
-            y, w = y_true
-            w = w.to(self.device_, non_blocking=True)
-        else:
-            y, w = y_true, None
-        y = y.to(self.device_, non_blocking=True)
-        return self._weighted_loss(y_pred, y, w)
-
-    def _weighted_loss(self, y_pred, y, w):
-        if self.criterion_takes_weight_:
-            with value_checks(False):
-                return self.criterion_(y_pred, y, sample_weight=w)
-        loss = self.criterion_(y_pred, y)
-        if loss.ndim == 0:
-            if w is not None:
+        setting, names, what = duplicated
+        crit = getattr(self.criterion_, "_orig_mod", self.criterion_)
+        for name in names:
+            value = getattr(crit, name, None)
+            if value is not None:
                 raise ValueError(
-                    f"The criterion {type(self.criterion_).__name__} returns a "
-                    f"scalar, so it cannot apply sample or class weights. Use a "
-                    f"loss with a `reduction` attribute or a `sample_weight` "
-                    f"argument in forward."
+                    f"{setting} is set and the criterion also has {name}={value!r}: "
+                    f"{what} would be applied twice. Set only the estimator's "
+                    f"{setting}: it is applied to every loss."
                 )
-            return loss
-        if w is not None:
-            loss = loss * w.reshape(w.shape + (1,) * (loss.ndim - w.ndim))
-        return loss.mean()
 
-    # -- prediction -------------------------------------------------------
+    # -- prediction ---------------------------------------------------------
 
-    def _forward_images(self, images):
-        """Module outputs for validated images, as a float32 CPU tensor.
-
-        Unlike skorch's ``forward``, outputs are not copied to the CPU batch
-        by batch (each copy waits for the GPU): they are gathered where the
-        data are and copied in large chunks.
-        """
-        dataset = self._place(ArrayDataset(images), training=False)
-        iterator = self.get_iterator(dataset, training=False)
-        self._set_training(False)
-        on_host, pending, pending_bytes = [], [], 0
-        for batch in iterator:
-            out = self.evaluation_step(batch, training=False)
-            pending.append(out)
-            pending_bytes += out.element_size() * out.nelement()
-            if pending_bytes >= _OUTPUT_CHUNK_BYTES:
-                on_host.append(torch.cat(pending).cpu())
-                pending, pending_bytes = [], 0
-        if pending:
-            on_host.append(torch.cat(pending).cpu())
-        return on_host[0] if len(on_host) == 1 else torch.cat(on_host)
-
-    def _forward_dataset(self, dataset):
-        """Module outputs for an internal (in-memory or lazy) dataset."""
-        if isinstance(dataset, ArrayDataset):
-            return self._forward_images(dataset.X)
-        return self.forward(dataset).float()
+    def _outputs(self, X):
+        """Checked module outputs (float32 CPU tensor) for validated ``X``."""
+        self.check_is_fitted()
+        images = self._validate_X(X, reset=False)
+        out = self._forward_images(images)
+        return self._check_output(out, len(images), tuple(images.shape[2:]))
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         """Raise ``NotFittedError`` unless ``fit`` has run."""
         check_is_fitted(self, attributes or ["module_", "input_shape_"])
-
-    def _get_param_names(self):
-        # skorch keeps bookkeeping such as ``_params_to_validate`` in
-        # ``__dict__``; it is not a hyper-parameter.
-        return [k for k in super()._get_param_names() if not k.startswith("_")]
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "input_shape_") and hasattr(self, "module_")
 
     # -- persistence ------------------------------------------------------
 
+    def _learned_state(self):
+        """What ``fit`` learned besides the network's weights, in plain types."""
+        state = {"version": _STATE_VERSION, "estimator": type(self).__name__}
+        for name in self._learned_attributes:
+            if name in self.__dict__:
+                state[name] = _to_plain(self.__dict__[name])
+        return state
+
+    def _restore_learned_state(self, state):
+        for name in self._learned_attributes:
+            if name in state:
+                setattr(self, name, _from_plain(state[name]))
+
+    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
+                    f_history=None, use_safetensors=False, **kwargs):
+        """Save the network's weights, and what fit learned besides them.
+
+        As skorch's ``save_params``; the ``f_params`` file is a plain
+        ``state_dict`` (loadable into the module by ``torch.load``) that also
+        carries the fitted attributes prediction needs (classes, input shape,
+        target scaling) in its ``_metadata``, so that ``load_params`` on a
+        fresh estimator restores a model that predicts exactly as this one.
+        With ``use_safetensors=True`` only the weights are stored.
+
+        Parameters
+        ----------
+        f_params, f_optimizer, f_criterion, f_history : None, str or file
+        use_safetensors : bool, default=False
+        **kwargs
+            Other ``f_*`` files, as in skorch.
+        """
+        if f_params is not None and not use_safetensors:
+            self.check_is_fitted(["module_"])
+            state = self.module_.state_dict()
+            state._metadata["skweight"] = self._learned_state()
+            torch.save(state, f_params)
+            f_params = None
+        return super().save_params(
+            f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
+            f_history=f_history, use_safetensors=use_safetensors, **kwargs,
+        )
+
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
+                    f_history=None, checkpoint=None, use_safetensors=False, **kwargs):
+        """Load what ``save_params`` saved (skorch's ``load_params``).
+
+        The fitted attributes stored with the weights are restored too; an
+        estimator that is not initialised yet is then initialised from them
+        (which builds the default network), so that ``load_params`` on a
+        fresh estimator gives back the saved model. ``device="auto"`` is
+        resolved as in ``fit``.
+
+        Parameters
+        ----------
+        f_params, f_optimizer, f_criterion, f_history : None, str or file
+        checkpoint : None or skorch.callbacks.Checkpoint
+        use_safetensors : bool, default=False
+        **kwargs
+            Other ``f_*`` files, as in skorch.
+        """
+        files = {}
+        if checkpoint is not None:
+            files.update(checkpoint.get_formatted_files(self))
+            if f_history is None and checkpoint.f_history is not None:
+                self.history = History.from_file(checkpoint.f_history_)
+                files.pop("f_history", None)
+        files.update(kwargs)
+        for key, value in (("f_params", f_params), ("f_optimizer", f_optimizer),
+                           ("f_criterion", f_criterion), ("f_history", f_history)):
+            if value:
+                files[key] = value
+        device = resolve_device(self.device)
+        weights = None
+        if files.get("f_params") and not use_safetensors:
+            weights = torch.load(files.pop("f_params"), map_location=device,
+                                 **(self.torch_load_kwargs or {"weights_only": True}))
+            learned = getattr(weights, "_metadata", {}).get("skweight")
+            if learned is not None:
+                self._restore_learned_state(learned)
+        if not self.initialized_:
+            self.initialize()
+        if weights is not None:
+            self.module_.load_state_dict(weights)
+        if files:
+            requested = self.device
+            # skorch maps the files onto ``self.device``, which must be a
+            # real device name for that.
+            self.device = str(self.device_)
+            try:
+                super().load_params(use_safetensors=use_safetensors, **files)
+            finally:
+                self.device = requested
+        return self
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("grad_scaler_", None)
+        state.pop("_listeners_", None)
         return state
 
     def __setstate__(self, state):
@@ -760,25 +756,31 @@ class BaseCNN(NeuralNet):
         return tags
 
 
-def _without_weights(batch):
-    if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(
-        batch[1], (tuple, list)
-    ):
-        return batch[0], batch[1][0]
-    return batch
-
-
-def _batch_len(batch):
-    X = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return X.shape[0] if isinstance(X, torch.Tensor) else len(X)
-
-
-def _as_array_dataset(ds):
-    """Turn a ``Subset`` of an ArrayDataset (skorch's ValidSplit) back into one."""
-    if isinstance(ds, ArrayDataset):
+def _as_dataset(ds):
+    """Turn a ``Subset`` of an internal dataset (skorch's ValidSplit) back into one."""
+    if isinstance(ds, (ArrayDataset, LazyImageDataset)):
         return ds
     if isinstance(ds, torch.utils.data.Subset) and isinstance(
         ds.dataset, (ArrayDataset, LazyImageDataset)
     ):
         return ds.dataset.take(np.asarray(ds.indices))
     return ds
+
+
+def _to_plain(value):
+    """A fitted attribute as types ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {"tuple": [_to_plain(v) for v in value]}
+    return value
+
+
+def _from_plain(value):
+    if isinstance(value, dict) and "ndarray" in value:
+        return np.array(value["ndarray"], dtype=np.dtype(value["dtype"]))
+    if isinstance(value, dict) and "tuple" in value:
+        return tuple(_from_plain(v) for v in value["tuple"])
+    return value

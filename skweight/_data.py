@@ -116,20 +116,53 @@ def _to_float_tensor(arr):
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
+def channels_last_hint(shape, name="X"):
+    """A hint when an image array looks channels-last (Keras' ``(N, H, W, C)``).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The shape of a 4-D (or 5-D) array.
+    name : str
+
+    Returns
+    -------
+    hint : str
+        Empty unless the last axis has 1, 3 or 4 entries and is shorter than
+        every spatial axis before it.
+    """
+    if len(shape) not in (4, 5):
+        return ""
+    last, middle = shape[-1], shape[1:-1]
+    if last not in (1, 3, 4) or not all(last < s for s in middle):
+        return ""
+    order = (0, len(shape) - 1, *range(1, len(shape) - 1))
+    layout = "(N, H, W, C)" if len(shape) == 4 else "(N, D, H, W, C)"
+    return (
+        f"{name} of shape {tuple(shape)} looks like channels-last images {layout} "
+        f"with {last} channel(s); skweight reads it as (N, C, ...) = {shape[1]} "
+        f"channel(s) of size {tuple(shape[2:])}. If the channels come last, pass "
+        f"{name}.transpose{order} (NumPy) or {name}.permute{order} (torch)."
+    )
+
+
 def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True,
-                 n_features=None, estimator_name="the estimator", name="X"):
+                 n_features=None, estimator_name="the estimator", name="X",
+                 ndims=(2,)):
     """Validate ``X`` and return a float32 image tensor ``(N, C, H, W)``.
 
     Parameters
     ----------
     X : array-like or torch.Tensor
-        ``(N, C, H, W)``, ``(N, H, W)`` (one channel) or ``(N, F)``. A 2-D ``X``
-        is reshaped to ``input_shape`` when given, otherwise to
+        ``(N, C, H, W)``, ``(N, H, W)`` (one channel) or ``(N, F)``; with
+        ``3 in ndims`` also volumes ``(N, C, D, H, W)``. A 2-D ``X`` is
+        reshaped to ``input_shape`` when given, otherwise to
         ``(N, 1, 1, F)``. ``uint8`` values are divided by 255.
-    input_shape : None or tuple of three int
-        Validated ``(C, H, W)``, see :func:`check_input_shape`.
-    expected_shape : None or tuple of three int
-        The ``(C, H, W)`` seen in ``fit``; prediction input must match it.
+    input_shape : None or tuple of int
+        Validated ``(C, H, W)`` (or ``(C, D, H, W)``), see
+        :func:`check_input_shape`.
+    expected_shape : None or tuple of int
+        The ``(C, *spatial)`` seen in ``fit``; prediction input must match it.
     match_spatial : bool
         Whether ``H`` and ``W`` must also match ``expected_shape`` (False for
         fully convolutional networks, which only need the channel count).
@@ -139,22 +172,33 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
         Used in error messages.
     name : str
         Name used in error messages.
+    ndims : tuple of int, default=(2,)
+        The numbers of spatial dimensions accepted (2: images, 3: volumes).
 
     Returns
     -------
-    images : torch.Tensor of shape (N, C, H, W), dtype float32
+    images : torch.Tensor of shape (N, C, H, W) (or (N, C, D, H, W)), float32
     raw_shape : tuple of int
         The shape of ``X`` as given.
     """
     arr = _as_array_or_tensor(X, name)
     _check_dtype(arr, name)
     shape = tuple(arr.shape)
-    if len(shape) < 2 or len(shape) > 4:
+    max_ndim = 5 if 3 in ndims else 4
+    if len(shape) < 2 or len(shape) > max_ndim:
+        volumes = " or 5 (N, C, D, H, W)" if max_ndim == 5 else ""
+        advice = " Reshape your data, e.g. X.reshape(-1, 1) for a single feature."
+        if len(shape) == 5:
+            advice = (f" {estimator_name} takes 2-D images, not volumes"
+                      f" (CNNSegmenter segments volumes).")
         raise ValueError(
             f"Expected {name} with 2 dimensions (N, n_features), 3 (N, H, W) or "
-            f"4 (N, C, H, W), got {len(shape)}-D {name} of shape {shape}. "
-            f"Reshape your data, e.g. X.reshape(-1, 1) for a single feature."
+            f"4 (N, C, H, W){volumes}, got {len(shape)}-D {name} of shape {shape}."
+            f"{advice}"
         )
+    hint = channels_last_hint(shape, name)
+    if hint and expected_shape is None:
+        warnings.warn(hint, UserWarning, stacklevel=4)
     if shape[0] == 0:
         raise ValueError(
             f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 "
@@ -196,7 +240,7 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
             images = images.reshape(n, 1, 1, shape[1])
     elif images.ndim == 3:
         images = images.unsqueeze(1)
-    if input_shape is not None and images.ndim == 4 and len(shape) != 2:
+    if input_shape is not None and len(shape) != 2:
         if tuple(images.shape[1:]) != tuple(input_shape):
             raise ValueError(
                 f"{name} has image shape {tuple(images.shape[1:])}, which does not "
@@ -209,7 +253,13 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
             raise ValueError(
                 f"{name} has {got[0]} channel(s), but the estimator was fitted "
                 f"with {expected_shape[0]} channel(s) (images of shape "
-                f"{tuple(expected_shape)})."
+                f"{tuple(expected_shape)}).{' ' + hint if hint else ''}"
+            )
+        if len(got) != len(expected_shape):
+            raise ValueError(
+                f"{name} has images of shape {got}, but the estimator was fitted "
+                f"on images of shape {tuple(expected_shape)} "
+                f"({len(expected_shape) - 1} spatial dimensions)."
             )
         if match_spatial and got != tuple(expected_shape):
             raise ValueError(

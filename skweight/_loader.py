@@ -25,55 +25,79 @@ __all__ = [
 class ArrayDataset(SkorchDataset):
     """Images, targets and weights held as tensors.
 
-    It subclasses skorch's ``Dataset`` so that skorch utilities that look for
-    ``.X`` and ``.y`` (e.g. ``EpochScoring`` on the validation set) work.
+    It subclasses skorch's ``Dataset`` so that skorch utilities that read
+    ``.X`` and ``.y`` (e.g. ``EpochScoring`` without caching) work: ``.y``
+    gives the targets as the user passed them to ``fit`` (``decode`` maps
+    the internal targets back), while the loss and the iterators use the
+    internal ``target``.
 
     Parameters
     ----------
-    X : torch.Tensor of shape (N, C, H, W)
-    y : None or torch.Tensor of shape (N, ...)
-    weight : None or torch.Tensor of shape (N, ...)
-        Per-sample or per-element weights; float64 until normalised.
+    X : torch.Tensor of shape (N, C, H, W) or (N, C, D, H, W)
+    target : None or torch.Tensor of shape (N, ...)
+        Targets as the loss sees them (encoded labels, standardised values).
+    weight : None or torch.Tensor of shape (N,) or (N, ...)
+        Per-sample or per-element weights: the validated sample weights
+        (float64) until the estimator folds and normalises them.
+    mask : None or torch.Tensor of bool, target's shape
+        Elements that count (False: ``ignore_index``); folded into
+        ``weight`` with the class weights, then dropped.
+    decode : None or callable
+        ``decode(target, weight)`` -> the targets in the user's terms.
     """
 
     # skorch's Dataset.__init__ re-validates and copies; everything here is
     # already checked, so it is deliberately not called.
-    def __init__(self, X, y=None, weight=None):  # noqa: D107
+    def __init__(self, X, target=None, weight=None, mask=None, decode=None):  # noqa: D107
         self.X = X
-        self.y = y
+        self.target = target
         self.weight = weight
+        self.mask = mask
+        self.decode = decode
         self.length = len(X)
+
+    @property
+    def y(self):
+        """The targets in the user's terms (the internal ones without ``decode``)."""
+        if self.target is None or self.decode is None:
+            return self.target
+        return self.decode(self.target, self.weight)
 
     def __len__(self):
         return self.length
 
     def __getitem__(self, i):
-        y = self.y[i] if self.y is not None else torch.zeros(())
+        y = self.target[i] if self.target is not None else torch.zeros(())
         if self.weight is None:
             return self.X[i], y
         return self.X[i], (y, self.weight[i])
 
     def tensors(self):
-        """The non-None tensors, in the order ``X, y, weight``."""
-        return [t for t in (self.X, self.y, self.weight) if t is not None]
+        """The non-None tensors a batch is made of, in the order ``X, target, weight``."""
+        return [t for t in (self.X, self.target, self.weight) if t is not None]
+
+    def replace(self, **fields):
+        """The same dataset with some fields replaced (no copy of the others)."""
+        current = dict(X=self.X, target=self.target, weight=self.weight,
+                       mask=self.mask, decode=self.decode)
+        return ArrayDataset(**{**current, **fields})
 
     def take(self, indices):
         """A new dataset with the rows ``indices`` (a copy)."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return self.apply(lambda t: t.index_select(0, idx.to(t.device)))
 
     def with_weight(self, weight):
-        """The same data with other weights (no copy of ``X`` or ``y``)."""
-        return ArrayDataset(self.X, self.y, weight)
-
-    def with_targets(self, y, weight):
-        """The same images with other targets and weights."""
-        return ArrayDataset(self.X, y, weight)
+        """The same data with other weights (no copy of ``X`` or the targets)."""
+        return self.replace(weight=weight, mask=None)
 
     def apply(self, fn):
         """A dataset whose tensors are ``fn(tensor)`` (e.g. a device move)."""
-        return ArrayDataset(*(None if t is None else fn(t)
-                              for t in (self.X, self.y, self.weight)))
+        return self.replace(**{
+            name: None if t is None else fn(t)
+            for name, t in (("X", self.X), ("target", self.target),
+                            ("weight", self.weight), ("mask", self.mask))
+        })
 
     @property
     def nbytes(self):
@@ -160,7 +184,7 @@ class BatchIterator:
                 parts = [_gather(t, idx) for t in tensors]
             if copy:
                 parts = [self._deliver(t) for t in parts]
-            if ds.y is None:
+            if ds.target is None:
                 yield parts[0], None
             elif ds.weight is None:
                 yield parts[0], parts[1]
@@ -232,22 +256,28 @@ class LazyImageDataset(torch.utils.data.Dataset):
     Images are read from ``source`` one item at a time, so data that do not
     fit in memory can be trained on through a ``DataLoader`` (workers,
     prefetching); targets and weights are small and stay in memory, aligned
-    with the rows of this (possibly subset) dataset.
+    with the rows of this (possibly subset) dataset. The fields are those of
+    :class:`ArrayDataset`.
 
     Parameters
     ----------
     source : torch.utils.data.Dataset
-    y : None or torch.Tensor
-    weight : None or torch.Tensor
+    target, weight, mask, decode
+        As in :class:`ArrayDataset`.
     indices : None or ndarray of int
         Rows of ``source`` this dataset holds (None: all).
     """
 
-    def __init__(self, source, y=None, weight=None, indices=None):
+    def __init__(self, source, target=None, weight=None, mask=None, decode=None,
+                 indices=None):
         self.source = source
-        self.y = y
+        self.target = target
         self.weight = weight
+        self.mask = mask
+        self.decode = decode
         self.indices = indices
+
+    y = ArrayDataset.y
 
     def __len__(self):
         return len(self.source) if self.indices is None else len(self.indices)
@@ -262,23 +292,27 @@ class LazyImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         x = self.image(i)
-        if self.y is None:
+        if self.target is None:
             return x, torch.zeros(())
         if self.weight is None:
-            return x, self.y[i]
-        return x, (self.y[i], self.weight[i])
+            return x, self.target[i]
+        return x, (self.target[i], self.weight[i])
+
+    def replace(self, **fields):
+        """The same rows with some fields replaced."""
+        current = dict(target=self.target, weight=self.weight, mask=self.mask,
+                       decode=self.decode, indices=self.indices)
+        return LazyImageDataset(self.source, **{**current, **fields})
 
     def take(self, indices):
         """The rows ``indices`` (targets and weights copied, images not)."""
         idx = np.asarray(indices, dtype=np.int64)
         base = idx if self.indices is None else np.asarray(self.indices)[idx]
         rows = torch.as_tensor(idx)
-        y = None if self.y is None else self.y[rows]
-        weight = None if self.weight is None else self.weight[rows]
-        return LazyImageDataset(self.source, y, weight, base)
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return self.replace(target=pick(self.target), weight=pick(self.weight),
+                            mask=pick(self.mask), indices=base)
 
     def with_weight(self, weight):
-        return LazyImageDataset(self.source, self.y, weight, self.indices)
-
-    def with_targets(self, y, weight):
-        return LazyImageDataset(self.source, y, weight, self.indices)
+        """The same rows with other weights."""
+        return self.replace(weight=weight, mask=None)

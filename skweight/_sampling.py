@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from ._loader import ArrayDataset
+from ._validation import encode_labels
 
 __all__ = ["EpochRows", "ResampledTraining", "check_sampler", "resample_training"]
 
@@ -175,7 +175,7 @@ def resample_training(sampler, dataset, classes, rng):
     sampler's ``sampling_strategy`` asked for, and without sample weights it
     is 1, as for every real sample.
     """
-    y = dataset.y.numpy()
+    y = dataset.target.numpy()
     keep = np.arange(len(y)) if dataset.weight is None else np.flatnonzero(
         dataset.weight.numpy() > 0
     )
@@ -258,7 +258,7 @@ def _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in):
             len(X_res), *dataset.X.shape[1:]
         )
     )
-    y_enc = _encode(np.asarray(y_res), classes)
+    _, y_enc = encode_labels(np.asarray(y_res), classes, name="The sampler's output y")
     weight = None
     if dataset.weight is not None:
         w_in = dataset.weight.numpy()[keep]
@@ -266,12 +266,14 @@ def _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in):
             # Smoothed bootstrap and the like: every row has a known parent.
             w_res = w_in[rows]
         else:
-            w_res = _match_weights(X_in, dataset.y.numpy()[keep], w_in, X_res, y_enc,
-                                   len(classes))
+            w_res = _match_weights(X_in, dataset.target.numpy()[keep], w_in, X_res,
+                                   y_enc, len(classes))
         weight = torch.from_numpy(w_res)
     n = len(y_enc)
     return ResampledTraining(
-        ArrayDataset(images, torch.from_numpy(y_enc), weight), None, np.ones(n)
+        dataset.replace(X=images, target=torch.from_numpy(y_enc), weight=weight,
+                        mask=None),
+        None, np.ones(n),
     )
 
 
@@ -299,17 +301,6 @@ def _match_weights(X_in, y_in, w_in, X_res, y_res, n_classes):
         if queue:
             w_res[j] = w_in[queue.pop(0)]
     return w_res
-
-
-def _encode(labels, classes):
-    """Positions of ``labels`` in the sorted ``classes``."""
-    idx = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
-    if not np.array_equal(classes[idx], labels):
-        raise ValueError(
-            f"The sampler returned labels that are not classes of y: "
-            f"{np.setdiff1d(labels, classes)[:10].tolist()}."
-        )
-    return idx.astype(np.int64)
 
 
 def _seed(rng):

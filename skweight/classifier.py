@@ -7,57 +7,78 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 
 from ._base import BaseCNN
 from ._data import to_numpy_1d
-from ._loader import ArrayDataset, LazyImageDataset
+from ._docstrings import fill_doc
+from ._loader import LazyImageDataset
 from ._sampling import check_sampler, resample_training
+from ._validation import encode_labels
 from .losses import CrossEntropyLoss, FocalLoss
 from .nets import SmallCNN
-from .weighting import (
-    check_sample_weight,
-    compute_class_weight,
-    normalize_weights,
-    warn_if_small_ess,
-)
+from .weighting import compute_class_weight, fold_weights
 
 __all__ = ["CNNClassifier"]
 
-# Constructor arguments of losses that carry per-class weights; with
-# ``class_weight`` set they would weight the classes a second time.
-_CLASS_WEIGHT_ARGS = ("alpha", "class_weight", "weight")
 
+class LabelledMixin:
+    """Targets that are class labels (per image or per pixel).
 
-def encode_labels(y, classes=None, name="y"):
-    """Encode labels as ``0..K-1``, learning ``classes`` when not given.
-
-    Parameters
-    ----------
-    y : ndarray
-        Labels of any shape.
-    classes : None or ndarray
-        Sorted known labels; labels outside them raise a ValueError.
-    name : str
-
-    Returns
-    -------
-    classes : ndarray
-    encoded : ndarray of int64, same shape as ``y``
+    Shared by the classifier and the segmenter: the class-weight request,
+    the class weights computed from the training rows, the refusal of
+    class weights given twice and the mapping back to the user's labels.
     """
-    if classes is None:
-        classes, encoded = np.unique(y, return_inverse=True)
-        return classes, encoded.reshape(np.shape(y)).astype(np.int64)
-    flat = np.ravel(y)
-    idx = np.searchsorted(classes, flat)
-    idx = np.clip(idx, 0, len(classes) - 1)
-    unknown = classes[idx] != flat
-    if np.any(unknown):
-        raise ValueError(
-            f"{name} contains labels not seen in fit: "
-            f"{np.unique(flat[unknown])[:10].tolist()}; fitted classes are "
-            f"{classes.tolist()}."
+
+    def _class_weights(self, fit_request, train, counts):
+        requested = fit_request.get("class_weight")
+        if requested is None:
+            requested = self.class_weight
+        target = train.target.numpy()
+        # Each element's share of the objective before class weights: its
+        # sample weight, its mask, and how often its row is served.
+        mass = fold_weights(
+            target, None if train.weight is None else train.weight.numpy(), None,
+            None if train.mask is None else train.mask.numpy(),
         )
-    return classes, idx.reshape(np.shape(y)).astype(np.int64)
+        if counts is not None:
+            mass = counts if mass is None else mass * counts.reshape(
+                counts.shape + (1,) * (mass.ndim - 1)
+            )
+        self.class_weight_ = compute_class_weight(requested, target, self.classes_, mass)
+        return self.class_weight_
+
+    def _duplicated_weights(self, fit_request):
+        requested = fit_request.get("class_weight")
+        if requested is None and self.class_weight is None:
+            return None
+        crit = getattr(self.criterion_, "_orig_mod", self.criterion_)
+        # skweight's losses name their class-weight argument; for others the
+        # names torch's losses use.
+        names = getattr(crit, "_class_weight_name", None)
+        names = (names,) if names else ("weight", "class_weight")
+        return "class_weight", names, "class weights"
+
+    def _encode(self, y, reset, classes):
+        """Encode labels; learn ``classes_`` when ``reset``."""
+        if reset:
+            known = None if classes is None else np.unique(classes)
+            classes_, encoded = encode_labels(y, known)
+            return classes_, encoded
+        _, encoded = encode_labels(
+            y, self.classes_,
+        )
+        return self.classes_, encoded
+
+    def _decode_labels(self, target):
+        """Encoded labels (any tensor) back to ``classes_`` (a tensor when the
+        labels are numbers, so that no device sync is needed)."""
+        classes = self.classes_
+        if classes.dtype.kind in "biuf":
+            table = torch.as_tensor(classes, device=target.device)
+            return table[target]
+        return classes[target.cpu().numpy()]
 
 
-class CNNClassifier(ClassifierMixin, BaseCNN):
+@fill_doc(lr="1e-3", max_epochs="20", batch_size="64",
+          samples="samples", stratified=" and stratified by class")
+class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
     """Convolutional image classifier with sample and class weights.
 
     A scikit-learn classifier built on skorch: ``fit(X, y, sample_weight,
@@ -82,12 +103,10 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     class_weight : None, "balanced" or dict, default=None
         Per-class weights. ``"balanced"`` weighs class ``k`` by
         ``sum(w) / (n_classes * sum(w[y == k]))`` (scikit-learn's formula,
-        with sample weights). A dict maps labels to weights (others get 1).
+        with sample weights), computed on the training split after any
+        resampling. A dict maps labels to weights (others get 1).
         ``fit(class_weight=...)`` overrides it for that call.
-    input_shape : None or tuple, default=None
-        ``(C, H, W)`` to reshape flattened 2-D ``X`` (as imbalanced-learn
-        samplers and scikit-learn transformers produce). Without it, 2-D
-        ``X`` is treated as ``(N, 1, 1, n_features)``.
+%(input_shape)s
     sampler : None, "balanced" or imbalanced-learn sampler, default=None
         Resampling of the training data (never of the validation split),
         with ``X``, ``y`` and ``sample_weight`` resampled together and
@@ -116,39 +135,21 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         sampler's own ``random_state`` is replaced by seeds drawn from this
         estimator's ``random_state``. Nested parameters such as
         ``sampler__k_neighbors`` can be set and grid-searched.
-    random_state : None, int or RandomState, default=None
-        Seeds weight initialisation, shuffling, dropout and the validation
-        split: the same seed gives the same model.
-    device : "auto", "cpu", "cuda" or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available.
-    precision : {"32", "bf16", "fp16"}, default="32"
-        Mixed precision on CUDA (ignored on the CPU).
-    channels_last : bool, default=False
-        Use the channels-last memory format on CUDA (ignored on the CPU).
-    data_device_fraction : float, default=0.5
-        On CUDA the training data live on the GPU when they take less than
-        this share of its free memory, else in pinned host memory.
-    optimizer : torch optimizer class, default=torch.optim.AdamW
-    lr : float, default=1e-3
-    max_epochs : int, default=20
-    batch_size : int, default=64
-        ``-1`` trains on the full batch.
-    train_split : None, float or callable, default=None
-        ``None`` trains on all data. A float holds out that fraction, seeded
-        by ``random_state`` and stratified by class, to report a weighted
-        ``valid_loss`` (use it with ``skorch.callbacks.EarlyStopping``). A
-        callable such as ``skorch.dataset.ValidSplit`` is used as in skorch.
-    callbacks : None or list, default=None
-        skorch callbacks.
-    verbose : int, default=0
-        ``1`` prints skorch's epoch table.
-    warm_start : bool, default=False
-    compile : bool, default=False
-        ``torch.compile`` the module.
-    **kwargs
-        Other skorch parameters with their prefixes: ``module__*``,
-        ``criterion__*``, ``optimizer__*``, ``iterator_train__*``,
-        ``callbacks__*``.
+%(random_state)s
+%(device)s
+%(precision)s
+%(channels_last)s
+%(data_device_fraction)s
+%(optimizer)s
+%(lr)s
+%(max_epochs)s
+%(batch_size)s
+%(train_split)s
+%(callbacks)s
+%(verbose)s
+%(warm_start)s
+%(compile)s
+%(kwargs)s
 
     Attributes
     ----------
@@ -156,15 +157,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         The labels.
     class_weight_ : None or ndarray of shape (n_classes,)
         The class weights used in the last ``fit``, aligned with ``classes_``
-        (with a ``sampler``: computed on the resampled training data).
-    input_shape_ : tuple of int
-        ``(C, H, W)`` of the training images.
-    n_features_in_ : int
-        Number of features of ``X`` as passed to ``fit`` (``C*H*W`` for images).
-    module_ : nn.Module
-        The trained network.
-    history_ : skorch.History
-        Per-epoch losses and timings.
+        (computed on the training split, after any resampling).
+%(fitted_attributes)s
 
     Examples
     --------
@@ -178,6 +172,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     """
 
     _named_criteria = {"cross_entropy": CrossEntropyLoss, "focal": FocalLoss}
+    _learned_attributes = BaseCNN._learned_attributes + ("classes_", "class_weight_")
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
                  input_shape=None, sampler=None, random_state=None, device="auto",
@@ -196,34 +191,26 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         self.class_weight = class_weight
         self.sampler = sampler
 
-    # -- fitting ----------------------------------------------------------
-
+    @fill_doc()
     def fit(self, X, y, sample_weight=None, class_weight=None, **fit_params):
-        """Train the network from scratch.
+        """Train the network from scratch (or further, with ``warm_start``).
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
-            Images ``(N, C, H, W)`` or ``(N, H, W)``, or flattened
-            ``(N, C*H*W)`` with ``input_shape``. ``uint8`` is scaled to [0, 1].
+%(X)s
         y : array-like of shape (N,)
             Labels of any type.
-        sample_weight : None or array-like of shape (N,)
-            Non-negative weights; weight 0 leaves a sample out, integer
-            weight k counts it k times.
+%(sample_weight)s
         class_weight : None, "balanced" or dict
             Overrides the constructor's ``class_weight`` for this call.
-        **fit_params
-            Passed to the module's ``forward``, as in skorch.
+%(fit_params)s
 
         Returns
         -------
         self : CNNClassifier
         """
-        dataset = self._prepare(
-            X, y, sample_weight, {"class_weight": class_weight}, reset=True
-        )
-        return self._run_training(dataset, fit_params, "fit")
+        return self._fit(X, y, sample_weight, fit_request={"class_weight": class_weight},
+                         fit_params=fit_params)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None, class_weight=None,
                     **fit_params):
@@ -240,13 +227,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         -------
         self : CNNClassifier
         """
-        first = not (self.initialized_ and hasattr(self, "classes_"))
-        dataset = self._prepare(
-            X, y, sample_weight,
-            {"class_weight": class_weight, "classes": classes if first else None},
-            reset=first,
-        )
-        return self._run_training(dataset, fit_params, "partial_fit")
+        return self._fit(X, y, sample_weight, fit_request={"class_weight": class_weight},
+                         classes=classes, partial=True, fit_params=fit_params)
 
     def _check_params(self):
         super()._check_params()
@@ -278,7 +260,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             )
         return self
 
-    def _validate_targets(self, y, image_shape, reset, classes=None):
+    # -- the steps of the fit template -----------------------------------
+
+    def _validate_targets(self, y, image_shape, sample_weight, reset, classes=None):
         n_samples = image_shape[0]
         y = to_numpy_1d(y)
         if len(y) != n_samples:
@@ -294,114 +278,54 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"CNNClassifier supports binary and multiclass targets, got "
                 f"{type_of_target(y)!r}."
             )
+        classes_, encoded = self._encode(y, reset, classes)
         if reset:
-            known = None if classes is None else np.unique(classes)
-            classes, encoded = encode_labels(y, known)
-            if len(classes) < 2:
+            if len(classes_) < 2:
                 raise ValueError(
-                    f"y has only one class ({classes[0]!r}); a classifier "
+                    f"y has only one class ({classes_[0]!r}); a classifier "
                     f"needs at least 2 classes."
                 )
-            self.classes_ = classes
-        else:
-            _, encoded = encode_labels(y, self.classes_)
-        return torch.from_numpy(encoded)
+            self.classes_ = classes_
+        return torch.from_numpy(encoded), None
 
-    def _element_weights(self, y, sample_weight, fit_kwargs):
-        y = y.numpy()
-        sw = check_sample_weight(sample_weight, len(y))
-        requested = fit_kwargs.get("class_weight")
-        if requested is None:
-            requested = self.class_weight
-        cw = compute_class_weight(requested, y, self.classes_, sw)
-        self.class_weight_ = cw
-        if self.sampler is not None:
-            # Class weights are folded in after resampling, from the
-            # resampled data (get_split_datasets).
-            self._class_weight_request_ = requested
-            return sw
-        if cw is None:
-            return sw
-        per_sample = cw[y]
-        return per_sample if sw is None else sw * per_sample
+    def _decode_targets(self, target, weight):
+        return self._decode_labels(target)
+
+    def _check_output(self, out, n_samples, spatial):
+        expected = (n_samples, len(self.classes_))
+        if tuple(out.shape) != expected:
+            raise ValueError(
+                f"The module returned output of shape {tuple(out.shape)}, but a "
+                f"classifier of {expected[1]} classes needs logits of shape "
+                f"(N, n_classes) = {expected}."
+            )
+        return out
 
     def _stratify_labels(self, dataset):
-        return dataset.y.numpy()
+        return dataset.target.numpy()
 
-    def get_split_datasets(self, X, y=None, **fit_params):
-        """Split, resample the training part with ``sampler``, weigh both."""
-        if self.sampler is not None and isinstance(X, LazyImageDataset):
+    def _resample(self, train):
+        if self.sampler is None:
+            return train, None, None
+        if isinstance(train, LazyImageDataset):
             raise ValueError(
                 f"sampler={self.sampler!r} needs the images in memory; with a "
                 f"torch Dataset as X use skorch's iterator_train__sampler (e.g. "
                 f"torch.utils.data.WeightedRandomSampler) instead."
             )
-        if self.sampler is None or not isinstance(X, ArrayDataset):
-            return super().get_split_datasets(X, y, **fit_params)
-        train, valid = self._split(X, **fit_params)
-        rng = np.random.default_rng([self._shuffle_seed_, self._split_seed_])
+        rng = np.random.default_rng(self._seeds_.sampler)
         sample = resample_training(self.sampler, train, self.classes_, rng)
-        train = sample.dataset
-        y_train = train.y.numpy()
-        sw = None if train.weight is None else train.weight.numpy()
-        served = sample.counts if sw is None else sample.counts * sw
-        cw = compute_class_weight(
-            self._class_weight_request_, y_train, self.classes_, served
-        )
-        self.class_weight_ = cw
-        w = _fold(sw, cw, y_train)
-        if w is not None:
-            if not np.any(w * sample.counts > 0):
-                raise ValueError(
-                    "All samples the sampler kept have weight 0; nothing to "
-                    "learn from."
-                )
-            if sample.epochs is not None:
-                warn_if_small_ess(w[sample.epochs.first], self._weighted_what)
-            else:
-                warn_if_small_ess(w, self._weighted_what)
-            train = train.with_weight(
-                torch.from_numpy(_normalize_served(w, sample.counts).astype(np.float32))
-            )
-        if valid is not None:
-            w_valid = _fold(
-                None if valid.weight is None else valid.weight.numpy(), cw,
-                valid.y.numpy(),
-            )
-            if w_valid is not None:
-                valid = self._place(self._normalise(
-                    valid.with_weight(torch.from_numpy(w_valid)), warn=False
-                ))
-            else:
-                valid = self._place(valid)
-        self._epoch_rows_ = sample.epochs
-        return self._place(train), valid
+        return sample.dataset, sample.epochs, sample.counts
 
-    def _epoch_indices(self, dataset):
-        # The rows were drawn for the training set get_split_datasets just
-        # returned; they live on the estimator only until the iterator has
-        # them (so a fitted model never pickles the training data).
-        return self.__dict__.pop("_epoch_rows_", None)
+    def _weight_sources(self):
+        return ", class_weight and the sampler" if self.sampler is not None else (
+            " and class_weight"
+        )
 
     def _default_module(self, **kwargs):
         c, h, w = self.input_shape_
         return SmallCNN(in_channels=c, n_outputs=len(self.classes_), image_size=(h, w),
                         **kwargs)
-
-    def initialize_criterion(self):
-        """Instantiate the loss; refuse class weights given twice."""
-        super().initialize_criterion()
-        if getattr(self, "class_weight_", None) is not None:
-            doubled = [a for a in _CLASS_WEIGHT_ARGS
-                       if getattr(self.criterion_, a, None) is not None]
-            if doubled:
-                raise ValueError(
-                    f"class_weight is set and the criterion also has "
-                    f"{doubled[0]}={getattr(self.criterion_, doubled[0])!r}: "
-                    f"class weights would be applied twice. Set only "
-                    f"class_weight (it acts as the focal alpha)."
-                )
-        return self
 
     # -- prediction -------------------------------------------------------
 
@@ -410,7 +334,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
+        X : array-like, torch.Tensor or torch Dataset
             Images, as in :meth:`fit`.
 
         Returns
@@ -418,45 +342,32 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         proba : ndarray of shape (N, n_classes)
             Rows sum to 1; columns follow ``classes_``.
         """
-        self.check_is_fitted()
-        images = self._validate_X(X, reset=False)
-        logits = self._forward_images(images)
-        return torch.softmax(logits.double(), dim=1).numpy()
+        return torch.softmax(self._outputs(X).double(), dim=1).numpy()
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or torch Dataset
+
+        Returns
+        -------
+        log_proba : ndarray of shape (N, n_classes)
+        """
+        return torch.log_softmax(self._outputs(X).double(), dim=1).numpy()
 
     def predict(self, X):
         """Most probable label for each image.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
+        X : array-like, torch.Tensor or torch Dataset
 
         Returns
         -------
         y : ndarray of shape (N,)
+            Labels of ``classes_``.
         """
-        self.check_is_fitted()
-        images = self._validate_X(X, reset=False)
-        index = self._forward_images(images).argmax(dim=1).numpy()
-        # skorch's EpochScoring compares with the internal (encoded) targets.
-        return index if isinstance(X, ArrayDataset) else self.classes_[index]
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed stably."""
-        self.check_is_fitted()
-        images = self._validate_X(X, reset=False)
-        logits = self._forward_images(images)
-        return torch.log_softmax(logits.double(), dim=1).numpy()
-
-
-def _fold(sample_weight, class_weight, y):
-    """Per-sample weights ``sample_weight * class_weight[y]`` (None if both are)."""
-    if class_weight is None:
-        return sample_weight
-    per_sample = class_weight[y]
-    return per_sample if sample_weight is None else sample_weight * per_sample
-
-
-def _normalize_served(weights, counts):
-    """Scale weights to mean 1 over the rows served per epoch (``counts``)."""
-    w = normalize_weights(weights)
-    return w / (np.dot(counts, w) / counts.sum())
+        index = self._outputs(X).argmax(dim=1).numpy()
+        return self.classes_[index]

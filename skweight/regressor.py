@@ -9,11 +9,12 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
 from ._base import BaseCNN
-from ._loader import ArrayDataset
+from ._docstrings import fill_doc
+from ._loader import LazyImageDataset
+from ._validation import check_bool, check_sample_weight
 from .exceptions import PredictionCollapseWarning
 from .losses import HuberLoss, L1Loss, MSELoss
 from .nets import SmallCNN
-from .weighting import check_sample_weight, normalize_weights
 
 __all__ = ["COLLAPSE_STD_RATIO", "CNNRegressor"]
 
@@ -24,29 +25,44 @@ __all__ = ["COLLAPSE_STD_RATIO", "CNNRegressor"]
 #: was trained on: it predicts (nearly) the mean.
 COLLAPSE_STD_RATIO = 0.1
 
+# The smallest positive normal float32: targets the network must output
+# unscaled (standardize_target=False) need to be representable in float32.
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _column_scale(values):
+    """Largest magnitude of each column (1 for all-zero columns)."""
+    top = np.max(np.abs(values), axis=0)
+    return np.where(top > 0, top, 1.0)
+
 
 def _weighted_mean_std(values, weights):
     """Column-wise weighted mean and (population) standard deviation.
 
-    ``weights`` is None or normalised float64 weights of shape (N,).
+    Computed on the columns divided by their largest magnitude, so that
+    values of any unit (1e-20 or 1e200) neither underflow nor overflow when
+    squared. ``weights`` is None or non-negative weights of shape (N,).
     """
+    scale = _column_scale(values)
+    v = values / scale
     if weights is None:
-        return values.mean(axis=0), values.std(axis=0)
-    total = weights.sum()
-    mean = weights @ values / total
-    var = weights @ np.square(values - mean) / total
-    return mean, np.sqrt(var)
+        mean, std = v.mean(axis=0), v.std(axis=0)
+    else:
+        w = weights / weights.sum()
+        mean = w @ v
+        std = np.sqrt(w @ np.square(v - mean))
+    return mean * scale, std * scale
 
 
-def _safe_scale(std, mean):
-    """Standard deviations with (near-)constant columns mapped to 1.
+def _constant_columns(values, std):
+    """Columns whose spread is at rounding level relative to their magnitude.
 
-    A column whose spread is at rounding level relative to its magnitude is
-    constant: dividing by its std would blow rounding noise up to O(1).
+    Dividing such a column by its std would blow rounding noise up to O(1).
+    The test is relative to the column's largest magnitude, so it does not
+    depend on the target's unit.
     """
-    tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
-    constant = std <= tiny
-    return np.where(constant, 1.0, std), constant
+    return std <= 10 * np.finfo(np.float64).eps * _column_scale(values)
 
 
 def _ndim(value):
@@ -86,6 +102,8 @@ def _validate_target_array(y, name="y"):
     return (y[:, None] if was_1d else y), was_1d
 
 
+@fill_doc(lr="1e-3", max_epochs="20", batch_size="64", samples="samples",
+          stratified="")
 class CNNRegressor(RegressorMixin, BaseCNN):
     """Convolutional image regressor with sample and per-target weights.
 
@@ -94,8 +112,9 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     ``w_i`` and target weights ``v_j``. Sample weights are normalised once
     over the training set in float64 before the float32 cast, so weights
     spanning 1e-100..1 train without underflow and multiplying every weight
-    by a constant changes nothing. Targets are standardised by default;
-    predictions are returned on the original scale.
+    by a constant changes nothing. Targets are standardised by default (in
+    any unit, from 1e-20 to 1e200); predictions are returned on the
+    original scale.
 
     Parameters
     ----------
@@ -128,53 +147,33 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         network must still produce outputs on each target's own scale, which
         the optimiser reaches slowly for large scales; standardising is the
         better route. The rule "largest mean / mean of each target" is not
-        used:
-        a target's mean says nothing about its spread (``sin(phi)`` has mean
-        0 and would get an infinite weight), and the loss of each target is
-        driven by its spread around the mean, not by the mean.
+        used: a target's mean says nothing about its spread (``sin(phi)``
+        has mean 0 and would get an infinite weight), and the loss of each
+        target is driven by its spread around the mean, not by the mean.
     standardize_target : bool, default=True
         Standardise each target with the weighted mean and standard
         deviation of the ``y`` passed to ``fit`` (weights of 0 leave a sample
         out). A constant target gets scale 1 instead of a division by zero.
         Standardised targets make the default learning rate and
         initialisation fit any unit of ``y``, and let a Huber ``delta`` mean
-        the same thing for every target.
-    input_shape : None or tuple, default=None
-        ``(C, H, W)`` to reshape flattened 2-D ``X``. Without it, 2-D ``X``
-        is treated as ``(N, 1, 1, n_features)``.
-    random_state : None, int or RandomState, default=None
-        Seeds weight initialisation, shuffling, dropout and the validation
-        split: the same seed gives the same model.
-    device : "auto", "cpu", "cuda" or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available.
-    precision : {"32", "bf16", "fp16"}, default="32"
-        Mixed precision on CUDA (ignored on the CPU).
-    channels_last : bool, default=False
-        Use the channels-last memory format on CUDA (ignored on the CPU).
-    data_device_fraction : float, default=0.5
-        On CUDA the training data live on the GPU when they take less than
-        this share of its free memory, else in pinned host memory.
-    optimizer : torch optimizer class, default=torch.optim.AdamW
-    lr : float, default=1e-3
-    max_epochs : int, default=20
-    batch_size : int, default=64
-        ``-1`` trains on the full batch.
-    train_split : None, float or callable, default=None
-        ``None`` trains on all data. A float holds out that fraction, seeded
-        by ``random_state``, to report a weighted ``valid_loss``. A callable
-        such as ``skorch.dataset.ValidSplit`` is used as in skorch.
-    callbacks : None or list, default=None
-        skorch callbacks.
-    verbose : int, default=0
-        ``1`` prints skorch's epoch table.
-    warm_start : bool, default=False
-        Continue training the current network (and keep its target scaling).
-    compile : bool, default=False
-        ``torch.compile`` the module.
-    **kwargs
-        Other skorch parameters with their prefixes: ``module__*``,
-        ``criterion__*``, ``optimizer__*``, ``iterator_train__*``,
-        ``callbacks__*``.
+        the same thing for every target. Without it, targets must be
+        representable in float32 (the network outputs them as they are).
+%(input_shape)s
+%(random_state)s
+%(device)s
+%(precision)s
+%(channels_last)s
+%(data_device_fraction)s
+%(optimizer)s
+%(lr)s
+%(max_epochs)s
+%(batch_size)s
+%(train_split)s
+%(callbacks)s
+%(verbose)s
+%(warm_start)s
+%(compile)s
+%(kwargs)s
 
     Attributes
     ----------
@@ -188,19 +187,12 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         ``network output * target_scale_ + target_mean_``.
     target_weight_ : None or ndarray of shape (n_outputs_,)
         The per-target loss weights used, with mean 1.
-    input_shape_ : tuple of int
-        ``(C, H, W)`` of the training images.
-    n_features_in_ : int
-        Number of features of ``X`` as passed to ``fit``.
-    module_ : nn.Module
-        The trained network.
-    history_ : skorch.History
-        Per-epoch losses and timings.
+%(fitted_attributes)s
 
     Notes
     -----
     The effective sample size ``(sum w)^2 / sum w^2`` of the training weights
-    is checked before training; below 1 % of ``N``
+    is checked before training; below 1 %% of ``N``
     (:data:`skweight.weighting.ESS_WARN_FRACTION`) a ``UserWarning`` says that
     a handful of samples dominate. At that point a mini-batch of 64 carries
     less than one sample's worth of information, so the gradients are mostly
@@ -209,7 +201,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     After ``fit`` the predictions on the training data are compared with the
     targets: when their standard deviation is below
-    :data:`COLLAPSE_STD_RATIO` (10 %) of the target's for some target, a
+    :data:`COLLAPSE_STD_RATIO` (10 %%) of the target's for some target, a
     :class:`skweight.exceptions.PredictionCollapseWarning` says that the
     network predicts the mean, and what to try.
 
@@ -228,6 +220,9 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     """
 
     _named_criteria = {"mse": MSELoss, "l1": L1Loss, "huber": HuberLoss}
+    _learned_attributes = BaseCNN._learned_attributes + (
+        "n_outputs_", "target_mean_", "target_scale_", "target_weight_", "_target_1d_",
+    )
 
     def __init__(self, module=None, *, criterion="mse", target_weight=None,
                  standardize_target=True, input_shape=None, random_state=None,
@@ -246,14 +241,9 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         self.target_weight = target_weight
         self.standardize_target = standardize_target
 
-    # -- parameter validation ---------------------------------------------
-
     def _check_params(self):
         super()._check_params()
-        if not isinstance(self.standardize_target, (bool, np.bool_)):
-            raise TypeError(
-                f"standardize_target must be a bool, got {self.standardize_target!r}."
-            )
+        check_bool(self.standardize_target, "standardize_target")
         tw = self.target_weight
         if isinstance(tw, str):
             if tw != "balanced":
@@ -267,32 +257,23 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                 f"non-negative weight per target, got {tw!r}."
             )
 
-    # -- fitting ----------------------------------------------------------
-
+    @fill_doc()
     def fit(self, X, y, sample_weight=None, **fit_params):
-        """Train the network from scratch.
+        """Train the network from scratch (or further, with ``warm_start``).
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
-            Images ``(N, C, H, W)`` or ``(N, H, W)``, or flattened
-            ``(N, C*H*W)`` with ``input_shape``. ``uint8`` is scaled to [0, 1].
+%(X)s
         y : array-like of shape (N,) or (N, n_targets)
-            Finite targets. 1-D ``y`` gives 1-D predictions.
-        sample_weight : None or array-like of shape (N,)
-            Non-negative weights of any magnitude (e.g. probabilities down to
-            1e-100); weight 0 leaves a sample out, integer weight k counts
-            it k times, and multiplying all weights by a constant changes
-            nothing.
-        **fit_params
-            Passed to the module's ``forward``, as in skorch.
+            Finite targets of any unit. 1-D ``y`` gives 1-D predictions.
+%(sample_weight)s
+%(fit_params)s
 
         Returns
         -------
         self : CNNRegressor
         """
-        dataset = self._prepare(X, y, sample_weight, {}, reset=True)
-        return self._run_training(dataset, fit_params, "fit")
+        return self._fit(X, y, sample_weight, fit_params=fit_params)
 
     def partial_fit(self, X, y, sample_weight=None, *, classes=None, **fit_params):
         """Continue training (or start, on the first call) for ``max_epochs``.
@@ -311,11 +292,11 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         -------
         self : CNNRegressor
         """
-        first = not (self.initialized_ and hasattr(self, "target_mean_"))
-        dataset = self._prepare(X, y, sample_weight, {}, reset=first)
-        return self._run_training(dataset, fit_params, "partial_fit")
+        return self._fit(X, y, sample_weight, partial=True, fit_params=fit_params)
 
-    def _validate_targets(self, y, image_shape, reset, classes=None):
+    # -- the steps of the fit template -----------------------------------
+
+    def _validate_targets(self, y, image_shape, sample_weight, reset, classes=None):
         n_samples = image_shape[0]
         y, was_1d = _validate_target_array(y)
         if len(y) != n_samples:
@@ -324,44 +305,37 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                 f"X has {n_samples}, y has {len(y)}."
             )
         if reset:
+            # The scaling belongs to the network: it is learned exactly when
+            # the network is (re)initialised, and kept when training goes on.
+            self._fit_target_scaling(y, sample_weight)
             self._target_1d_ = was_1d
         elif y.shape[1] != self.n_outputs_:
             raise ValueError(
-                f"y has {y.shape[1]} target(s), but {type(self).__name__} was "
-                f"fitted with {self.n_outputs_}."
+                f"y has {y.shape[1]} target(s), but the network being trained "
+                f"further has {self.n_outputs_} output(s)."
             )
-        return torch.from_numpy(y)
+        if not self.standardize_target:
+            self._check_representable(y)
+        scaled = (y - self.target_mean_) / self.target_scale_
+        return torch.from_numpy(scaled.astype(np.float32)), None
 
-    def _element_weights(self, y, sample_weight, fit_kwargs):
-        return check_sample_weight(sample_weight, len(y))
-
-    def _prepare(self, X, y, sample_weight, fit_kwargs, reset):
-        dataset = super()._prepare(X, y, sample_weight, fit_kwargs, reset)
-        targets = dataset.y.numpy()
-        weights = None if dataset.weight is None else normalize_weights(
-            dataset.weight.numpy()
-        )
-        # The scaling belongs to the network: it is learned exactly when the
-        # network is (re)initialised, and kept when training continues.
-        fresh = (reset and not self.warm_start) or not (
-            self.initialized_ and hasattr(self, "target_mean_")
-        )
-        if fresh:
-            self._fit_target_scaling(targets, weights)
-        elif targets.shape[1] != self.n_outputs_:
+    def _check_representable(self, y):
+        nonzero = np.abs(y[y != 0])
+        if nonzero.size and (nonzero.max() > _FLOAT32_MAX / 10 or
+                             nonzero.min() < _FLOAT32_TINY):
             raise ValueError(
-                f"y has {targets.shape[1]} target(s), but the network being "
-                f"trained further has {self.n_outputs_} output(s)."
+                f"y has values down to {nonzero.min():.3g} and up to "
+                f"{nonzero.max():.3g} in magnitude, which the network cannot output "
+                f"in float32 with standardize_target=False; use "
+                f"standardize_target=True (targets of any unit are then learned "
+                f"alike) or rescale y."
             )
-        scaled = (targets - self.target_mean_) / self.target_scale_
-        return dataset.with_targets(
-            torch.from_numpy(scaled.astype(np.float32)), dataset.weight
-        )
 
     def _fit_target_scaling(self, targets, weights):
         n_outputs = targets.shape[1]
         mean, std = _weighted_mean_std(targets, weights)
-        scale, constant = _safe_scale(std, mean)
+        constant = _constant_columns(targets, std)
+        scale = np.where(constant, 1.0, std)
         if self.standardize_target:
             self.target_mean_, self.target_scale_ = mean, scale
             loss_scale = np.ones(n_outputs)
@@ -377,7 +351,9 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         if tw is None:
             return None
         if isinstance(tw, str):  # "balanced", checked in _check_params
-            weights = 1.0 / np.square(loss_scale)
+            # 1 / variance, as ratios to the smallest variance: finite for
+            # any unit.
+            weights = np.square(loss_scale.min() / loss_scale)
         else:
             try:
                 weights = np.array(tw, dtype=np.float64)
@@ -401,7 +377,19 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                     f"target_weight gives every target a weight of 0: "
                     f"{weights.tolist()}."
                 )
+            weights = weights / weights.max()
         return weights / weights.mean()
+
+    def _decode_targets(self, target, weight):
+        mean = torch.as_tensor(self.target_mean_, device=target.device)
+        scale = torch.as_tensor(self.target_scale_, device=target.device)
+        y = target.double() * scale + mean
+        return y.reshape(-1) if self._target_1d_ else y
+
+    def _duplicated_weights(self, fit_request):
+        if self.target_weight is None:
+            return None
+        return "target_weight", ("target_weight",), "target weights"
 
     def _default_module(self, **kwargs):
         c, h, w = self.input_shape_
@@ -414,23 +402,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         return SmallCNN(in_channels=c, n_outputs=self.n_outputs_, image_size=(h, w),
                         **kwargs)
 
-    def initialize_criterion(self):
-        """Instantiate the loss; refuse target weights given twice."""
-        super().initialize_criterion()
-        if (
-            getattr(self, "target_weight_", None) is not None
-            and getattr(self.criterion_, "target_weight", None) is not None
-        ):
-            raise ValueError(
-                "target_weight is set and the criterion also has a target_weight: "
-                "target weights would be applied twice. Set only the estimator's "
-                "target_weight."
-            )
-        return self
-
     def _weighted_loss(self, y_pred, y, w):
-        y_pred = self._as_2d_output(y_pred, len(y))
-        tw = getattr(self, "target_weight_", None)
+        tw = self.target_weight_
         if tw is not None:
             # Target weights become per-element weights, so that any loss that
             # accepts element weights (or returns element losses) applies them.
@@ -440,7 +413,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
             w = w.reshape(-1, 1) * tw.reshape(1, -1)
         return super()._weighted_loss(y_pred, y, w)
 
-    def _as_2d_output(self, out, n_samples):
+    def _check_output(self, out, n_samples, spatial):
         if out.ndim == 1 and self.n_outputs_ == 1:
             return out.reshape(-1, 1)
         if tuple(out.shape) != (n_samples, self.n_outputs_):
@@ -453,15 +426,16 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     # -- collapse check ---------------------------------------------------
 
-    def _after_fit(self, dataset):
-        targets = dataset.y.numpy().astype(np.float64)
-        if len(targets) < 2 or self.max_epochs == 0:
+    def _after_fit(self, data):
+        if len(data) < 2 or self.max_epochs == 0:
             return
-        weights = None if dataset.weight is None else normalize_weights(
-            dataset.weight.numpy()
-        )
-        out = self._as_2d_output(self._forward_dataset(dataset), len(targets))
-        pred = out.numpy().astype(np.float64)
+        targets = data.target.numpy().astype(np.float64)
+        weights = None if data.weight is None else data.weight.numpy()
+        if isinstance(data, LazyImageDataset):
+            out = self.forward(data).float()
+        else:
+            out = self._forward_images(data.X)
+        pred = self._check_output(out, len(targets), None).numpy().astype(np.float64)
         if not np.all(np.isfinite(pred)):
             warnings.warn(
                 "The network's outputs on the training data are not finite: "
@@ -469,15 +443,14 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                 "inputs (uint8 images, or floats in [0, 1]) and "
                 "standardize_target=True.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return
         _, pred_std = _weighted_mean_std(pred, weights)
-        mean, target_std = _weighted_mean_std(targets, weights)
-        _, constant = _safe_scale(target_std, mean)
+        _, target_std = _weighted_mean_std(targets, weights)
         # Constant targets, and targets the user gave weight 0, have nothing
         # to learn: a flat prediction is right for them.
-        ignored = constant
+        ignored = _constant_columns(targets, target_std)
         if self.target_weight_ is not None:
             ignored = ignored | (self.target_weight_ == 0)
         ratio = np.divide(pred_std, target_std, out=np.ones_like(pred_std),
@@ -494,9 +467,9 @@ class CNNRegressor(RegressorMixin, BaseCNN):
             f"standard deviation is {np.round(ratio[collapsed], 4).tolist()} times "
             f"the targets' (threshold {COLLAPSE_STD_RATIO}), so the network "
             f"predicts about the mean. Things to try: "
-            f"{'; '.join(self._collapse_hints(getattr(dataset, 'X', None)))}.",
+            f"{'; '.join(self._collapse_hints(getattr(data, 'X', None)))}.",
             PredictionCollapseWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
     def _collapse_hints(self, images):
@@ -525,7 +498,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
+        X : array-like, torch.Tensor or torch Dataset
             Images, as in :meth:`fit`.
 
         Returns
@@ -533,14 +506,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         y : ndarray of shape (N,) or (N, n_targets)
             1-D when ``fit`` got a 1-D ``y``.
         """
-        self.check_is_fitted()
-        images = self._validate_X(X, reset=False)
-        out = self._as_2d_output(self._forward_images(images), len(images))
-        if isinstance(X, ArrayDataset):
-            # skorch's EpochScoring compares with the internal (standardised)
-            # targets.
-            return out.numpy().reshape(X.y.shape)
-        y = out.numpy().astype(np.float64) * self.target_scale_ + self.target_mean_
+        out = self._outputs(X).numpy().astype(np.float64)
+        y = out * self.target_scale_ + self.target_mean_
         return y.ravel() if self._target_1d_ else y
 
     @property
@@ -556,12 +523,14 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         """Weighted coefficient of determination R^2 of :meth:`predict`.
 
         As :func:`sklearn.metrics.r2_score` (averaged uniformly over
-        targets); the weights are first divided by their maximum, so that
-        weights as small as 1e-300 are handled.
+        targets). R^2 does not depend on the unit of a target, so each is
+        first divided by its largest magnitude and the weights by their
+        maximum: targets from 1e-20 to 1e200 and weights as small as 1e-300
+        are handled.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
+        X : array-like, torch.Tensor or torch Dataset
             Images.
         y : array-like of shape (N,) or (N, n_targets)
         sample_weight : None or array-like of shape (N,)
@@ -571,10 +540,18 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         score : float
         """
         y_pred = self.predict(X)
+        y_true, _ = _validate_target_array(y)
         sw = check_sample_weight(sample_weight, len(y_pred))
         if sw is not None:
             sw = sw / sw.max()
-        return float(r2_score(y, y_pred, sample_weight=sw))
+        pred = y_pred.reshape(len(y_pred), -1)
+        if pred.shape != y_true.shape:
+            raise ValueError(
+                f"y has shape {np.shape(y)}, but the predictions have shape "
+                f"{y_pred.shape}."
+            )
+        scale = _column_scale(y_true)
+        return float(r2_score(y_true / scale, pred / scale, sample_weight=sw))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

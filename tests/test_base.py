@@ -131,7 +131,7 @@ def test_validation_loss_is_weighted_and_split_is_stratified(digits):
 
     _, vidx = train_test_split(np.arange(len(y)), test_size=0.25,
                                stratify=np.searchsorted(clf.classes_, y),
-                               random_state=clf._split_seed_)
+                               random_state=clf._seeds_.split)
     logp = np.log(clf.predict_proba(X[vidx]))
     li = -logp[np.arange(len(vidx)), np.searchsorted(clf.classes_, y[vidx])]
     assert valid_loss == pytest.approx((li * w[vidx]).sum() / w[vidx].sum(), rel=1e-4)

@@ -20,7 +20,7 @@ from skorch.callbacks import Callback, EarlyStopping, EpochScoring, LRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
 
-import skweight._base as base_module
+import skweight._training as training_module
 from skweight import CNNClassifier
 from skweight._loader import ArrayDataset, BatchIterator, ShuffleSampler
 
@@ -366,7 +366,7 @@ def test_predictions_equal_a_raw_forward_and_do_not_depend_on_chunking(digits, m
         expected = torch.softmax(module(torch.as_tensor(X)).double(), 1).numpy()
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba, expected, rtol=1e-6, atol=1e-7)
-    monkeypatch.setattr(base_module, "_OUTPUT_CHUNK_BYTES", 1)
+    monkeypatch.setattr(training_module, "_OUTPUT_CHUNK_BYTES", 1)
     np.testing.assert_array_equal(clf.predict_proba(X), proba)
 
 
@@ -437,8 +437,7 @@ def test_cuda_placement_and_prediction(digits, fraction):
     assert clf.device_.type == "cuda"
     assert all(p.device.type == "cuda" for p in clf.module_.parameters())
     assert spy.seen and all(s == {"cuda"} for s in spy.seen)
-    train, valid = clf.get_split_datasets(
-        clf._prepare(X, y, w, {"class_weight": "balanced"}, reset=False))
+    train, valid = clf.get_split_datasets(X, y, sample_weight=w, class_weight="balanced")
     if fraction > 0:
         assert train.X.is_cuda and valid.X.is_cuda
     else:

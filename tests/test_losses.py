@@ -569,12 +569,12 @@ def test_low_precision_input_is_computed_in_float32(name):
 def test_sample_weight_wrong_shape_raises(name):
     x, t = data((3, 4, 5, 6))
     msg = (
-        r"sample_weight must have shape \(3,\) \(one weight per sample\) or the "
-        r"target's shape \(3, 5, 6\) \(one weight per element\); got shape \(3, 5\)"
+        r"sample_weight.shape == \(3, 5\), expected \(3,\) \(one weight per sample\) "
+        r"or \(3, 5, 6\) \(one weight per element\)"
     )
     with pytest.raises(ValueError, match=msg):
         make(name)(x, t, sample_weight=torch.ones(3, 5))
-    with pytest.raises(ValueError, match=r"got shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(4,\)"):
         make(name)(x, t, sample_weight=torch.ones(4))
 
 
@@ -590,7 +590,7 @@ def test_sample_weight_bad_values_raise(name, bad):
 def test_sigmoid_sample_weight_validation():
     x = torch.zeros(3, 4)
     y = torch.zeros(3, 4)
-    with pytest.raises(ValueError, match=r"sample_weight must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(4,\), expected \(3,\)"):
         SigmoidFocalLoss()(x, y, sample_weight=torch.ones(4))
     with pytest.raises(ValueError, match="non-negative"):
         SigmoidFocalLoss()(x, y, sample_weight=-torch.ones(3))
@@ -681,20 +681,19 @@ def test_cuda_buffers_follow_module(name):
     assert_close(got.cpu(), expected, atol=2e-3, rtol=2e-3)
 
 
-def test_value_checks_can_be_switched_off_for_prevalidated_batches():
-    # The estimators validate targets and weights in fit and skip the
-    # per-batch checks (each is a device sync on a GPU); shapes stay checked.
-    from skweight.losses._prepare import value_checks
-
+def test_forward_validated_skips_value_checks_for_prevalidated_batches():
+    # The estimators validate targets and weights in fit and call
+    # forward_validated, which skips the per-batch value checks (each is a
+    # device sync on a GPU); shapes stay checked.
     logits = torch.zeros(3, 2)
     target = torch.tensor([0, 1, 1])
     bad_weight = torch.tensor([1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match="sample_weight"):
         CrossEntropyLoss()(logits, target, sample_weight=bad_weight)
-    with value_checks(False):
-        loss = CrossEntropyLoss(reduction="sum")(logits, target, sample_weight=bad_weight)
-        with pytest.raises(ValueError, match="sample_weight"):
-            CrossEntropyLoss()(logits, target, sample_weight=torch.ones(4))
+    loss = CrossEntropyLoss(reduction="sum").forward_validated(
+        logits, target, sample_weight=bad_weight)
+    with pytest.raises(ValueError, match="sample_weight"):
+        CrossEntropyLoss().forward_validated(logits, target, sample_weight=torch.ones(4))
     assert loss.item() == pytest.approx(np.log(2.0), rel=1e-6)
     with pytest.raises(ValueError, match="sample_weight"):
         CrossEntropyLoss()(logits, target, sample_weight=bad_weight)

@@ -20,9 +20,15 @@ from skweight.metrics import (
     iou_score,
     iou_scorer,
     make_segmentation_scorer,
+    mean_surface_distance,
+    mean_surface_distance_scorer,
+    normalized_surface_dice,
+    normalized_surface_dice_scorer,
 )
 
 OVERLAP_METRICS = [dice_score, iou_score]
+DISTANCE_METRICS = [hausdorff_distance, mean_surface_distance, normalized_surface_dice]
+ALL_METRICS = OVERLAP_METRICS + DISTANCE_METRICS
 
 
 def random_label_batch(seed, shape, n_classes=3, sigma=1.5):
@@ -522,13 +528,13 @@ def test_sample_weight_routed_to_scorer():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("metric", [dice_score, iou_score, hausdorff_distance])
+@pytest.mark.parametrize("metric", ALL_METRICS)
 def test_shape_mismatch(metric):
     with pytest.raises(ValueError, match=r"\(2, 4, 4\).*\(2, 4, 5\)"):
         metric(np.zeros((2, 4, 4), int), np.zeros((2, 4, 5), int))
 
 
-@pytest.mark.parametrize("metric", [dice_score, iou_score, hausdorff_distance])
+@pytest.mark.parametrize("metric", ALL_METRICS)
 def test_invalid_label_arrays(metric):
     y = np.zeros((2, 3, 3), dtype=int)
     with pytest.raises(ValueError, match="y_pred must contain integer"):
@@ -548,16 +554,31 @@ def test_invalid_label_arrays(metric):
 
 
 @pytest.mark.parametrize("metric", OVERLAP_METRICS)
+def test_sample_weight_forms(metric):
+    y_true = random_label_batch(43, (1, 9, 9))
+    y_pred = perturb(y_true, 44, fraction=0.3)
+    w = np.random.default_rng(45).random(y_true.shape)
+    weighted = metric(y_true, y_pred, sample_weight=w)
+    assert weighted != metric(y_true, y_pred)
+    # A single mask without batch axis takes per-pixel weights of its shape.
+    assert metric(y_true[0], y_pred[0], sample_weight=w[0]) == weighted
+    # A scalar is one weight for every image.
+    assert metric(y_true, y_pred, sample_weight=3.0) == metric(y_true, y_pred)
+    # Per-pixel weights may all be 0: nothing is scored (zero_division).
+    assert metric(y_true, y_pred, sample_weight=np.zeros(y_true.shape)) == 1.0
+
+
+@pytest.mark.parametrize("metric", OVERLAP_METRICS)
 @pytest.mark.parametrize(
     ("weight", "match"),
     [
         (np.ones(3), "shape"),
         (np.ones((2, 3)), "shape"),
         (np.ones((2, 3, 4)), "shape"),
-        (np.array([1.0, -1.0]), "non-negative"),
-        (np.array([1.0, np.inf]), "infinite"),
-        (np.zeros(2), "sum to zero"),
-        (np.full((2, 3, 3), -0.5), "non-negative"),
+        (np.array([1.0, -1.0]), "contains negative values"),
+        (np.array([1.0, np.inf]), "contains NaN or infinity"),
+        (np.zeros(2), "has only zero weights"),
+        (np.full((2, 3, 3), -0.5), "contains negative values"),
     ],
 )
 def test_bad_sample_weight_overlap(metric, weight, match):
@@ -566,15 +587,22 @@ def test_bad_sample_weight_overlap(metric, weight, match):
         metric(y, y, sample_weight=weight)
 
 
-def test_bad_sample_weight_hausdorff():
+@pytest.mark.parametrize("metric", DISTANCE_METRICS)
+def test_bad_sample_weight_distance(metric):
     y = np.ones((2, 3, 3), dtype=int)
-    with pytest.raises(ValueError, match=r"sample_weight must have shape \(2,\)"):
-        hausdorff_distance(y, y, sample_weight=np.ones(y.shape))
-    with pytest.raises(ValueError, match="non-negative"):
-        hausdorff_distance(y, y, sample_weight=[1, -2])
+    with pytest.raises(
+        ValueError, match=r"sample_weight.shape == \(2, 3, 3\), expected \(2,\)"
+    ):
+        metric(y, y, sample_weight=np.ones(y.shape))
+    with pytest.raises(ValueError, match="sample_weight contains negative values"):
+        metric(y, y, sample_weight=[1, -2])
+    with pytest.raises(ValueError, match="sample_weight has only zero weights"):
+        metric(y, y, sample_weight=[0, 0])
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(3,\)"):
+        metric(y, y, sample_weight=[1, 1, 1])
 
 
-@pytest.mark.parametrize("metric", [dice_score, iou_score, hausdorff_distance])
+@pytest.mark.parametrize("metric", ALL_METRICS)
 def test_bad_average(metric):
     y = np.ones((2, 3, 3), dtype=int)
     with pytest.raises(ValueError, match="average must be one of"):
@@ -596,3 +624,560 @@ def test_docstring_examples():
     result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# ---------------------------------------------------------------------------
+# Mean surface distance and normalized surface Dice
+# ---------------------------------------------------------------------------
+
+
+def reference_surface_distances(a, b, spacing=None):
+    """Directed nearest-boundary distances by brute force (cdist)."""
+    scale = 1.0 if spacing is None else np.asarray(spacing, dtype=float)
+    pa = reference_boundary_points(a) * scale
+    pb = reference_boundary_points(b) * scale
+    d = cdist(pa, pb)
+    return d.min(axis=1), d.min(axis=0)
+
+
+def reference_msd(a, b, spacing=None):
+    a_to_b, b_to_a = reference_surface_distances(a, b, spacing)
+    return np.concatenate([a_to_b, b_to_a]).mean()
+
+
+def reference_nsd(a, b, tolerance, spacing=None):
+    a_to_b, b_to_a = reference_surface_distances(a, b, spacing)
+    return np.mean(np.concatenate([a_to_b, b_to_a]) <= tolerance)
+
+
+def shifted_square(shift, shape=(16, 20)):
+    """A 7 x 7 square and its copy shifted by ``shift`` (rows, columns)."""
+    y_true = np.zeros(shape, dtype=int)
+    y_true[5:12, 5:12] = 1
+    return y_true, np.roll(y_true, shift, axis=(0, 1))
+
+
+def test_surface_metrics_shifted_square_hand_computed():
+    # Square rows/cols 5..11 vs. cols 8..14; 24 boundary pixels each. From
+    # the true boundary: top and bottom rows 3, 2, 1, 0, 0, 0, 0; left column
+    # 3 (x5); right column min(r - 5, 11 - r, 3) = 1, 2, 3, 2, 1. The other
+    # direction is the mirror image.
+    y_true, y_pred = shifted_square((0, 3))
+    assert mean_surface_distance(y_true, y_pred) == pytest.approx(36 / 24)
+    assert mean_surface_distance(y_true, y_pred, symmetric=False) == pytest.approx(1.5)
+    for tolerance, within in [(0, 8), (0.5, 8), (1, 12), (2, 16), (2.9, 16), (3, 24)]:
+        assert normalized_surface_dice(
+            y_true, y_pred, tolerance=tolerance
+        ) == pytest.approx(within / 24)
+
+
+def test_surface_metrics_anisotropic_spacing_hand_computed():
+    # Same squares, rows 2 units apart and columns 0.5: top/bottom rows give
+    # 1.5, 1.0, 0.5 and zeros; both side columns are 1.5 away everywhere.
+    y_true, y_pred = shifted_square((0, 3))
+    spacing = (2.0, 0.5)
+    assert mean_surface_distance(y_true, y_pred, spacing=spacing) == pytest.approx(
+        21 / 24
+    )
+    assert hausdorff_distance(y_true, y_pred, spacing=spacing) == pytest.approx(1.5)
+    assert normalized_surface_dice(
+        y_true, y_pred, tolerance=1.0, spacing=spacing
+    ) == pytest.approx(12 / 24)
+    assert normalized_surface_dice(y_true, y_pred, tolerance=1.5, spacing=spacing) == 1.0
+    # The same shift along the rows: the ends are 6 away, the sides 6, 4, 2, 0.
+    y_true, y_pred = shifted_square((3, 0))
+    assert mean_surface_distance(y_true, y_pred, spacing=spacing) == pytest.approx(
+        (24 + 30 + 4.5) / 24
+    )
+    assert hausdorff_distance(y_true, y_pred, spacing=spacing) == pytest.approx(6.0)
+
+
+def test_surface_metrics_single_pixels_and_voxels():
+    y_true = np.zeros((10, 10), dtype=int)
+    y_pred = np.zeros((10, 10), dtype=int)
+    y_true[1, 2] = 1
+    y_pred[4, 6] = 1  # offset (3, 4): each pixel is its own boundary
+    assert mean_surface_distance(y_true, y_pred) == pytest.approx(5.0)
+    assert normalized_surface_dice(y_true, y_pred, tolerance=5.0) == 1.0
+    assert normalized_surface_dice(y_true, y_pred, tolerance=4.99) == 0.0
+    assert mean_surface_distance(y_true, y_pred, spacing=(1.0, 2.0)) == pytest.approx(
+        np.sqrt(9 + 64)
+    )
+    volume_true = np.zeros((1, 6, 6, 6), dtype=int)
+    volume_pred = np.zeros((1, 6, 6, 6), dtype=int)
+    volume_true[0, 0, 0, 0] = 1
+    volume_pred[0, 1, 2, 2] = 1
+    spacing = (3.0, 1.0, 0.5)
+    expected = np.sqrt(9 + 4 + 1)
+    assert mean_surface_distance(volume_true, volume_pred) == pytest.approx(3.0)
+    for metric in (mean_surface_distance, hausdorff_distance):
+        assert metric(volume_true, volume_pred, spacing=spacing) == pytest.approx(expected)
+    assert normalized_surface_dice(volume_true, volume_pred, spacing=spacing,
+                                   tolerance=expected) == 1.0
+
+
+def test_msd_pools_both_directions():
+    # A 7 x 7 square (24 boundary pixels) and a single pixel at its centre:
+    # the pixel is 3 from the square's boundary, the boundary 3 to 3*sqrt(2)
+    # from the pixel. Pooling weighs the longer boundary 24:1.
+    y_true = np.zeros((13, 13), dtype=int)
+    y_true[3:10, 3:10] = 1
+    y_pred = np.zeros_like(y_true)
+    y_pred[6, 6] = 1
+    square_to_pixel, pixel_to_square = reference_surface_distances(y_true == 1,
+                                                                   y_pred == 1)
+    assert pixel_to_square.tolist() == [3.0]
+    pooled = (square_to_pixel.sum() + 3.0) / 25
+    assert mean_surface_distance(y_true, y_pred) == pytest.approx(pooled)
+    assert mean_surface_distance(y_true, y_pred) != pytest.approx(
+        (square_to_pixel.mean() + 3.0) / 2
+    )
+    assert mean_surface_distance(y_true, y_pred, symmetric=False) == 3.0
+    assert mean_surface_distance(y_pred, y_true, symmetric=False) == pytest.approx(
+        square_to_pixel.mean()
+    )
+    # Distances run to the boundary, not the mask: the pixel lies inside the
+    # square, yet its distance is 3.
+    assert normalized_surface_dice(y_true, y_pred, tolerance=2.9) == 0.0
+
+
+@pytest.mark.parametrize(("shape", "spacing"), [((3, 24, 20), None),
+                                                ((2, 24, 20), (1.0, 0.6)),
+                                                ((2, 10, 12, 9), (2.0, 0.7, 0.9))])
+def test_surface_metrics_match_brute_force_reference(shape, spacing):
+    y_true = random_label_batch(30, shape)
+    y_pred = perturb(y_true, 31, fraction=0.05)
+    labels = [0, 1, 2]
+    # No distance on these grids equals 1.3, so rounding cannot move a tie.
+    msd = np.stack([
+        mean_surface_distance(y_true[i:i + 1], y_pred[i:i + 1], labels=labels,
+                              average=None, spacing=spacing)
+        for i in range(shape[0])
+    ])
+    nsd = np.stack([
+        normalized_surface_dice(y_true[i:i + 1], y_pred[i:i + 1], labels=labels,
+                                average=None, spacing=spacing, tolerance=1.3)
+        for i in range(shape[0])
+    ])
+    masks = [[(y_true[i] == k, y_pred[i] == k) for k in labels] for i in range(shape[0])]
+    np.testing.assert_allclose(
+        msd, [[reference_msd(a, b, spacing) for a, b in row] for row in masks]
+    )
+    np.testing.assert_allclose(
+        nsd, [[reference_nsd(a, b, 1.3, spacing) for a, b in row] for row in masks]
+    )
+    np.testing.assert_allclose(
+        mean_surface_distance(y_true, y_pred, labels=labels, average=None,
+                              spacing=spacing),
+        msd.mean(axis=0),
+    )
+    assert mean_surface_distance(y_true, y_pred, labels=labels,
+                                 spacing=spacing) == pytest.approx(msd.mean())
+
+
+@pytest.mark.parametrize("metric", [hausdorff_distance, mean_surface_distance,
+                                    normalized_surface_dice])
+def test_surface_metrics_are_symmetric(metric):
+    y_true = random_label_batch(32, (3, 16, 18))
+    y_pred = perturb(y_true, 33, fraction=0.1)
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, average=None, spacing=(1.3, 0.7)),
+        metric(y_pred, y_true, average=None, spacing=(1.3, 0.7)),
+    )
+
+
+def test_scalar_spacing_scales_distances_and_tolerance():
+    y_true = random_label_batch(34, (2, 14, 14))
+    y_pred = perturb(y_true, 35, fraction=0.1)
+    for metric in (hausdorff_distance, mean_surface_distance):
+        np.testing.assert_allclose(
+            metric(y_true, y_pred, average=None, spacing=2.5),
+            2.5 * metric(y_true, y_pred, average=None),
+        )
+        np.testing.assert_allclose(
+            metric(y_true, y_pred, average=None, spacing=np.array([0.8, 0.8])),
+            metric(y_true, y_pred, average=None, spacing=0.8),
+        )
+    np.testing.assert_allclose(
+        normalized_surface_dice(y_true, y_pred, average=None, spacing=2.5,
+                                tolerance=2.5 * 1.5),
+        normalized_surface_dice(y_true, y_pred, average=None, tolerance=1.5),
+    )
+
+
+def test_surface_metrics_identical_masks():
+    y = random_label_batch(36, (2, 12, 12))
+    assert mean_surface_distance(y, y) == 0.0
+    assert normalized_surface_dice(y, y, tolerance=0.0) == 1.0
+    full = np.ones((1, 5, 5), dtype=int)
+    assert mean_surface_distance(full, full) == 0.0
+    assert normalized_surface_dice(full, full) == 1.0
+
+
+def test_surface_metrics_empty_handling():
+    empty = np.zeros((6, 8), dtype=int)
+    one = empty.copy()
+    one[2, 3] = 1
+    assert mean_surface_distance(empty, empty, labels=[1]) == 0.0
+    assert normalized_surface_dice(empty, empty, labels=[1]) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all-NaN must not warn
+        assert np.isnan(mean_surface_distance(one, empty))
+        assert np.isnan(mean_surface_distance(empty, one, average=None)[0])
+    assert normalized_surface_dice(one, empty) == 0.0
+    assert normalized_surface_dice(empty, one) == 0.0
+    assert mean_surface_distance(one, empty, empty_value=7.5) == 7.5
+    assert mean_surface_distance(one, empty, empty_value="diagonal") == 10.0
+    # The diagonal is measured in spacing units too.
+    assert mean_surface_distance(one, empty, empty_value="diagonal",
+                                 spacing=(2.0, 0.5)) == pytest.approx(np.hypot(12, 4))
+    assert hausdorff_distance(one, empty, empty_value="diagonal",
+                              spacing=(2.0, 0.5)) == pytest.approx(np.hypot(12, 4))
+    # No foreground anywhere: nothing to score.
+    assert mean_surface_distance(empty, empty) == 0.0
+    assert normalized_surface_dice(empty, empty) == 1.0
+    assert normalized_surface_dice(empty, empty, average=None).shape == (0,)
+
+
+def test_surface_metrics_nan_images_are_skipped():
+    y_true = np.zeros((2, 8, 8), dtype=int)
+    y_pred = np.zeros((2, 8, 8), dtype=int)
+    y_true[0, 1, 1] = 1  # class 1 missed in image 0
+    y_true[1, 0, 0] = 1
+    y_pred[1, 0, 3] = 1  # class 1 in image 1: 3 pixels off
+    y_true[0, 5, 5] = 2  # class 2 missed in image 0, absent in image 1
+    np.testing.assert_allclose(mean_surface_distance(y_true, y_pred, average=None),
+                               [3.0, 0.0])
+    np.testing.assert_allclose(
+        normalized_surface_dice(y_true, y_pred, average=None, tolerance=3),
+        [(0.0 + 1.0) / 2, (0.0 + 1.0) / 2],
+    )
+
+
+@pytest.mark.parametrize("metric", [mean_surface_distance, normalized_surface_dice])
+def test_surface_metrics_image_weights(metric):
+    y_true = random_label_batch(37, (4, 14, 14))
+    y_pred = perturb(y_true, 38, fraction=0.1)
+    w = np.array([2, 0, 1, 3])
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, sample_weight=w, average=None),
+        metric(np.repeat(y_true, w, axis=0), np.repeat(y_pred, w, axis=0),
+               average=None),
+    )
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, sample_weight=2.5 * w, average=None),
+        metric(y_true, y_pred, sample_weight=w, average=None),
+    )
+    per_image = np.stack([metric(y_true[i:i + 1], y_pred[i:i + 1], average=None,
+                                 labels=[1, 2]) for i in range(4)])
+    np.testing.assert_allclose(
+        metric(y_true, y_pred, sample_weight=w, average=None, labels=[1, 2]),
+        (w[:, None] * per_image).sum(0) / w.sum(),
+    )
+
+
+def test_surface_metrics_ignore_index():
+    # A far-away false positive on an ignored pixel does not count.
+    y_true = np.zeros((12, 12), dtype=int)
+    y_true[2:5, 2:5] = 1
+    y_pred = y_true.copy()
+    y_pred[11, 11] = 1
+    assert mean_surface_distance(y_true, y_pred) > 0
+    assert normalized_surface_dice(y_true, y_pred) < 1
+    y_true[11, 11] = 255
+    assert mean_surface_distance(y_true, y_pred, ignore_index=255) == 0.0
+    assert normalized_surface_dice(y_true, y_pred, ignore_index=255) == 1.0
+    # Ignored pixels count as outside both masks: cutting the middle row out
+    # of a 3 x 3 square leaves two 1 x 3 bars whose pixels are all boundary.
+    y_true = np.zeros((7, 7), dtype=int)
+    y_true[2:5, 2:5] = 1
+    y_pred = y_true.copy()
+    y_true[3, 2:5] = 255
+    assert mean_surface_distance(y_true, y_pred, ignore_index=255) == 0.0
+
+
+def test_surface_metrics_labels_order_and_background():
+    y_true = np.zeros((1, 12, 12), dtype=int)
+    y_pred = np.zeros((1, 12, 12), dtype=int)
+    y_true[0, 1, 1] = y_pred[0, 1, 3] = 1  # class 1: 2 pixels off
+    y_true[0, 8, 8] = y_pred[0, 8, 9] = 2  # class 2: 1 pixel off
+    np.testing.assert_allclose(mean_surface_distance(y_true, y_pred, average=None),
+                               [2.0, 1.0])
+    np.testing.assert_allclose(
+        mean_surface_distance(y_true, y_pred, labels=[2, 1], average=None), [1.0, 2.0]
+    )
+    np.testing.assert_allclose(
+        normalized_surface_dice(y_true, y_pred, labels=[2, 1], average=None), [1.0, 0.0]
+    )
+    assert mean_surface_distance(y_true, y_pred) == pytest.approx(1.5)
+    assert normalized_surface_dice(y_true, y_pred) == pytest.approx(0.5)
+    # background=1: classes 0 and 2 are scored; class 0 (everything else)
+    # differs by the four pixels that move.
+    assert mean_surface_distance(y_true, y_pred, background=1, average=None).shape == (2,)
+    assert mean_surface_distance(y_true, y_pred, include_background=True,
+                                 average=None).shape == (3,)
+
+
+def test_nsd_per_class_tolerance():
+    y_true = random_label_batch(39, (3, 16, 16))
+    y_pred = perturb(y_true, 40, fraction=0.15)
+    per_class = normalized_surface_dice(y_true, y_pred, labels=[2, 1],
+                                        tolerance=[0.5, 2.0], average=None)
+    np.testing.assert_allclose(per_class, [
+        normalized_surface_dice(y_true, y_pred, labels=[2], tolerance=0.5),
+        normalized_surface_dice(y_true, y_pred, labels=[1], tolerance=2.0),
+    ])
+    assert per_class[0] < normalized_surface_dice(y_true, y_pred, labels=[2],
+                                                  tolerance=2.0)
+    assert normalized_surface_dice(
+        y_true, y_pred, labels=[2, 1], tolerance=np.array([0.5, 2.0])
+    ) == pytest.approx(per_class.mean())
+
+
+def test_surface_metrics_inputs_are_not_modified():
+    y_true = random_label_batch(41, (2, 8, 8))
+    y_pred = perturb(y_true, 42)
+    w = np.array([1.0, 2.0])
+    spacing = np.array([1.0, 0.5])
+    tolerance = [1.0, 1.0]
+    copies = [a.copy() for a in (y_true, y_pred, w, spacing)]
+    mean_surface_distance(y_true, y_pred, sample_weight=w, spacing=spacing,
+                          ignore_index=2)
+    normalized_surface_dice(y_true, y_pred, sample_weight=w, spacing=spacing,
+                            labels=[1, 2], tolerance=tolerance)
+    for original, kept in zip((y_true, y_pred, w, spacing), copies, strict=True):
+        np.testing.assert_array_equal(original, kept)
+    assert tolerance == [1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------
+# Agreement with MONAI
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def monai_metrics():
+    monai_metrics = pytest.importorskip("monai.metrics")
+    import torch
+
+    torch.set_num_threads(1)
+    return monai_metrics
+
+
+def one_hot(y, n_classes):
+    """``(N, *spatial)`` labels to MONAI's ``(N, C, *spatial)`` float32."""
+    import torch
+
+    encoded = np.eye(n_classes, dtype=np.float32)[y]
+    return torch.as_tensor(np.moveaxis(encoded, -1, 1))
+
+
+def per_image(metric, y_true, y_pred, **kwargs):
+    return np.stack([metric(y_true[i:i + 1], y_pred[i:i + 1], average=None, **kwargs)
+                     for i in range(len(y_true))])
+
+
+# MONAI computes in float32: agreement to float32 precision.
+# MONAI 1.5+ warns about its own deprecated internal argument.
+monai_warning = pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
+MONAI_RTOL, MONAI_ATOL = 1e-5, 1e-6
+
+MONAI_CASES = [((3, 24, 20), None), ((3, 24, 20), (1.0, 0.6)),
+               ((2, 10, 12, 9), None), ((2, 10, 12, 9), (2.0, 0.7, 0.9))]
+
+
+def monai_pair(shape):
+    """Blobs and a prediction that mixes them with other blobs; every
+    class present in every mask, so that no empty-mask convention enters."""
+    y_true = random_label_batch(50, shape)
+    other = random_label_batch(51, shape)
+    y_pred = np.where(np.random.default_rng(52).random(shape) < 0.7, y_true, other)
+    for i in range(shape[0]):
+        assert {0, 1, 2} <= set(np.unique(y_true[i])) & set(np.unique(y_pred[i]))
+    return y_true, y_pred
+
+
+@monai_warning
+@pytest.mark.parametrize(("shape", "spacing"), MONAI_CASES)
+def test_mean_surface_distance_matches_monai(monai_metrics, shape, spacing):
+    y_true, y_pred = monai_pair(shape)
+    labels = [0, 1, 2]
+    for symmetric in (True, False):
+        expected = monai_metrics.compute_average_surface_distance(
+            one_hot(y_pred, 3), one_hot(y_true, 3), include_background=True,
+            symmetric=symmetric, spacing=spacing,
+        ).numpy()
+        got = per_image(mean_surface_distance, y_true, y_pred, labels=labels,
+                        spacing=spacing, symmetric=symmetric)
+        np.testing.assert_allclose(got, expected, rtol=MONAI_RTOL, atol=MONAI_ATOL)
+        assert got.min() > 0.1  # a real comparison, not of zeros
+    expected = monai_metrics.compute_hausdorff_distance(
+        one_hot(y_pred, 3), one_hot(y_true, 3), include_background=True,
+        spacing=spacing,
+    ).numpy()
+    np.testing.assert_allclose(
+        per_image(hausdorff_distance, y_true, y_pred, labels=labels, spacing=spacing),
+        expected, rtol=MONAI_RTOL, atol=MONAI_ATOL,
+    )
+
+
+@monai_warning
+@pytest.mark.parametrize(("shape", "spacing"), MONAI_CASES)
+def test_normalized_surface_dice_matches_monai(monai_metrics, shape, spacing):
+    y_true, y_pred = monai_pair(shape)
+    # 1.0 and 2.0 are attained distances: ties at the tolerance count in both.
+    for tolerance in (0.0, 1.0, 1.3, 2.0):
+        expected = monai_metrics.compute_surface_dice(
+            one_hot(y_pred, 3), one_hot(y_true, 3), [tolerance] * 3,
+            include_background=True, spacing=spacing,
+        ).numpy()
+        got = per_image(normalized_surface_dice, y_true, y_pred, labels=[0, 1, 2],
+                        tolerance=tolerance, spacing=spacing)
+        np.testing.assert_allclose(got, expected, rtol=MONAI_RTOL, atol=MONAI_ATOL)
+        assert 0.3 < got.mean() < 1.0
+    # Per-class tolerances are MONAI's class_thresholds.
+    expected = monai_metrics.compute_surface_dice(
+        one_hot(y_pred, 3)[:, 1:], one_hot(y_true, 3)[:, 1:], [0.5, 2.0],
+        include_background=True, spacing=spacing,
+    ).numpy()
+    got = per_image(normalized_surface_dice, y_true, y_pred, labels=[1, 2],
+                    tolerance=[0.5, 2.0], spacing=spacing)
+    np.testing.assert_allclose(got, expected, rtol=MONAI_RTOL, atol=MONAI_ATOL)
+
+
+@monai_warning
+def test_normalized_surface_dice_ignore_index_matches_monai(monai_metrics):
+    y_true, y_pred = monai_pair((3, 24, 20))
+    hidden = np.zeros(y_true.shape, dtype=bool)
+    hidden[:, 8:14, :] = True
+    y_true = np.where(hidden, 255, y_true)
+    # MONAI's one-hot form: ignored pixels have no class at all, and an
+    # ignore_index outside the classes masks exactly those pixels.
+    target = one_hot(np.where(hidden, 0, y_true), 3) * one_hot(~hidden * 1, 2)[:, 1:]
+    expected = monai_metrics.compute_surface_dice(
+        one_hot(y_pred, 3), target, [1.0] * 3, include_background=True,
+        ignore_index=255,
+    ).numpy()
+    got = per_image(normalized_surface_dice, y_true, y_pred, labels=[0, 1, 2],
+                    ignore_index=255)
+    np.testing.assert_allclose(got, expected, rtol=MONAI_RTOL, atol=MONAI_ATOL)
+
+
+def test_empty_mask_conventions_differ_from_monai_as_documented(monai_metrics):
+    empty = np.zeros((1, 8, 8), dtype=int)
+    square = empty.copy()
+    square[0, 2:4, 2:4] = 1
+    cases = [(empty, empty), (square, empty), (empty, square)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MONAI warns about empty masks
+        monai_msd = [monai_metrics.compute_average_surface_distance(
+            one_hot(p, 2), one_hot(t, 2), symmetric=True).item() for t, p in cases]
+        monai_nsd = [monai_metrics.compute_surface_dice(
+            one_hot(p, 2), one_hot(t, 2), [1.0]).item() for t, p in cases]
+    ours_msd = [mean_surface_distance(t, p, labels=[1]) for t, p in cases]
+    ours_nsd = [normalized_surface_dice(t, p, labels=[1]) for t, p in cases]
+    # Absent from both: MONAI NaN, here MSD 0 and NSD 1.
+    assert np.isnan(monai_msd[0]) and np.isnan(monai_nsd[0])
+    assert (ours_msd[0], ours_nsd[0]) == (0.0, 1.0)
+    # Absent from one: MONAI MSD inf, here empty_value (NaN); NSD 0 in both.
+    assert monai_msd[1:] == [np.inf, np.inf]
+    assert np.all(np.isnan(ours_msd[1:]))
+    assert monai_nsd[1:] == ours_nsd[1:] == [0.0, 0.0]
+
+
+# ---------------------------------------------------------------------------
+# Surface metric scorers and errors
+# ---------------------------------------------------------------------------
+
+
+def test_surface_scorers_call_the_metrics(scorer_data):
+    X, y_true, y_pred = scorer_data
+    est = FixedSegmenter(y_pred)
+    diagonal = np.hypot(12, 14)
+    msd = mean_surface_distance(y_true, y_pred, empty_value=diagonal)
+    assert msd > 0
+    assert mean_surface_distance_scorer(est, X, y_true) == -msd
+    nsd = normalized_surface_dice(y_true, y_pred)
+    assert 0 < nsd < 1
+    assert normalized_surface_dice_scorer(est, X, y_true) == nsd
+    w = np.array([1.0, 0.0, 2.0, 0.5])
+    assert normalized_surface_dice_scorer(
+        est, X, y_true, sample_weight=w
+    ) == normalized_surface_dice(y_true, y_pred, sample_weight=w)
+    assert mean_surface_distance_scorer(
+        est, X, y_true, sample_weight=w
+    ) == -mean_surface_distance(y_true, y_pred, sample_weight=w, empty_value=diagonal)
+
+
+def test_surface_scorers_missed_structure_and_options(scorer_data):
+    y_true = np.zeros((1, 6, 8), dtype=int)
+    y_true[0, 2, 2] = 1
+    missed = FixedSegmenter(np.zeros_like(y_true))
+    assert mean_surface_distance_scorer(missed, None, y_true) == -10.0
+    assert normalized_surface_dice_scorer(missed, None, y_true) == 0.0
+    X, y_true, y_pred = scorer_data
+    est = FixedSegmenter(y_pred)
+    nsd2 = make_segmentation_scorer("normalized_surface_dice", tolerance=2.0,
+                                    spacing=(1.0, 0.5))
+    assert nsd2(est, X, y_true) == normalized_surface_dice(
+        y_true, y_pred, tolerance=2.0, spacing=(1.0, 0.5)
+    )
+    msd0 = make_segmentation_scorer("mean_surface_distance", empty_value=0.0,
+                                    labels=[1])
+    assert msd0(est, X, y_true) == -mean_surface_distance(
+        y_true, y_pred, empty_value=0.0, labels=[1]
+    )
+
+
+def test_grid_search_with_surface_scorers_selects_best_shift():
+    y = random_label_batch(24, (6, 12, 12))
+    grid = {"shift": [2, 0, 1]}
+    for scorer in (mean_surface_distance_scorer, normalized_surface_dice_scorer):
+        search = GridSearchCV(ShiftSegmenter(), grid, scoring=scorer, cv=2)
+        search.fit(y, y)
+        assert search.best_params_ == {"shift": 0}
+        scores = search.cv_results_["mean_test_score"]
+        assert np.all(np.isfinite(scores))
+        assert scores[1] == (0.0 if scorer is mean_surface_distance_scorer else 1.0)
+
+
+@pytest.mark.parametrize("metric", DISTANCE_METRICS)
+def test_bad_spacing(metric):
+    y = np.ones((2, 3, 4), dtype=int)
+    for bad, match in [((1.0, 2.0, 3.0), "sequence of 2 numbers.*got 3 values"),
+                       ([1.0], "sequence of 2 numbers"),
+                       (0.0, "spacing must be a finite real number > 0"),
+                       (-1.0, "spacing must be a finite real number > 0"),
+                       (np.nan, "spacing must be"),
+                       ("1", "spacing must be"),
+                       ((1.0, np.inf), r"spacing\[1\] must be"),
+                       ((1.0, [2.0]), r"spacing\[1\] must be"),
+                       ((True, 1.0), r"spacing\[0\] must be")]:
+        with pytest.raises(ValueError, match=match):
+            metric(y, y, spacing=bad)
+
+
+def test_bad_surface_metric_options():
+    y = np.ones((2, 3, 3), dtype=int)
+    for metric in (mean_surface_distance, normalized_surface_dice):
+        with pytest.raises(ValueError, match="average must be one of"):
+            metric(y, y, average="micro")
+        with pytest.raises(TypeError, match="ignore_index"):
+            metric(y, y, ignore_index=1.5)
+    with pytest.raises(ValueError, match="empty_value"):
+        mean_surface_distance(y, y, empty_value="max")
+    with pytest.raises(TypeError, match="empty_value"):
+        mean_surface_distance(y, y, empty_value=None)
+    with pytest.raises(TypeError, match="symmetric must be a bool"):
+        mean_surface_distance(y, y, symmetric="yes")
+    for bad in (-0.5, np.nan, np.inf, "1", None, True):
+        with pytest.raises(ValueError, match="tolerance must be a finite real number"):
+            normalized_surface_dice(y, y, tolerance=bad)
+    with pytest.raises(ValueError, match="needs explicit labels.*labels=None"):
+        normalized_surface_dice(y, y, tolerance=[1.0])
+    with pytest.raises(ValueError, match=r"one value per label \(2\); got 3"):
+        normalized_surface_dice(y, y, labels=[0, 1], tolerance=[1.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"tolerance\[1\] must be"):
+        normalized_surface_dice(y, y, labels=[0, 1], tolerance=[1.0, -2.0])
+    with pytest.raises(ValueError, match="metric must be one of"):
+        make_segmentation_scorer("surface_dice")

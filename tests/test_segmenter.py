@@ -132,12 +132,12 @@ def test_cuda(scenes):
 
 def test_no_weights_take_the_fast_path(scenes):
     X, y = scenes
-    seg = tiny()
-    assert seg._prepare(X, y, None, {}, reset=True).weight is None
+    seg = tiny(max_epochs=0).fit(X, y)
+    assert seg.get_split_datasets(X, y)[0].weight is None
     # ignore_index set but no pixel carries it: still nothing to weight
-    seg = tiny(ignore_index=255)
-    assert seg._prepare(X, y, None, {}, reset=True).weight is None
-    w = seg._prepare(X, y, np.arange(24.0) + 1, {}, reset=True).weight
+    seg = tiny(ignore_index=255, max_epochs=0).fit(X, y)
+    assert seg.get_split_datasets(X, y)[0].weight is None
+    w = seg.get_split_datasets(X, y, sample_weight=np.arange(24.0) + 1)[0].weight
     assert w.shape == (24,)
 
 

@@ -1,4 +1,4 @@
-"""Base module for losses on class-index targets."""
+"""Base modules of skweight's losses."""
 
 from torch import nn
 
@@ -6,7 +6,58 @@ from ._prepare import prepare
 from ._validation import check_class_weight, check_ignore_index, check_reduction
 
 
-class ClassWeightedLoss(nn.Module):
+class WeightedLoss(nn.Module):
+    """A loss called as ``loss(input, target, sample_weight=None)``.
+
+    Besides ``forward``, every skweight loss has :meth:`forward_validated`,
+    the same computation for callers that have checked target values and
+    weights already (the estimators do, once, in ``fit``): it skips the
+    checks that read the data, each of which waits for the GPU.
+    Subclasses implement ``_loss(input, target, sample_weight, check_values)``.
+    """
+
+    def forward(self, input, target, sample_weight=None):
+        """Compute the loss.
+
+        Parameters
+        ----------
+        input : Tensor
+            Logits (or predictions, for regression losses), see the class.
+        target : Tensor
+            Class indices, 0/1 values or real targets, see the class.
+        sample_weight : Tensor of shape (N,) or target's shape, default=None
+            Non-negative weights, per sample or per element.
+
+        Returns
+        -------
+        loss : Tensor
+            Scalar, or per-element (or per-class) terms for
+            ``reduction="none"``.
+        """
+        return self._loss(input, target, sample_weight, check_values=True)
+
+    def forward_validated(self, input, target, sample_weight=None):
+        """:meth:`forward` without the checks of target and weight values.
+
+        Shapes are still checked. Use it only on targets in range and
+        finite non-negative weights: other values give undefined results.
+
+        Parameters
+        ----------
+        input, target, sample_weight
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        loss : Tensor
+        """
+        return self._loss(input, target, sample_weight, check_values=False)
+
+    def _loss(self, input, target, sample_weight, check_values):
+        raise NotImplementedError
+
+
+class ClassWeightedLoss(WeightedLoss):
     """Holds the class weights, ``ignore_index`` and ``reduction``.
 
     The class weights are a float32 buffer, so ``.to(device)`` moves them and
@@ -28,16 +79,22 @@ class ClassWeightedLoss(nn.Module):
         self.ignore_index = check_ignore_index(ignore_index)
         self.reduction = check_reduction(reduction)
 
-    def _prepare(self, input, target, sample_weight):
+    def _loss(self, input, target, sample_weight, check_values):
         name = self._class_weight_name
-        return prepare(
+        prepared = prepare(
             input,
             target,
             sample_weight,
             getattr(self, name),
             self.ignore_index,
             class_weight_name=name,
+            check_values=check_values,
         )
+        return self._compute(prepared)
+
+    def _compute(self, prepared):
+        """The loss of validated inputs (a :class:`~._prepare.Prepared`)."""
+        raise NotImplementedError
 
     def _weight_repr(self):
         weight = getattr(self, self._class_weight_name)

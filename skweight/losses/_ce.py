@@ -77,24 +77,7 @@ class CrossEntropyLoss(ClassWeightedLoss):
             label_smoothing, "label_smoothing", low=0.0, high=1.0
         )
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
-            Logits.
-        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
-            Class indices.
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per sample or per element.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar, or the target's shape for ``reduction="none"``.
-        """
-        prepared = self._prepare(input, target, sample_weight)
+    def _compute(self, prepared):
         loss = cross_entropy_elements(prepared, self.label_smoothing)
         return reduce_elementwise(loss, prepared.weight, prepared.n_valid, self.reduction)
 

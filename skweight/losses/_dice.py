@@ -28,7 +28,9 @@ class DiceLoss(OverlapLoss):
         still count as false positives of the other classes).
     per_image : bool, default=False
         If False, the sums run over the whole batch (all images and pixels);
-        if True, Dice is computed per image and class, then averaged.
+        if True, Dice is computed per image and class, then averaged, each
+        image's terms weighted by its mean pixel weight when weights are
+        given (see Notes).
     squared : bool, default=False
         Square the probabilities in the denominator (Milletari et al.).
     class_weight : array-like of shape (K,), default=None
@@ -59,6 +61,14 @@ class DiceLoss(OverlapLoss):
     The weights enter inside the sums, so a weight of 0 is the same as
     ignoring the pixel; scaling all weights by a constant leaves the loss
     unchanged up to the effect of ``s``.
+
+    With ``per_image=True`` and weights, image ``n``'s terms are weighted
+    by ``m_n``, the mean of its pixel weights (0 on ignored pixels):
+    ``loss = sum_n m_n mean_k (1 - D_nk) / sum_n m_n``. Inside an image's
+    sums a common factor cancels, so without ``m_n`` image weights would do
+    nothing; with it an image of weight k counts k times and one of weight
+    0 not at all, as in the other losses, and scaling all weights still
+    changes nothing.
 
     An input of shape (N, K) has no pixel axes: the N samples play the role
     of the pixels of one image (batch soft-Dice, akin to a soft F1) or, with
@@ -94,26 +104,9 @@ class DiceLoss(OverlapLoss):
         )
         self.squared = bool(squared)
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
-            Logits.
-        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
-            Class indices.
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per image or per pixel.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar, or shape (K',) / (N, K') for ``reduction="none"``.
-        """
-        prepared = self._prepare(input, target, sample_weight)
+    def _compute(self, prepared):
         index = dice_index(prepared, self.smooth, self.squared, self.per_image)
-        return self._reduce(index)
+        return self._reduce(index, prepared)
 
     def extra_repr(self):
         return f"squared={self.squared}, {self._overlap_repr()}"

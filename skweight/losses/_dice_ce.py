@@ -84,25 +84,10 @@ class DiceCELoss(OverlapLoss):
             label_smoothing, "label_smoothing", low=0.0, high=1.0
         )
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
-            Logits.
-        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
-            Class indices.
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per image or per pixel.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar.
-        """
-        prepared = self._prepare(input, target, sample_weight)
-        dice = self._reduce(dice_index(prepared, self.smooth, self.squared, self.per_image))
+    def _compute(self, prepared):
+        dice = self._reduce(
+            dice_index(prepared, self.smooth, self.squared, self.per_image), prepared
+        )
         ce = reduce_elementwise(
             cross_entropy_elements(prepared, self.label_smoothing),
             prepared.weight,

@@ -2,9 +2,8 @@
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ._base import ClassWeightedLoss
+from ._base import ClassWeightedLoss, WeightedLoss
 from ._prepare import prepare_binary
 from ._reduction import reduce_elementwise
 from ._validation import check_real, check_reduction
@@ -90,24 +89,7 @@ class FocalLoss(ClassWeightedLoss):
         super().__init__(alpha, ignore_index, reduction, scalar_hint=_SCALAR_ALPHA_HINT)
         self.gamma = check_real(gamma, "gamma", low=0.0)
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
-            Logits, K >= 2.
-        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
-            Class indices.
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per sample or per element.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar, or the target's shape for ``reduction="none"``.
-        """
-        prepared = self._prepare(input, target, sample_weight)
+    def _compute(self, prepared):
         if prepared.input.shape[1] < 2:
             raise ValueError(
                 "FocalLoss needs input with at least 2 classes on dimension 1; got "
@@ -126,7 +108,7 @@ class FocalLoss(ClassWeightedLoss):
         return f"gamma={self.gamma}, {self._weight_repr()}"
 
 
-class SigmoidFocalLoss(nn.Module):
+class SigmoidFocalLoss(WeightedLoss):
     """Binary (sigmoid) focal loss, one logit per element.
 
     Suited to binary and multi-label targets: each logit is an independent
@@ -180,24 +162,8 @@ class SigmoidFocalLoss(nn.Module):
         )
         self.reduction = check_reduction(reduction)
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of any shape (N, ...)
-            Logits, one per element.
-        target : Tensor of the same shape as input
-            0/1 values (float, int or bool).
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per sample or per element.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar, or the input's shape for ``reduction="none"``.
-        """
-        prepared = prepare_binary(input, target, sample_weight)
+    def _loss(self, input, target, sample_weight, check_values):
+        prepared = prepare_binary(input, target, sample_weight, check_values)
         y = prepared.target
         signed = (2.0 * y - 1.0) * prepared.input
         loss = -F.logsigmoid(signed)

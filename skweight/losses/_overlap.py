@@ -38,6 +38,13 @@ def soft_assignment(prepared, per_image):
     return SoftAssignment(torch.softmax(x, dim=1), onehot, weight, dims)
 
 
+def image_weights(prepared):
+    """Mean element weight of each sample, shape (N,)."""
+    target = prepared.target
+    weight = prepared.weight.expand(target.shape)
+    return weight.reshape(len(target), -1).mean(dim=1)
+
+
 def weighted_sum(values, soft):
     """Sum ``weight * values`` over ``soft.dims`` (shape (K,) or (N, K))."""
     if soft.weight is not None:
@@ -74,8 +81,19 @@ class OverlapLoss(ClassWeightedLoss):
             index = index[..., 1:]
         return 1.0 - index
 
-    def _reduce(self, index):
-        return reduce_terms(self._terms(index), self.reduction)
+    def _reduce(self, index, prepared):
+        terms = self._terms(index)
+        if self.per_image and prepared.weight is not None:
+            # Weights inside an image's sums only shape its own index: scaled
+            # by k, they leave it unchanged. Each image's terms are therefore
+            # also weighted by its mean element weight (relative to the
+            # batch's mean), so that an image of weight k counts k times, and
+            # one of weight 0 not at all, as in every other loss; scaling all
+            # weights still changes nothing.
+            m = image_weights(prepared)
+            m = m / m.mean().clamp_min(torch.finfo(m.dtype).tiny)
+            terms = terms * m.unsqueeze(1)
+        return reduce_terms(terms, self.reduction)
 
     def _overlap_repr(self):
         return (

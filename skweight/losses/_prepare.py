@@ -7,12 +7,12 @@ convention: a per-class weight ``c`` acts exactly like the per-element sample
 weight ``c[target]``, and ignored elements get weight 0.
 """
 
-import contextlib
-import contextvars
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from .._validation import SAMPLE_WEIGHT_VALUES_MESSAGE, sample_weight_shape_message
 
 
 class Prepared(NamedTuple):
@@ -51,8 +51,12 @@ def _check_floating(input):
         )
 
 
-def _sample_weight_view(sample_weight, target, dtype):
-    """Return `sample_weight` as a tensor broadcastable to `target`."""
+def sample_weight_view(sample_weight, target, dtype):
+    """Return `sample_weight` as a tensor broadcastable to `target`.
+
+    One weight per sample ``(N,)`` or per element (the target's shape); the
+    shared losses (classification, segmentation, regression) all use this.
+    """
     weight = torch.as_tensor(sample_weight, device=target.device)
     shape = tuple(weight.shape)
     if shape == tuple(target.shape):
@@ -61,33 +65,10 @@ def _sample_weight_view(sample_weight, target, dtype):
     if shape == (n_samples,):
         # one weight per sample, repeated over its pixels
         return weight.to(dtype).reshape((n_samples,) + (1,) * (target.ndim - 1))
-    raise ValueError(
-        f"sample_weight must have shape ({n_samples},) (one weight per sample) or "
-        f"the target's shape {tuple(target.shape)} (one weight per element); "
-        f"got shape {shape}."
-    )
-
-
-# The estimators validate targets and weights once in `fit`; re-checking
-# every batch would cost a device-to-host sync per step on a GPU.
-_VALUE_CHECKS = contextvars.ContextVar("skweight_loss_value_checks", default=True)
-
-
-@contextlib.contextmanager
-def value_checks(enabled):
-    """Switch the data-dependent checks of the losses on or off.
-
-    Parameters
-    ----------
-    enabled : bool
-        ``False`` skips the checks of target values and weight signs, which
-        each need a device sync; shapes are still checked.
-    """
-    token = _VALUE_CHECKS.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _VALUE_CHECKS.reset(token)
+    raise ValueError(sample_weight_shape_message(
+        "sample_weight", shape, n_samples,
+        tuple(target.shape[1:]) if target.ndim > 1 else None,
+    ))
 
 
 def _raise_on_bad_values(bad_target, sample_weight, target_message):
@@ -96,8 +77,6 @@ def _raise_on_bad_values(bad_target, sample_weight, target_message):
     `target_message` is called only on failure, so building the error (which
     needs the offending values) costs nothing on the normal path.
     """
-    if not _VALUE_CHECKS.get():
-        return
     flags = [bad_target.any()]
     if sample_weight is not None:
         # NaN fails `>= 0`, so this also rejects NaN weights.
@@ -106,7 +85,9 @@ def _raise_on_bad_values(bad_target, sample_weight, target_message):
     if bad[0]:
         raise ValueError(target_message())
     if len(bad) > 1 and bad[1]:
-        raise ValueError("sample_weight must contain finite non-negative numbers.")
+        raise ValueError(
+            SAMPLE_WEIGHT_VALUES_MESSAGE.format(name="sample_weight") + "."
+        )
 
 
 def _offending_values(target, bad, limit=10):
@@ -122,6 +103,7 @@ def prepare(
     class_weight=None,
     ignore_index=None,
     class_weight_name="class_weight",
+    check_values=True,
 ):
     """Validate class-index targets and build per-element weights.
 
@@ -139,6 +121,10 @@ def prepare(
         Target value whose elements get weight 0 and are not counted.
     class_weight_name : str, default="class_weight"
         Name of the class-weight parameter, for error messages.
+    check_values : bool, default=True
+        Check target values and weight signs (each a device sync on a GPU);
+        callers that validated their data already pass False. Shapes are
+        always checked.
 
     Returns
     -------
@@ -181,7 +167,7 @@ def prepare(
         out_of_range = out_of_range & valid
     weight = None
     if sample_weight is not None:
-        weight = _sample_weight_view(sample_weight, target, dtype)
+        weight = sample_weight_view(sample_weight, target, dtype)
 
     def target_message():
         ignored = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
@@ -190,7 +176,8 @@ def prepare(
             f"{_offending_values(target, out_of_range)}."
         )
 
-    _raise_on_bad_values(out_of_range, weight, target_message)
+    if check_values:
+        _raise_on_bad_values(out_of_range, weight, target_message)
 
     if valid is not None:
         # ignored targets may be any value; 0 keeps gather/one-hot in range
@@ -207,7 +194,7 @@ def prepare(
     return Prepared(x, target, weight, n_valid)
 
 
-def prepare_binary(input, target, sample_weight=None):
+def prepare_binary(input, target, sample_weight=None, check_values=True):
     """Validate 0/1 targets of the same shape as `input` (one logit each).
 
     Returns
@@ -231,7 +218,7 @@ def prepare_binary(input, target, sample_weight=None):
     not_binary = (target != 0) & (target != 1)
     weight = None
     if sample_weight is not None:
-        weight = _sample_weight_view(sample_weight, target, dtype)
+        weight = sample_weight_view(sample_weight, target, dtype)
 
     def target_message():
         return (
@@ -239,5 +226,6 @@ def prepare_binary(input, target, sample_weight=None):
             f"{_offending_values(target, not_binary)}."
         )
 
-    _raise_on_bad_values(not_binary, weight, target_message)
+    if check_values:
+        _raise_on_bad_values(not_binary, weight, target_message)
     return Prepared(x, target.to(dtype), weight, target.numel())

@@ -10,9 +10,11 @@ that a mini-batch mean is an unbiased estimate of the weighted objective.
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._prepare import compute_dtype
+from .._validation import SAMPLE_WEIGHT_VALUES_MESSAGE
+from ._base import WeightedLoss
+from ._prepare import compute_dtype, sample_weight_view
 from ._validation import check_real, check_reduction
 
 __all__ = ["HuberLoss", "L1Loss", "MSELoss"]
@@ -67,23 +69,15 @@ def _check_pair(input, target):
         raise ValueError("input must have a sample dimension (N, ...); got a scalar.")
 
 
-def _element_weight(sample_weight, target_weight, target, dtype):
+def _element_weight(sample_weight, target_weight, target, dtype, check_values):
     """Product of sample and target weights, broadcastable to ``target``."""
     weight = None
     if sample_weight is not None:
-        sw = torch.as_tensor(sample_weight, device=target.device).to(dtype)
-        n = target.shape[0]
-        if tuple(sw.shape) == (n,):
-            sw = sw.reshape((n,) + (1,) * (target.ndim - 1))
-        elif tuple(sw.shape) != tuple(target.shape):
+        weight = sample_weight_view(sample_weight, target, dtype)
+        if check_values and bool((~(weight >= 0) | torch.isinf(weight)).any()):
             raise ValueError(
-                f"sample_weight must have shape ({n},) (one weight per sample) or "
-                f"the target's shape {tuple(target.shape)} (one weight per "
-                f"element); got shape {tuple(sw.shape)}."
+                SAMPLE_WEIGHT_VALUES_MESSAGE.format(name="sample_weight") + "."
             )
-        if bool((~(sw >= 0) | torch.isinf(sw)).any()):
-            raise ValueError("sample_weight must contain finite non-negative numbers.")
-        weight = sw
     if target_weight is not None:
         n_targets = target.shape[1] if target.ndim > 1 else 1
         if target_weight.numel() != n_targets:
@@ -99,7 +93,7 @@ def _element_weight(sample_weight, target_weight, target, dtype):
     return weight
 
 
-class _RegressionLoss(nn.Module):
+class _RegressionLoss(WeightedLoss):
     """Shared weighting and reduction; subclasses give ``_elements``."""
 
     def __init__(self, target_weight=None, reduction="mean"):
@@ -110,29 +104,13 @@ class _RegressionLoss(nn.Module):
     def _elements(self, input, target):
         raise NotImplementedError
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of shape (N,) or (N, T, ...)
-            Predictions.
-        target : Tensor of the same shape as ``input``
-            True values.
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per sample or per element.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar, or the input's shape for ``reduction="none"``.
-        """
+    def _loss(self, input, target, sample_weight, check_values):
         _check_pair(input, target)
         dtype = compute_dtype(input)
         x = input.to(dtype)
         t = target.to(device=x.device, dtype=dtype)
         loss = self._elements(x, t)
-        weight = _element_weight(sample_weight, self.target_weight, t, dtype)
+        weight = _element_weight(sample_weight, self.target_weight, t, dtype, check_values)
         if weight is not None:
             loss = loss * weight
         if self.reduction == "none":

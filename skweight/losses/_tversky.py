@@ -78,31 +78,14 @@ class TverskyLoss(OverlapLoss):
         self.alpha = check_real(alpha, "alpha", low=0.0)
         self.beta = check_real(beta, "beta", low=0.0)
 
-    def forward(self, input, target, sample_weight=None):
-        """Compute the loss.
-
-        Parameters
-        ----------
-        input : Tensor of shape (N, K) or (N, K, d1, d2, ...)
-            Logits.
-        target : integer Tensor of shape (N,) or (N, d1, d2, ...)
-            Class indices.
-        sample_weight : Tensor of shape (N,) or target's shape, default=None
-            Non-negative weights, per image or per pixel.
-
-        Returns
-        -------
-        loss : Tensor
-            Scalar, or shape (K',) / (N, K') for ``reduction="none"``.
-        """
-        prepared = self._prepare(input, target, sample_weight)
+    def _compute(self, prepared):
         soft = soft_assignment(prepared, self.per_image)
         p, g = soft.probs, soft.onehot
         tp = weighted_sum(p * g, soft)
         fp = weighted_sum(p * (1.0 - g), soft)
         fn = weighted_sum((1.0 - p) * g, soft)
         index = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-        return self._reduce(index)
+        return self._reduce(index, prepared)
 
     def extra_repr(self):
         return f"alpha={self.alpha}, beta={self.beta}, {self._overlap_repr()}"

@@ -1,9 +1,14 @@
-"""Checks of constructor parameters shared by the losses."""
+"""Checks of constructor parameters shared by the losses.
 
-import math
-import numbers
+The generic checks (real numbers, ``ignore_index``) are the package's own,
+from :mod:`skweight._validation`.
+"""
 
 import torch
+
+from .._validation import check_ignore_index, check_real
+
+__all__ = ["check_class_weight", "check_ignore_index", "check_real", "check_reduction"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -14,33 +19,6 @@ def check_reduction(reduction, allowed=REDUCTIONS):
         options = ", ".join(repr(r) for r in allowed)
         raise ValueError(f"reduction must be one of {options}; got {reduction!r}.")
     return reduction
-
-
-def check_real(value, name, *, low=None, high=None):
-    """Return `value` as a float after checking it is finite and in [low, high]."""
-    # bool is an Integral, but True as a gamma or smoothing is surely a bug.
-    valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    valid = valid and math.isfinite(value)
-    valid = valid and (low is None or value >= low)
-    valid = valid and (high is None or value <= high)
-    if not valid:
-        if low is not None and high is not None:
-            expected = f"in [{low}, {high}]"
-        elif low is not None:
-            expected = f">= {low}"
-        else:
-            expected = "finite"
-        raise ValueError(f"{name} must be a finite real number {expected}; got {value!r}.")
-    return float(value)
-
-
-def check_ignore_index(ignore_index):
-    """Return `ignore_index` as an int, or None."""
-    if ignore_index is None:
-        return None
-    if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
-        raise TypeError(f"ignore_index must be an int or None; got {ignore_index!r}.")
-    return int(ignore_index)
 
 
 def check_class_weight(value, name="class_weight", scalar_hint=""):

@@ -1,0 +1,147 @@
+"""Parameter documentation shared by the estimators.
+
+Docstrings name shared entries as ``%(name)s``; :func:`fill_doc` substitutes
+them, so that a parameter the three estimators have in common is described
+once. Entries that differ only in a default value take it from the
+estimator (``%(lr)s`` and friends).
+"""
+
+import re
+import textwrap
+
+__all__ = ["fill_doc"]
+
+_PARAMETERS = {
+    "input_shape": """\
+    input_shape : None or tuple, default=None
+        ``(C, H, W)`` to reshape flattened 2-D ``X`` (as imbalanced-learn
+        samplers and scikit-learn transformers produce). Without it, 2-D
+        ``X`` is treated as ``(N, 1, 1, n_features)``.""",
+    "random_state": """\
+    random_state : None, int or RandomState, default=None
+        Seeds weight initialisation, shuffling, dropout, the validation
+        split and any resampling or augmentation: the same seed gives the
+        same model, whatever else runs in the process (seeded sections of
+        fits in threads run one at a time). ``None`` draws the seeds from
+        NumPy's global random state.""",
+    "device": """\
+    device : "auto", "cpu", "cuda" or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available; the device used is
+        ``device_``.""",
+    "precision": """\
+    precision : {"32", "bf16", "fp16"}, default="32"
+        Mixed precision on CUDA (ignored on the CPU). Losses are always
+        computed in float32.""",
+    "channels_last": """\
+    channels_last : bool, default=False
+        Use the channels-last memory format on CUDA (ignored on the CPU).
+        It concerns memory only: ``X`` is always ``(N, C, H, W)``.""",
+    "data_device_fraction": """\
+    data_device_fraction : float, default=0.5
+        On CUDA the training data live on the GPU when they take less than
+        this share of its free memory, else in pinned host memory.""",
+    "optimizer": """\
+    optimizer : torch optimizer class or str, default=torch.optim.AdamW
+        The optimizer, or its name: "adam", "adamw", "sgd", "rmsprop",
+        "adagrad", "adadelta", "adamax", "nadam", "radam", "asgd", "rprop"
+        or "lbfgs". Its settings go through ``optimizer__*``.""",
+    "lr": """\
+    lr : float, default=%(lr)s
+        Learning rate.""",
+    "max_epochs": """\
+    max_epochs : int, default=%(max_epochs)s
+        Number of passes over the training data per ``fit``.""",
+    "batch_size": """\
+    batch_size : int, default=%(batch_size)s
+        Samples per mini-batch; ``-1`` trains on the full batch.""",
+    "train_split": """\
+    train_split : None, float or callable, default=None
+        ``None`` trains on all data. A float holds out that fraction of the
+        %(samples)s, seeded by ``random_state``%(stratified)s, to report a
+        weighted ``valid_loss`` (use it with ``skorch.callbacks.EarlyStopping``).
+        A callable such as ``skorch.dataset.ValidSplit`` is used as in skorch.""",
+    "callbacks": """\
+    callbacks : None, "disable" or list, default=None
+        skorch callbacks. Those that listen to every batch
+        (``on_batch_begin``/``on_batch_end``/``on_grad_computed``) see
+        ``batch=(X, y)`` with ``y`` as given to ``fit``.""",
+    "verbose": """\
+    verbose : int, default=0
+        ``1`` prints skorch's epoch table.""",
+    "warm_start": """\
+    warm_start : bool, default=False
+        Continue training the current network at the next ``fit``
+        (as ``partial_fit`` does) instead of starting afresh. Data that do
+        not fit the network (other channels, classes or targets) are
+        refused.""",
+    "compile": """\
+    compile : bool, default=False
+        ``torch.compile`` the module.""",
+    "kwargs": """\
+    **kwargs
+        Other skorch parameters with their prefixes: ``module__*``,
+        ``criterion__*``, ``optimizer__*``, ``iterator_train__*``,
+        ``iterator_valid__*``, ``callbacks__*``.""",
+    "X": """\
+    X : array-like, torch.Tensor or torch Dataset
+        Images ``(N, C, H, W)`` or ``(N, H, W)``, or flattened
+        ``(N, C*H*W)`` with ``input_shape``; ``uint8`` is scaled to [0, 1].
+        A ``torch.utils.data.Dataset`` of images (items ``x`` or
+        ``(x, ...)``) is read lazily, item by item.""",
+    "sample_weight": """\
+    sample_weight : None or array-like of shape (N,)
+        Non-negative weights of any magnitude; weight 0 leaves a sample
+        out, integer weight k counts it k times, and multiplying all
+        weights by a constant changes nothing.""",
+    "fit_params": """\
+    **fit_params
+        Passed to the module's ``forward``, as in skorch.""",
+    "fitted_attributes": """\
+    input_shape_ : tuple of int
+        ``(C, H, W)`` of the training images.
+    n_features_in_ : int
+        Number of features of ``X`` as passed to ``fit`` (``C*H*W`` for
+        images).
+    feature_names_in_ : ndarray of str
+        Column names of ``X`` when it was a DataFrame with string columns.
+    device_ : torch.device
+        The device the network lives on.
+    module_ : nn.Module
+        The trained network.
+    criterion_ : nn.Module
+        The loss.
+    history_ : skorch.History
+        Per-epoch and per-batch losses and timings.""",
+}
+
+
+def fill_doc(**defaults):
+    """Substitute the shared parameter docs into a class's or function's docstring.
+
+    Parameters
+    ----------
+    **defaults
+        Values for the placeholders inside shared entries (e.g. ``lr``).
+
+    Returns
+    -------
+    decorator : callable
+    """
+    def decorator(obj):
+        doc = obj.__doc__
+        # The entries are written for a class docstring (4 spaces); a
+        # method's sections sit deeper.
+        header = re.search(r"^( *)Parameters$", doc, flags=re.MULTILINE)
+        extra = " " * (len(header.group(1)) - 4) if header else ""
+        entries = {}
+        for name, text in _PARAMETERS.items():
+            if "%(" in text:
+                try:
+                    text = text % defaults
+                except KeyError:  # an entry this docstring does not use
+                    continue
+            entries[name] = textwrap.indent(text, extra) if extra else text
+        obj.__doc__ = doc % {**defaults, **entries}
+        return obj
+
+    return decorator

@@ -1,0 +1,604 @@
+"""The training loop: skorch's hooks, made cheap per step and device-aware.
+
+:class:`TrainingLoop` replaces skorch's ``fit_loop`` and the per-batch
+machinery around it. What a skorch user sees is kept (callbacks get
+``on_*`` notifications with ``batch=(X, y)``, the history holds per-batch
+``train_loss``, ``train_batch_size`` and ``valid_batch_size``), but what
+nobody listens to is not done per step:
+
+- a batch hook (``on_batch_begin``, ``on_batch_end``, ``on_grad_computed``)
+  is called only on the callbacks that override it; when none does, the
+  per-batch history records are written once per epoch, in bulk;
+- batch losses stay on the device and are read back once per epoch unless
+  someone may read them after each batch (a GPU sync per step otherwise);
+- skweight's own losses are called through ``forward_validated``, which
+  skips the data-dependent checks ``fit`` has already made;
+- the train/eval mode is set once per pass.
+
+It also owns the device (``device="auto"``), mixed precision, data placement
+on the GPU and the two data paths (slicing pre-loaded tensors, or skorch's
+``DataLoader`` for a user's Dataset or custom iterator settings).
+"""
+
+import contextlib
+import inspect
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.utils import TeeGenerator, to_tensor
+
+from ._loader import ArrayDataset, BatchIterator, LazyImageDataset, ShuffleSampler
+
+__all__ = ["TrainingLoop", "resolve_device", "resolve_optimizer"]
+
+PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# iterator_* settings the slicing iterator understands; any other one (a
+# sampler, workers, a collate_fn...) sends the data through a DataLoader.
+_FAST_ITERATOR_KEYS = {"batch_size", "shuffle", "drop_last"}
+# Prediction outputs wait on the device until this much has gathered.
+_OUTPUT_CHUNK_BYTES = 256 * 2**20
+_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+#: Optimizer names accepted by the ``optimizer`` parameter (lower case).
+OPTIMIZERS = {
+    "adadelta": torch.optim.Adadelta,
+    "adagrad": torch.optim.Adagrad,
+    "adam": torch.optim.Adam,
+    "adamax": torch.optim.Adamax,
+    "adamw": torch.optim.AdamW,
+    "asgd": torch.optim.ASGD,
+    "lbfgs": torch.optim.LBFGS,
+    "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam,
+    "rmsprop": torch.optim.RMSprop,
+    "rprop": torch.optim.Rprop,
+    "sgd": torch.optim.SGD,
+}
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    Parameters
+    ----------
+    device : "auto", str, torch.device or None
+        ``"auto"`` (and ``None``) mean CUDA when available, else CPU.
+
+    Returns
+    -------
+    device : torch.device
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+            f"got {device!r}."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use "
+            f"device='auto' to fall back to the CPU."
+        )
+    return dev
+
+
+def resolve_optimizer(optimizer):
+    """The optimizer class for the ``optimizer`` parameter.
+
+    Parameters
+    ----------
+    optimizer : str or callable
+        A name of :data:`OPTIMIZERS` (any case), or a torch optimizer class
+        (any callable ``optimizer(params, lr=..., **kwargs)``).
+
+    Returns
+    -------
+    optimizer : callable
+    """
+    if isinstance(optimizer, str):
+        try:
+            return OPTIMIZERS[optimizer.lower()]
+        except KeyError:
+            raise ValueError(
+                f"optimizer={optimizer!r} is not a known optimizer name; use one of "
+                f"{sorted(OPTIMIZERS)} or a torch.optim.Optimizer class."
+            ) from None
+    if not callable(optimizer) or isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer class (e.g. torch.optim.AdamW) "
+            f"or one of the names {sorted(OPTIMIZERS)}, got {optimizer!r}."
+        )
+    return optimizer
+
+
+def _overrides(obj, name, base):
+    return getattr(type(obj), name, None) is not getattr(base, name)
+
+
+class TrainingLoop:
+    """skorch's training loop for in-memory images, without per-step waste.
+
+    A mixin placed before ``skorch.NeuralNet``; the estimator core supplies
+    the datasets (:class:`~skweight._loader.ArrayDataset` or
+    :class:`~skweight._loader.LazyImageDataset`) with their targets and
+    normalised weights, and ``_fit_loop`` trains on them.
+    """
+
+    # -- components on the resolved device ---------------------------------
+
+    def initialize(self):
+        """Initialise the module, criterion, optimizer and callbacks."""
+        self.device_ = resolve_device(self.device)
+        self.grad_scaler_ = self._make_grad_scaler()
+        return super().initialize()
+
+    def _make_grad_scaler(self):
+        # float16 has a narrow exponent range: small gradients underflow
+        # unless the loss is scaled up first. bfloat16 does not need it.
+        if self._use_amp() and PRECISIONS[str(self.precision)] == torch.float16:
+            return torch.amp.GradScaler("cuda")
+        return None
+
+    def _initialize_module(self, reason=None):
+        # skorch's version moves modules to ``self.device``, which may be
+        # "auto"; ours uses the resolved ``device_``.
+        with self._current_init_context("module"):
+            self.initialize_module()
+            module = self.module_.to(self.device_)
+            if self.channels_last and self.device_.type == "cuda" and _is_2d(self):
+                module = module.to(memory_format=torch.channels_last)
+            self.module_ = self.torch_compile(module, name="module")
+        return self
+
+    def _initialize_criterion(self, reason=None):
+        with self._current_init_context("criterion"):
+            self.initialize_criterion()
+            crit = self.criterion_
+            if isinstance(crit, torch.nn.Module):
+                crit = self.torch_compile(crit.to(self.device_), name="criterion")
+            self.criterion_ = crit
+        return self
+
+    def initialize_optimizer(self, triggered_directly=None):
+        """Build the optimizer; ``optimizer`` may be a class or a name such as "adam"."""
+        named_parameters = self.get_all_learnable_params()
+        args, kwargs = self.get_params_for_optimizer("optimizer", named_parameters)
+        self.optimizer_ = resolve_optimizer(self.optimizer)(*args, **kwargs)
+        return self
+
+    # -- data placement and iteration -----------------------------------
+
+    def _place(self, dataset, training=True):
+        """On CUDA, keep the data on the GPU if it fits, else pin it.
+
+        Only for the slicing iterator: a DataLoader indexes the data on the
+        host (possibly in worker processes) and pins batches itself when
+        asked to (``iterator_train__pin_memory=True``).
+        """
+        if self.device_.type != "cuda" or not self._fast_path(dataset, training):
+            return dataset
+        free, _ = torch.cuda.mem_get_info(self.device_)
+        if dataset.nbytes <= self.data_device_fraction * free:
+            return dataset.apply(lambda t: t.to(self.device_))
+        return dataset.apply(lambda t: t if t.is_pinned() else t.pin_memory())
+
+    def _fast_path(self, dataset, training):
+        """Whether batches come from the slicing iterator (no DataLoader)."""
+        if training:
+            iterator, prefix = self.iterator_train, "iterator_train"
+        else:
+            iterator, prefix = self.iterator_valid, "iterator_valid"
+        return (
+            isinstance(dataset, ArrayDataset)
+            and iterator is torch.utils.data.DataLoader
+            and set(self.get_params_for(prefix)) <= _FAST_ITERATOR_KEYS
+        )
+
+    def get_iterator(self, dataset, training=False, epoch_rows=None):
+        """Slicing iterator for in-memory data, skorch's DataLoader otherwise.
+
+        Parameters
+        ----------
+        dataset : torch Dataset
+        training : bool
+        epoch_rows : None or callable
+            The rows of each training epoch (a sampler's draws); see
+            :class:`~skweight._loader.BatchIterator`.
+
+        Returns
+        -------
+        iterator : iterable of batches
+        """
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        iterator = self.iterator_train if training else self.iterator_valid
+        batch_size = kwargs.get("batch_size", self.batch_size)
+        if batch_size == -1:
+            batch_size = len(dataset)
+        shuffle = kwargs.get("shuffle", training)
+        generator = None
+        if shuffle:
+            generator = torch.Generator().manual_seed(self._seeds_.shuffle)
+        if self._fast_path(dataset, training):
+            return BatchIterator(
+                dataset, batch_size, shuffle=shuffle, generator=generator,
+                device=self.device_, drop_last=kwargs.get("drop_last", False),
+                epoch_indices=epoch_rows,
+            )
+        if epoch_rows is not None:
+            raise ValueError(
+                "Per-epoch resampling needs the in-memory data path; remove the "
+                "iterator_train__* settings that require a DataLoader."
+            )
+        if "batch_sampler" not in kwargs:
+            kwargs = {**kwargs, "batch_size": batch_size}
+        if iterator is torch.utils.data.DataLoader and not (
+            {"sampler", "batch_sampler"} & set(kwargs)
+        ):
+            kwargs["shuffle"] = shuffle
+            if shuffle and "generator" not in kwargs and isinstance(
+                dataset, (ArrayDataset, LazyImageDataset)
+            ):
+                # The same permutations as the slicing iterator: switching
+                # paths (e.g. to use workers) does not change the model.
+                kwargs["shuffle"] = False
+                kwargs["sampler"] = ShuffleSampler(len(dataset), generator)
+            elif shuffle:
+                kwargs.setdefault("generator", generator)
+        return iterator(dataset, **kwargs)
+
+    # -- the loop -----------------------------------------------------------
+
+    def _fit_loop(self, train, valid, epoch_rows, forward_params, epochs=None):
+        """Train for ``epochs`` (default ``max_epochs``) on prepared datasets.
+
+        Parameters
+        ----------
+        train, valid : dataset or None
+            With their targets and normalised weights, placed on the device.
+        epoch_rows : None or callable
+            Per-epoch rows of ``train`` (a sampler's draws).
+        forward_params : dict
+            Passed to the module's ``forward``.
+        epochs : None or int
+        """
+        self.check_training_readiness()
+        epochs = self.max_epochs if epochs is None else epochs
+        on_epoch_kwargs = {"dataset_train": train, "dataset_valid": valid}
+        iterator_train = self.get_iterator(train, training=True, epoch_rows=epoch_rows)
+        iterator_valid = None if valid is None else self.get_iterator(valid, training=False)
+        self._listeners_ = self._find_listeners()
+        try:
+            for _ in range(epochs):
+                self.notify("on_epoch_begin", **on_epoch_kwargs)
+                self.run_single_epoch(iterator_train, training=True, prefix="train",
+                                      step_fn=self.train_step, **forward_params)
+                self.run_single_epoch(iterator_valid, training=False, prefix="valid",
+                                      step_fn=self.validation_step, **forward_params)
+                self.notify("on_epoch_end", **on_epoch_kwargs)
+        finally:
+            self.__dict__.pop("_listeners_", None)
+        return self
+
+    def _find_listeners(self):
+        """Who must hear each batch hook: the net (if a subclass overrides the
+        hook) and the callbacks that override it."""
+        listeners = {}
+        for hook in _BATCH_HOOKS:
+            cbs = [cb for _, cb in self.callbacks_ if _overrides(cb, hook, Callback)]
+            listeners[hook] = (_overrides(self, hook, NeuralNet), cbs)
+        return listeners
+
+    def _current_listeners(self):
+        listeners = self.__dict__.get("_listeners_")
+        # A step or pass called directly, outside _fit_loop, looks them up.
+        return self._find_listeners() if listeners is None else listeners
+
+    def _hook(self, name, **kwargs):
+        net_listens, callbacks = self._current_listeners()[name]
+        if net_listens:
+            getattr(self, name)(self, **kwargs)
+        for cb in callbacks:
+            getattr(cb, name)(self, **kwargs)
+
+    def _batch_records_live(self):
+        """Whether per-batch history must be written as batches run (someone
+        may read it from a batch hook), rather than once per epoch."""
+        return any(
+            net or cbs for hook, (net, cbs) in self._current_listeners().items()
+            if hook != "on_grad_computed"
+        )
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """One pass over the data, recording per-batch losses and sizes.
+
+        Parameters
+        ----------
+        iterator : iterable of batches or None
+            ``None`` skips the pass.
+        training : bool
+        prefix : {"train", "valid"}
+        step_fn : callable
+            ``step_fn(batch, **fit_params) -> {"loss": ..., "y_pred": ...}``.
+        **fit_params
+            Passed to ``step_fn``.
+        """
+        if iterator is None:
+            return
+        self._current_listeners()
+        # Once per epoch, not per batch: nn.Module.train() walks every
+        # submodule, about 0.1 ms for the default network.
+        self._set_training(training)
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        if not self._batch_records_live():
+            self._run_quiet_epoch(iterator, step_fn, loss_key, size_key, fit_params)
+            return
+        history = self.history
+        defer = self._defer_loss_readback()
+        losses, count = [], 0
+        for batch in iterator:
+            seen = self._batch_for_callbacks(batch)
+            history.new_batch()
+            self._hook("on_batch_begin", batch=seen, training=training)
+            step = step_fn(batch, **fit_params)
+            count += 1
+            if defer:
+                losses.append(step["loss"].detach())
+            else:
+                history.record_batch(loss_key, step["loss"].item())
+            history.record_batch(size_key, _batch_len(batch))
+            self._hook("on_batch_end", batch=seen, training=training, **step)
+        if losses:
+            values = torch.stack([v.float() for v in losses]).cpu().tolist()
+            records = history[-1]["batches"][-len(values):]
+            for record, value in zip(records, values, strict=True):
+                record[loss_key] = value
+        history.record(prefix + "_batch_count", count)
+
+    def _run_quiet_epoch(self, iterator, step_fn, loss_key, size_key, fit_params):
+        """A pass no batch hook listens to: history written once, at the end."""
+        losses, sizes = [], []
+        for batch in iterator:
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach())
+            sizes.append(_batch_len(batch))
+        values = torch.stack([v.float() for v in losses]).cpu().tolist() if losses else []
+        epoch = self.history[-1]
+        epoch["batches"].extend(
+            {loss_key: value, size_key: size}
+            for value, size in zip(values, sizes, strict=True)
+        )
+        epoch[prefix_count(loss_key)] = len(values)
+
+    def _defer_loss_readback(self):
+        """Whether batch losses may wait on the device until the epoch ends:
+        off the CPU, when nobody hears ``on_batch_end`` (where the batch loss
+        may be read)."""
+        if self.device_.type == "cpu":
+            return False
+        net_listens, callbacks = self._current_listeners()["on_batch_end"]
+        return not (net_listens or callbacks)
+
+    def _batch_for_callbacks(self, batch):
+        """skorch's ``(X, y)`` with ``y`` in the user's terms: the weights are
+        the loss's business, and e.g. EpochScoring compares ``y`` with
+        ``predict``."""
+        X, y = batch
+        if isinstance(y, (tuple, list)):
+            y, w = y
+        else:
+            w = None
+        return X, (None if y is None else self._decode_targets(y, w))
+
+    def _decode_targets(self, target, weight):
+        """The targets of a batch as the user gave them (subclasses map back)."""
+        return target
+
+    # -- steps ----------------------------------------------------------------
+
+    def _use_amp(self):
+        return (
+            self.device_.type == "cuda"
+            and PRECISIONS[str(self.precision)] is not None
+        )
+
+    def _autocast(self):
+        if not self._use_amp():
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=PRECISIONS[str(self.precision)])
+
+    def infer(self, x, **fit_params):
+        """Forward a batch through the module on the resolved device."""
+        if isinstance(x, torch.Tensor):
+            # A no-op when the batch is already there (the usual case).
+            x = x.to(self.device_, non_blocking=True)
+        else:
+            x = to_tensor(x, device=self.device_)
+        if self.channels_last and self.device_.type == "cuda" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module_(x, **fit_params)
+
+    def _ensure_mode(self, training):
+        """Put modules and criteria in train or eval mode if they are not.
+
+        Only the top-level flags are read (a few attribute reads), where
+        ``_set_training`` walks every submodule: a callback may have
+        predicted in the middle of an epoch.
+        """
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                self._set_training(training)
+                return
+
+    def train_step_single(self, batch, **fit_params):
+        """Forward, weighted loss and backward pass for one batch."""
+        self._ensure_mode(True)
+        Xi, yi = batch
+        with self._autocast():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        if self.grad_scaler_ is not None:
+            self.grad_scaler_.scale(loss).backward()
+        else:
+            loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        """One optimiser step (the loss and the module output)."""
+        if self._needs_closure():
+            return super().train_step(batch, **fit_params)
+        for name in self._optimizers:
+            getattr(self, name + "_").zero_grad(set_to_none=True)
+        step = self.train_step_single(batch, **fit_params)
+        scaler = self.grad_scaler_
+        if scaler is not None:
+            for name in self._optimizers:
+                scaler.unscale_(getattr(self, name + "_"))
+        listeners = self._current_listeners()
+        if listeners["on_grad_computed"][0] or listeners["on_grad_computed"][1]:
+            self._hook(
+                "on_grad_computed",
+                named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                batch=batch, training=True,
+            )
+        for name in self._optimizers:
+            optimizer = getattr(self, name + "_")
+            if scaler is not None:
+                scaler.step(optimizer)
+            else:
+                optimizer.step()
+        if scaler is not None:
+            scaler.update()
+        return step
+
+    def _needs_closure(self):
+        # L-BFGS re-evaluates the loss: skorch's closure-based step serves it.
+        return any(
+            isinstance(getattr(self, name + "_"), torch.optim.LBFGS)
+            for name in self._optimizers
+        )
+
+    def validation_step(self, batch, **fit_params):
+        """Weighted loss on a validation batch, without gradients."""
+        self._ensure_mode(False)
+        Xi, yi = batch
+        with torch.no_grad(), self._autocast():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    def evaluation_step(self, batch, training=False):
+        """Module output for a batch, in float32."""
+        self.check_is_fitted()
+        self._ensure_mode(training)
+        Xi = batch[0] if isinstance(batch, (tuple, list)) else batch
+        with torch.set_grad_enabled(training), self._autocast():
+            out = self.infer(Xi)
+        return out.float() if torch.is_floating_point(out) else out
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Weighted mean loss of a batch: ``mean(w * l)``.
+
+        Parameters
+        ----------
+        y_pred : torch.Tensor
+            Module output.
+        y_true : torch.Tensor or (torch.Tensor, torch.Tensor)
+            Targets, or targets and normalised weights.
+        X, training
+            Unused; part of skorch's signature.
+
+        Returns
+        -------
+        loss : torch.Tensor (scalar)
+        """
+        if isinstance(y_true, (tuple, list)):
+            y, w = y_true
+            w = w.to(self.device_, non_blocking=True)
+        else:
+            y, w = y_true, None
+        y = y.to(self.device_, non_blocking=True)
+        spatial = None if X is None else tuple(X.shape[2:])
+        y_pred = self._check_output(y_pred, len(y), spatial)
+        return self._weighted_loss(y_pred, y, w)
+
+    def _check_output(self, out, n_samples, spatial):
+        """The module output, checked (and shaped) for ``n_samples`` inputs of
+        spatial shape ``spatial`` (None when unknown)."""
+        return out
+
+    def _weighted_loss(self, y_pred, y, w):
+        call = self.criterion_call_
+        crit = self.criterion_
+        if call == "validated":
+            return crit.forward_validated(y_pred, y, w)
+        if call == "weighted":
+            return crit(y_pred, y, sample_weight=w)
+        loss = crit(y_pred, y)
+        if loss.ndim == 0:
+            if w is not None:
+                raise ValueError(
+                    f"The criterion {type(crit).__name__} returns a scalar, so it "
+                    f"cannot apply sample or class weights. Use a loss with a "
+                    f"`reduction` attribute or a `sample_weight` argument in forward."
+                )
+            return loss
+        if w is not None:
+            loss = loss * w.reshape(w.shape + (1,) * (loss.ndim - w.ndim))
+        return loss.mean()
+
+    def _criterion_call(self, criterion):
+        """How the loss receives weights: "validated" (skweight's losses),
+        "weighted" (a ``sample_weight`` argument) or "elementwise"
+        (``reduction="none"``, weighted here)."""
+        if callable(getattr(criterion, "forward_validated", None)):
+            return "validated"
+        forward = getattr(criterion, "forward", criterion)
+        try:
+            params = inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            params = {}
+        return "weighted" if "sample_weight" in params else "elementwise"
+
+    # -- prediction ---------------------------------------------------------
+
+    def _forward_images(self, images):
+        """Module outputs for validated images, as a float32 CPU tensor.
+
+        Unlike skorch's ``forward``, outputs are not copied to the CPU batch
+        by batch (each copy waits for the GPU): they are gathered where the
+        data are and copied in large chunks.
+        """
+        dataset = self._place(ArrayDataset(images), training=False)
+        iterator = self.get_iterator(dataset, training=False)
+        self._set_training(False)
+        on_host, pending, pending_bytes = [], [], 0
+        for batch in iterator:
+            out = self.evaluation_step(batch, training=False)
+            pending.append(out)
+            pending_bytes += out.element_size() * out.nelement()
+            if pending_bytes >= _OUTPUT_CHUNK_BYTES:
+                on_host.append(torch.cat(pending).cpu())
+                pending, pending_bytes = [], 0
+        if pending:
+            on_host.append(torch.cat(pending).cpu())
+        return on_host[0] if len(on_host) == 1 else torch.cat(on_host)
+
+
+def prefix_count(loss_key):
+    """``"train_loss"`` -> ``"train_batch_count"``."""
+    return loss_key[: -len("loss")] + "batch_count"
+
+
+def _batch_len(batch):
+    X = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return X.shape[0] if isinstance(X, torch.Tensor) else len(X)
+
+
+def _is_2d(net):
+    return len(getattr(net, "input_shape_", (0, 0, 0))) == 3

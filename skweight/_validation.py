@@ -1,0 +1,221 @@
+"""Validation rules and messages, in one place for the whole package.
+
+The estimators, the losses and the metrics all check the same things
+(sample weights, ``ignore_index``, labels, real-valued settings); the rules
+and the wording of the errors live here so that a user meets one message
+for one mistake, wherever it is made. The losses keep a torch-side check of
+weight values (``skweight.losses._prepare``) that avoids a device sync, with
+the message built here.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_bool",
+    "check_ignore_index",
+    "check_int",
+    "check_real",
+    "check_sample_weight",
+    "encode_labels",
+    "sample_weight_shape_message",
+    "SAMPLE_WEIGHT_VALUES_MESSAGE",
+]
+
+#: The rule every weight obeys; the torch-side check cannot tell which value
+#: broke it without a device sync, so it states the rule only.
+SAMPLE_WEIGHT_VALUES_MESSAGE = "{name} must contain finite non-negative numbers"
+
+
+def sample_weight_shape_message(name, got, n_samples, extra_shape=None,
+                                unit="sample", element="element"):
+    """The error for a weight array of the wrong shape.
+
+    Parameters
+    ----------
+    name : str
+    got : tuple of int
+        The shape received.
+    n_samples : int
+    extra_shape : None or tuple of int
+        The trailing shape of per-element weights, when they are allowed.
+    unit, element : str
+        What one weight is attached to in each form (e.g. "image", "pixel").
+
+    Returns
+    -------
+    message : str
+    """
+    expected = f"({n_samples},) (one weight per {unit})"
+    if extra_shape is not None:
+        expected += f" or {(n_samples, *extra_shape)} (one weight per {element})"
+    return f"{name}.shape == {tuple(got)}, expected {expected}."
+
+
+def check_sample_weight(sample_weight, n_samples, *, extra_shape=None,
+                        name="sample_weight", unit="sample", element="element",
+                        allow_all_zero=False):
+    """Validate sample weights and return them as a new float64 array.
+
+    Parameters
+    ----------
+    sample_weight : None, scalar or array-like
+        Non-negative, finite weights of shape ``(n_samples,)`` or, when
+        ``extra_shape`` is given, ``(n_samples, *extra_shape)`` (one
+        weight per element, e.g. per pixel). A scalar is one weight for all.
+    n_samples : int
+    extra_shape : None or tuple of int
+        The trailing shape per-element weights may have.
+    name, unit, element : str
+        Used in the messages.
+    allow_all_zero : bool, default=False
+        Whether weights that are all 0 are acceptable.
+
+    Returns
+    -------
+    sample_weight : None or ndarray of dtype float64
+        A new array: the caller's is never modified.
+    """
+    if sample_weight is None:
+        return None
+    if hasattr(sample_weight, "detach"):  # torch tensor
+        sample_weight = sample_weight.detach().cpu().numpy()
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
+    try:
+        w = np.array(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be an array of finite non-negative numbers, got "
+            f"{type(sample_weight).__name__}: {exc}"
+        ) from exc
+    allowed = [(n_samples,)]
+    if extra_shape is not None:
+        allowed.append((n_samples, *extra_shape))
+    if w.shape not in allowed:
+        raise ValueError(sample_weight_shape_message(
+            name, w.shape, n_samples, extra_shape, unit, element
+        ))
+    rule = SAMPLE_WEIGHT_VALUES_MESSAGE.format(name=name)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} contains NaN or infinity; {rule}.")
+    if np.any(w < 0):
+        raise ValueError(
+            f"{name} contains negative values (min {w.min()!r}); {rule}."
+        )
+    if not allow_all_zero and not np.any(w > 0):
+        raise ValueError(
+            f"{name} has only zero weights ({w.size} of them); at least one "
+            f"weight must be positive."
+        )
+    return w
+
+
+def check_real(value, name, *, low=None, high=None, low_open=False):
+    """Return ``value`` as a float after checking it is finite and in range.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+    low, high : None or float
+        Inclusive bounds (``low`` exclusive when ``low_open``).
+    low_open : bool, default=False
+
+    Returns
+    -------
+    value : float
+    """
+    # bool is an Integral, but True as a gamma or a fraction is surely a bug.
+    valid = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    valid = valid and math.isfinite(value)
+    if valid and low is not None:
+        valid = value > low if low_open else value >= low
+    valid = valid and (high is None or value <= high)
+    if not valid:
+        left = "(" if low_open else "["
+        if low is not None and high is not None:
+            expected = f"in {left}{low}, {high}]"
+        elif low is not None:
+            expected = f"> {low}" if low_open else f">= {low}"
+        elif high is not None:
+            expected = f"<= {high}"
+        else:
+            expected = "finite"
+        raise ValueError(f"{name} must be a finite real number {expected}; got {value!r}.")
+    return float(value)
+
+
+def check_int(value, name, *, low=None, allow_none=False):
+    """Return ``value`` as an int after checking its type and lower bound."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or (
+        low is not None and value < low
+    ):
+        bound = "" if low is None else f" >= {low}"
+        none = "None or " if allow_none else ""
+        raise ValueError(f"{name} must be {none}an int{bound}; got {value!r}.")
+    return int(value)
+
+
+def check_bool(value, name):
+    """Return ``value`` as a bool; refuse anything that is not one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False); got {value!r}.")
+    return bool(value)
+
+
+def check_ignore_index(ignore_index, name="ignore_index"):
+    """Validate ``ignore_index``: None or an int label.
+
+    Returns
+    -------
+    ignore_index : None or int
+    """
+    if ignore_index is None:
+        return None
+    if not isinstance(ignore_index, numbers.Integral) or isinstance(
+        ignore_index, (bool, np.bool_)
+    ):
+        raise TypeError(
+            f"{name} must be None or an int (the label of elements that neither "
+            f"teach nor count), got {ignore_index!r}."
+        )
+    return int(ignore_index)
+
+
+def encode_labels(y, classes=None, name="y"):
+    """Encode labels as ``0..K-1``, learning ``classes`` when not given.
+
+    Parameters
+    ----------
+    y : ndarray
+        Labels of any shape.
+    classes : None or ndarray
+        Sorted known labels; labels outside them raise a ValueError.
+    name : str
+
+    Returns
+    -------
+    classes : ndarray
+    encoded : ndarray of int64, same shape as ``y``
+    """
+    y = np.asarray(y)
+    if classes is None:
+        classes, encoded = np.unique(y, return_inverse=True)
+        return classes, encoded.reshape(y.shape).astype(np.int64)
+    flat = y.ravel()
+    if len(classes) == 0:
+        raise ValueError(f"{name} cannot be encoded: no classes are known.")
+    idx = np.clip(np.searchsorted(classes, flat), 0, len(classes) - 1)
+    unknown = classes[idx] != flat
+    if np.any(unknown):
+        raise ValueError(
+            f"{name} contains labels not seen in fit: "
+            f"{np.unique(flat[unknown])[:10].tolist()}; fitted classes are "
+            f"{classes.tolist()}."
+        )
+    return classes, idx.reshape(y.shape).astype(np.int64)
