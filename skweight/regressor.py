@@ -102,7 +102,7 @@ def _validate_target_array(y, name="y"):
     return (y[:, None] if was_1d else y), was_1d
 
 
-@fill_doc(lr="1e-3", max_epochs="20", batch_size="64", samples="samples",
+@fill_doc(lr="3e-3", max_epochs="20", batch_size="64", samples="samples",
           stratified="")
 class CNNRegressor(RegressorMixin, BaseCNN):
     """Convolutional image regressor with sample and per-target weights.
@@ -227,7 +227,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     def __init__(self, module=None, *, criterion="mse", target_weight=None,
                  standardize_target=True, input_shape=None, random_state=None,
                  device="auto", precision="32", channels_last=False,
-                 data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=1e-3,
+                 data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=3e-3,
                  max_epochs=20, batch_size=64, train_split=None, callbacks=None,
                  verbose=0, warm_start=False, compile=False, **kwargs):
         super().__init__(

@@ -23,10 +23,6 @@ from skweight.augment import (
     is_mask,
 )
 
-torch.set_num_threads(1)
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)
@@ -724,7 +720,6 @@ def test_torchvision_missing_is_a_clear_import_error(monkeypatch):
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("name", ALL)
 def test_cuda_stays_on_device_repeats_and_never_syncs(name):
     device = torch.device("cuda")

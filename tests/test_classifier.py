@@ -7,37 +7,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight as sk_compute_class_weight
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skweight import CNNClassifier
 
 TINY = dict(module__channels=(4,), module__hidden_units=16, max_epochs=2, random_state=0)
-
-# Checks that cannot hold for this estimator, each with the reason.
-EXPECTED_FAILED_CHECKS = {
-    "check_no_attributes_set_in_init": (
-        "skorch's NeuralNet.__init__ creates history_, initialized_ and "
-        "virtual_params_; they do not affect get_params, clone or fitting."
-    ),
-    "check_do_not_raise_errors_in_init_or_set_params": (
-        "skorch's set_params re-initialises callbacks immediately, so an "
-        "invalid `callbacks` value raises in set_params rather than in fit."
-    ),
-    "check_sample_weight_equivalence_on_dense_data": (
-        "Weighted and repeated samples give the same model only up to "
-        "float32 round-off (~1e-7 relative), above this check's rtol=1e-7; "
-        "tests/test_base.py proves the equivalence at float32 tolerance."
-    ),
-}
-
-
-@parametrize_with_checks(
-    [CNNClassifier(max_epochs=5, random_state=0)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
 
 @pytest.fixture(scope="module")
 def digits():

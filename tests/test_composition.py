@@ -14,7 +14,6 @@ import pickle
 import numpy as np
 import pytest
 import sklearn
-import torch
 from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.pipeline import Pipeline as ImbPipeline
 from imblearn.under_sampling import RandomUnderSampler
@@ -40,14 +39,6 @@ from skweight.datasets import make_disk_scenes
 N_CLASS = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: a second intra-op thread only adds synchronisation,
-    # which on a shared, loaded machine costs more than the work itself.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _digits():

@@ -25,17 +25,8 @@ from skweight import CNNClassifier
 from skweight._loader import ArrayDataset, BatchIterator, ShuffleSampler
 
 TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny networks gain nothing from intra-op threads, and on a busy
-    # machine OpenMP barriers make them many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +416,6 @@ class BatchDevices(Callback):
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("fraction", [0.5, 0.0])  # on the GPU; pinned host memory
 def test_cuda_placement_and_prediction(digits, fraction):
     X, y, w = digits
@@ -456,7 +446,6 @@ def test_cuda_placement_and_prediction(digits, fraction):
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_training_on_cuda(digits, precision):
     X, y, w = digits
@@ -472,7 +461,6 @@ def test_mixed_precision_training_on_cuda(digits, precision):
 
 
 @pytest.mark.cuda
-@needs_cuda
 def test_channels_last_on_cuda(digits):
     X, y, _ = digits
     clf = CNNClassifier(batch_size=32, max_epochs=2, channels_last=True, **TINY).fit(X, y)
@@ -483,7 +471,6 @@ def test_channels_last_on_cuda(digits):
 
 
 @pytest.mark.cuda
-@needs_cuda
 def test_batch_listeners_get_the_loss_on_cuda(digits):
     # A callback reading the batch loss in on_batch_end turns the lazy
     # read-back off.

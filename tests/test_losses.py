@@ -667,7 +667,6 @@ def test_include_background_false_needs_two_classes():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", MULTICLASS)
 def test_cuda_buffers_follow_module(name):
     x, t = data((2, 3, 4, 4))

@@ -957,11 +957,7 @@ def test_surface_metrics_inputs_are_not_modified():
 
 @pytest.fixture
 def monai_metrics():
-    monai_metrics = pytest.importorskip("monai.metrics")
-    import torch
-
-    torch.set_num_threads(1)
-    return monai_metrics
+    return pytest.importorskip("monai.metrics")
 
 
 def one_hot(y, n_classes):

@@ -8,7 +8,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch.testing import assert_close
 
 from skweight import CNNRegressor
@@ -30,14 +29,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These nets are tiny: a second intra-op thread only adds synchronisation,
-    # which on a shared, loaded machine costs more than the work itself.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_boxes(n, size=12, seed=0, max_side=3):
@@ -586,7 +577,7 @@ def test_clone_pickle_and_grid_search(boxes):
     assert search.best_params_["criterion"] in ("mse", "huber")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_contract(boxes):
     (X, y), (Xt, yt) = boxes
     w = 10.0 ** -np.random.default_rng(0).uniform(0, 3, len(y))
@@ -595,32 +586,3 @@ def test_cuda_matches_contract(boxes):
     assert reg.module_.head[-1].weight.device.type == "cuda"
     assert reg.score(Xt, yt) > 0.8
 
-
-# Tiny, fast settings; the 1xF "images" of the checks are learnable by them.
-_CHECKED = CNNRegressor(max_epochs=8, batch_size=16, lr=1e-2, module__channels=(8,),
-                        module__hidden_units=32, random_state=0)
-
-EXPECTED_FAILED_CHECKS = {
-    "check_no_attributes_set_in_init": (
-        "skorch's NeuralNet.__init__ sets history_, initialized_ and "
-        "virtual_params_, and stores module__* keyword arguments as attributes."
-    ),
-    "check_do_not_raise_errors_in_init_or_set_params": (
-        "skorch's set_params re-initialises the callbacks at once, so an invalid "
-        "`callbacks` value raises there rather than in fit."
-    ),
-    "check_sample_weight_equivalence_on_dense_data": (
-        "Mini-batch SGD: repeating a row changes the shuffled batches, so integer "
-        "weights equal repetition only in expectation (exactly with weight 0 and "
-        "full-batch training, tested in test_zero_weight_is_leaving_the_sample_out)."
-    ),
-}
-
-
-@parametrize_with_checks(
-    [_CHECKED], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PredictionCollapseWarning)
-        check(estimator)

@@ -18,14 +18,6 @@ from skweight import CNNClassifier
 TINY = {"module__channels": (4,), "module__hidden_units": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: a second intra-op thread only adds synchronisation,
-    # which on a shared, loaded machine costs more than the work itself.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Recording(CNNClassifier):
@@ -372,7 +364,7 @@ def test_grid_search_over_sampler_choice():
     assert grid.best_score_ > 0.8
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("sampler", ["balanced", RandomUnderSampler(), SMOTE()])
 def test_samplers_on_cuda_serve_the_same_rows_as_on_cpu(sampler):
     X, y = _blobs([80, 16])

@@ -119,7 +119,7 @@ def test_learns_small_structures():
     assert per_class.min() > 0.8, per_class
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda(scenes):
     X, y = scenes
     seg = tiny(device="cuda").fit(X, y, sample_weight=np.ones(len(X)))
