@@ -668,6 +668,9 @@ class BaseCNN(TrainingLoop, NeuralNet):
         **kwargs
             Other ``f_*`` files, as in skorch.
         """
+        if f_params is None:
+            # skorch's own callers (e.g. Checkpoint) name it f_module.
+            f_params = kwargs.pop("f_module", None)
         if f_params is not None and not use_safetensors:
             self.check_is_fitted(["module_"])
             state = self.module_.state_dict()
@@ -699,15 +702,21 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """
         files = {}
         if checkpoint is not None:
-            files.update(checkpoint.get_formatted_files(self))
+            # The history first: the checkpoint's file names may be formatted
+            # from its last epoch.
             if f_history is None and checkpoint.f_history is not None:
                 self.history = History.from_file(checkpoint.f_history_)
-                files.pop("f_history", None)
+            elif self.history_ is None:
+                self.history_ = History()
+            files.update(checkpoint.get_formatted_files(self))
+            files.pop("f_history", None)
         files.update(kwargs)
         for key, value in (("f_params", f_params), ("f_optimizer", f_optimizer),
                            ("f_criterion", f_criterion), ("f_history", f_history)):
             if value:
                 files[key] = value
+        if "f_module" in files:  # skorch's other name for f_params
+            files["f_params"] = files.pop("f_module")
         device = resolve_device(self.device)
         weights = None
         if files.get("f_params") and not use_safetensors:

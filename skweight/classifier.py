@@ -61,9 +61,15 @@ class LabelledMixin:
             known = None if classes is None else np.unique(classes)
             classes_, encoded = encode_labels(y, known)
             return classes_, encoded
-        _, encoded = encode_labels(
-            y, self.classes_,
-        )
+        try:
+            _, encoded = encode_labels(y, self.classes_)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} The network being trained further (warm_start=True or "
+                f"partial_fit) has one output per fitted class: fit afresh with "
+                f"warm_start=False, or pass every label to the first "
+                f"partial_fit(classes=...)."
+            ) from None
         return self.classes_, encoded
 
     def _decode_labels(self, target):

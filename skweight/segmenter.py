@@ -234,16 +234,15 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         if kept is not None and kept.all():
             kept = None
         labels = y if kept is None else y[kept]
+        if reset and labels.size == 0:
+            raise ValueError(
+                f"Every pixel of y has the label ignore_index={ignore}; there is "
+                f"nothing to learn from."
+            )
+        if reset and classes is not None and ignore is not None:
+            classes = np.setdiff1d(classes, [ignore])
+        classes_, encoded = self._encode(labels, reset, classes)
         if reset:
-            known = None if classes is None else np.unique(classes)
-            if known is not None and ignore is not None:
-                known = known[known != ignore]
-            if labels.size == 0:
-                raise ValueError(
-                    f"Every pixel of y has the label ignore_index={ignore}; there is "
-                    f"nothing to learn from."
-                )
-            classes_, encoded = encode_labels(labels, known)
             if len(classes_) < 2:
                 where = "" if kept is None else " outside ignore_index"
                 raise ValueError(
@@ -251,8 +250,6 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
                     f"at least 2 classes (e.g. background and object)."
                 )
             self.classes_ = classes_
-        else:
-            _, encoded = encode_labels(labels, self.classes_)
         if kept is None:
             return torch.from_numpy(encoded.reshape(y.shape)), None
         # Ignored pixels get a label the loss can index (0) and mask False,

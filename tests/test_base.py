@@ -31,7 +31,7 @@ def digits():
 
 
 def full_batch(**kw):
-    return CNNClassifier(batch_size=-1, max_epochs=8, lr=1e-2, **{**TINY, **kw})
+    return CNNClassifier(**{**TINY, "batch_size": -1, "max_epochs": 8, "lr": 1e-2, **kw})
 
 
 def params_of(est):
@@ -258,3 +258,103 @@ def test_precision_and_channels_last_are_ignored_on_cpu(digits):
     a = CNNClassifier(max_epochs=1, precision="bf16", channels_last=True, **TINY).fit(X, y)
     b = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X))
+
+
+# -- persistence: skorch's idioms with device="auto" -------------------------
+
+
+class Linear(torch.nn.Module):
+    def __init__(self, n_classes=10):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, n_classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_save_and_load_params_with_device_auto(digits, tmp_path):
+    X, y = digits
+    labels = np.array(list("abcdefghij"))[y]
+    clf = CNNClassifier(max_epochs=2, **TINY).fit(X, labels)
+    files = dict(f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt",
+                 f_history=tmp_path / "h.json")
+    clf.save_params(**files)
+    # A fresh estimator with the default network: load_params restores what
+    # fit learned (classes, input shape) and builds the network from it.
+    fresh = CNNClassifier(max_epochs=2, **TINY)
+    fresh.load_params(**files)
+    assert fresh.device == "auto"
+    np.testing.assert_array_equal(fresh.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(fresh.classes_, clf.classes_)
+    assert len(fresh.history) == 2
+    # The weights file stays a plain state_dict for torch users.
+    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    clf.module_.load_state_dict(state)
+
+
+def test_user_module_restored_by_initialize_and_load_params(digits, tmp_path):
+    X, y = digits
+    labels = y * 10 + 5  # classes the network's outputs cannot know by themselves
+    clf = CNNClassifier(Linear, max_epochs=3, random_state=0).fit(X, labels)
+    clf.save_params(f_params=tmp_path / "p.pt")
+    fresh = CNNClassifier(Linear).initialize()
+    fresh.load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_array_equal(fresh.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(fresh.predict(X), clf.predict(X))
+    assert fresh.n_features_in_ == 64 and fresh.input_shape_ == (1, 8, 8)
+
+
+def test_default_module_cannot_initialize_before_fit():
+    with pytest.raises(ValueError, match="call fit"):
+        CNNClassifier().initialize()
+
+
+def test_checkpoint_load_best_with_device_auto(digits, tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    X, y = digits
+    checkpoint = Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best",
+                            load_best=True)
+    clf = CNNClassifier(max_epochs=4, train_split=0.25, callbacks=[checkpoint],
+                        **TINY).fit(X, y)
+    assert clf.device == "auto"
+    best = int(np.argmin(clf.history[:, "valid_loss"]))
+    reloaded = CNNClassifier(max_epochs=1, **TINY)
+    reloaded.load_params(checkpoint=checkpoint)
+    np.testing.assert_array_equal(reloaded.predict_proba(X), clf.predict_proba(X))
+    assert clf.history[best, "valid_loss_best"]
+
+
+# -- continuing training on data that do not fit the network ----------------
+
+
+def test_warm_start_and_partial_fit_refuse_new_classes_and_channels(digits):
+    X, y = digits
+    clf = CNNClassifier(warm_start=True, max_epochs=1, **TINY).fit(X[y < 5], y[y < 5])
+    before = params_of(clf)
+    with pytest.raises(ValueError, match=r"labels not seen in fit: \[5, 6, 7, 8, 9\].*"
+                                         r"trained further"):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match=r"3 channel\(s\), but the estimator was fitted "
+                                         r"with 1"):
+        clf.fit(np.repeat(X, 3, axis=1), y)
+    with pytest.raises(ValueError, match=r"3 channel\(s\)"):
+        clf.partial_fit(np.repeat(X, 3, axis=1), y)
+    # nothing was re-initialised behind the user's back
+    assert all(torch.equal(a, b) for a, b in zip(before, params_of(clf), strict=True))
+
+
+# -- weights of any finite scale ----------------------------------------------
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+@pytest.mark.parametrize("scale", [1e-300, 1e-150, 1e150, 1e300])
+def test_extreme_weight_scales_train_like_weights_near_one(digits, class_weight, scale):
+    X, y = digits
+    w = np.random.default_rng(1).uniform(0.1, 0.5, len(y))
+    ref = full_batch(max_epochs=4, class_weight=class_weight).fit(X, y, sample_weight=w)
+    other = full_batch(max_epochs=4, class_weight=class_weight).fit(
+        X, y, sample_weight=w * scale)
+    assert_same_model(ref, other, X, atol=1e-6)
+    if class_weight is not None:
+        np.testing.assert_allclose(other.class_weight_, ref.class_weight_, rtol=1e-12)

@@ -241,3 +241,38 @@ def test_imbalanced_weights_warn_about_effective_sample_size(digits):
     w[:3] = 1.0
     with pytest.warns(UserWarning, match="effective sample size"):
         CNNClassifier(**TINY).fit(Xtr, ytr, sample_weight=w)
+
+
+@pytest.mark.parametrize("criterion, options", [
+    ("cross_entropy", {}), ("cross_entropy", {"criterion__label_smoothing": 0.2}),
+    ("focal", {}), ("focal", {"criterion__gamma": 0.5}),
+])
+@pytest.mark.parametrize("class_weight", [None, {0: 3.0, 4: 0.5}])
+def test_integer_weight_equals_repeating_the_sample_for_every_loss(
+        digits, criterion, options, class_weight):
+    Xtr, _, ytr, _ = digits
+    X, y = Xtr[:200], ytr[:200]
+    k = np.random.default_rng(5).integers(0, 4, len(y))
+    kw = dict(criterion=criterion, class_weight=class_weight, batch_size=-1, lr=1e-2,
+              **{**TINY, "max_epochs": 5}, **options)
+    a = CNNClassifier(**kw).fit(X, y, sample_weight=k)
+    b = CNNClassifier(**kw).fit(np.repeat(X, k, axis=0), np.repeat(y, k))
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=2e-5)
+
+
+class WrongWidth(torch.nn.Module):
+    def __init__(self, n_outputs=12):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, n_outputs)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("n_outputs", [9, 12])
+def test_module_with_the_wrong_number_of_logits_is_reported(digits, n_outputs):
+    Xtr, _, ytr, _ = digits
+    with pytest.raises(ValueError, match=rf"output of shape \(64, {n_outputs}\), but a "
+                                         r"classifier of 10 classes needs logits of "
+                                         r"shape \(N, n_classes\) = \(64, 10\)"):
+        CNNClassifier(WrongWidth, module__n_outputs=n_outputs, max_epochs=1).fit(Xtr, ytr)

@@ -108,3 +108,25 @@ def test_to_numpy_1d():
         assert to_numpy_1d(np.zeros((3, 1))).shape == (3,)
     with pytest.raises(ValueError, match=r"1-D of shape \(n_samples,\)"):
         to_numpy_1d(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("shape", [(5, 16, 16, 3), (5, 9, 7, 1), (5, 8, 8, 4)])
+def test_channels_last_layout_is_pointed_out(shape):
+    X = np.zeros(shape, dtype=np.float32)
+    hint = r"looks like channels-last.*X.transpose\(0, 3, 1, 2\)"
+    with pytest.warns(UserWarning, match=hint):
+        img, _ = check_images(X)
+    assert img.shape == shape  # still read as (N, C, H, W), as documented
+    # at predict time the shape check says it, with the same hint
+    with pytest.raises(ValueError, match="channel.*looks like channels-last"):
+        check_images(X, expected_shape=(shape[-1], shape[1], shape[2]))
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 16, 16), (5, 1, 8, 8), (5, 16, 16, 16),
+                                   (5, 2, 3, 3)])
+def test_channels_first_layout_is_not_warned_about(shape):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_images(np.zeros(shape, dtype=np.float32))

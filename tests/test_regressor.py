@@ -353,6 +353,61 @@ def test_zero_weight_is_leaving_the_sample_out(boxes):
     assert_allclose(a.predict(Xt), b.predict(Xt), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("criterion", ["mse", "l1", "huber"])
+@pytest.mark.parametrize("target_weight", [None, [2.0, 1.0]])
+def test_integer_weight_equals_repeating_the_sample_for_every_loss(
+        boxes, criterion, target_weight):
+    (X, y), (Xt, _) = boxes
+    X, y = X[:120], y[:120]
+    k = np.random.default_rng(4).integers(0, 4, len(y))
+    kw = dict(random_state=0, batch_size=-1, max_epochs=5, module__channels=(4,),
+              module__hidden_units=8, criterion=criterion, target_weight=target_weight)
+    a = CNNRegressor(**kw).fit(X, y, sample_weight=k)
+    b = CNNRegressor(**kw).fit(np.repeat(X, k, axis=0), np.repeat(y, k, axis=0))
+    assert_allclose(a.target_mean_, b.target_mean_, rtol=1e-12)
+    assert_allclose(a.target_scale_, b.target_scale_, rtol=1e-12)
+    assert_allclose(a.predict(Xt), b.predict(Xt), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("unit", [1e-20, 1e-8, 1e8, 1e100, 1e200])
+def test_targets_in_any_unit_train_like_sensible_units(boxes, unit):
+    (X, y), (Xt, yt) = boxes
+    kw = dict(random_state=0, **{**TINY, "max_epochs": 3})
+    base = fit_quiet(CNNRegressor(**kw), X, y)
+    scaled = fit_quiet(CNNRegressor(**kw), X, y * unit)
+    assert scaled.score(Xt, yt * unit) == pytest.approx(base.score(Xt, yt), abs=1e-3)
+    assert_allclose(scaled.predict(Xt) / unit, base.predict(Xt), rtol=1e-5, atol=1e-6)
+    assert_allclose(scaled.target_scale_ / unit, base.target_scale_, rtol=1e-10)
+
+
+def test_tiny_spread_around_a_large_mean_is_not_constant(boxes):
+    (X, y), _ = boxes
+    # Relative to its magnitude the spread is far above rounding: learnable.
+    reg = CNNRegressor(max_epochs=0).fit(X, 1e5 + y * 1e-3)
+    assert np.all(reg.target_scale_ != 1.0)
+    flat = CNNRegressor(max_epochs=0).fit(X, np.full(len(y), 1e-30))
+    assert flat.target_scale_[0] == 1.0 and flat.target_mean_[0] == 1e-30
+
+
+def test_unrepresentable_raw_targets_are_refused(boxes):
+    (X, y), _ = boxes
+    with pytest.raises(ValueError, match=r"y has values .* cannot output in float32 "
+                                         r"with standardize_target=False"):
+        CNNRegressor(standardize_target=False, max_epochs=1).fit(X, y * 1e200)
+    with pytest.raises(ValueError, match="standardize_target=False"):
+        CNNRegressor(standardize_target=False, max_epochs=1).fit(X, (y + 1) * 1e-40)
+
+
+def test_continuing_with_another_number_of_targets_is_refused(boxes):
+    (X, y), _ = boxes
+    reg = CNNRegressor(warm_start=True, max_epochs=1, module__channels=(4,)).fit(X, y)
+    with pytest.raises(ValueError, match=r"y has 1 target\(s\), but the network being "
+                                         r"trained further has 2 output\(s\)"):
+        reg.fit(X, y[:, 0])
+    with pytest.raises(ValueError, match="trained further has 2"):
+        reg.partial_fit(X, np.c_[y, y])
+
+
 def test_caller_arrays_are_not_modified(boxes):
     (X, y), _ = boxes
     X0, y0 = X.copy(), y.copy()

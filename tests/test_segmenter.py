@@ -185,6 +185,29 @@ def test_integer_image_weight_equals_repeating_the_image(scenes):
     assert_same_model(a, b, X, atol=2e-5)
 
 
+@pytest.mark.parametrize("criterion, options", [
+    ("cross_entropy", {}), ("cross_entropy", {"criterion__label_smoothing": 0.1}),
+    ("focal", {}), ("dice", {}), ("dice", {"criterion__per_image": True}),
+    ("dice", {"criterion__squared": True, "criterion__include_background": False}),
+    ("dice_ce", {}), ("dice_ce", {"criterion__per_image": True}),
+    ("tversky", {"criterion__alpha": 0.3, "criterion__beta": 0.7}),
+    ("tversky", {"criterion__per_image": True}),
+])
+def test_integer_image_weight_equals_repeating_the_image_for_every_loss(
+        scenes, criterion, options):
+    X, y = scenes
+    w = np.ones(len(X))
+    w[:4] = [2.0, 3.0, 0.0, 2.0]
+    kept = np.repeat(np.arange(len(X)), w.astype(int))
+    kw = dict(criterion=criterion, batch_size=-1, **options)
+    a = tiny(**kw).fit(X, y, sample_weight=w)
+    b = tiny(**kw).fit(X[kept], y[kept])
+    assert_same_model(a, b, X, atol=2e-5)
+    # the weights matter: not the model of unweighted data
+    c = tiny(**kw).fit(X, y)
+    assert np.abs(a.predict_proba(X) - c.predict_proba(X)).max() > 1e-4
+
+
 @pytest.mark.parametrize("criterion", ["cross_entropy", "dice"])
 def test_class_weight_acts_as_pixel_weight(scenes, criterion):
     X, y = scenes

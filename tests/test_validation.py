@@ -1,0 +1,87 @@
+"""The package's one set of validation rules and messages."""
+
+import numpy as np
+import pytest
+import torch
+
+from skweight._validation import (
+    check_bool,
+    check_ignore_index,
+    check_int,
+    check_real,
+    check_sample_weight,
+    encode_labels,
+)
+from skweight.losses import CrossEntropyLoss
+from skweight.metrics import dice_score
+
+
+def test_sample_weight_rules_are_the_same_for_estimators_losses_and_metrics():
+    # One message per mistake, wherever it is made.
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(2,\), expected \(3,\)"):
+        check_sample_weight(np.ones(2), 3)
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(2,\), expected \(3,\)"):
+        CrossEntropyLoss()(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long),
+                           sample_weight=torch.ones(2))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(2,\), expected \(3,\)"):
+        dice_score(np.zeros((3, 2, 2), int), np.zeros((3, 2, 2), int),
+                   sample_weight=np.ones(2))
+    rule = "must contain finite non-negative numbers"
+    with pytest.raises(ValueError, match=f"negative values.*{rule}"):
+        check_sample_weight([1.0, -1.0], 2)
+    with pytest.raises(ValueError, match=f"NaN or infinity.*{rule}"):
+        check_sample_weight([1.0, np.inf], 2)
+    with pytest.raises(ValueError, match=rule):
+        CrossEntropyLoss()(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long),
+                           sample_weight=torch.tensor([1.0, -1.0]))
+
+
+def test_check_sample_weight_forms():
+    w = check_sample_weight(np.ones((2, 3, 3)), 2, extra_shape=(3, 3), unit="image",
+                            element="pixel")
+    assert w.shape == (2, 3, 3) and w.dtype == np.float64
+    with pytest.raises(ValueError, match=r"expected \(2,\) \(one weight per image\) or "
+                                         r"\(2, 3, 3\) \(one weight per pixel\)"):
+        check_sample_weight(np.ones((2, 3)), 2, extra_shape=(3, 3), unit="image",
+                            element="pixel")
+    assert check_sample_weight(np.zeros(2), 2, allow_all_zero=True).sum() == 0
+    with pytest.raises(ValueError, match="only zero weights"):
+        check_sample_weight(np.zeros(2), 2)
+    with pytest.raises(TypeError, match="array of finite non-negative numbers"):
+        check_sample_weight(["a", "b"], 2)
+    np.testing.assert_array_equal(check_sample_weight(torch.ones(2), 2), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("value, kwargs, match", [
+    (True, {}, "finite real number"), (np.nan, {}, "finite"),
+    (-1.0, {"low": 0.0}, ">= 0.0"), (0.0, {"low": 0.0, "low_open": True}, "> 0.0"),
+    (2.0, {"low": 0.0, "high": 1.0}, r"in \[0.0, 1.0\]"),
+])
+def test_check_real(value, kwargs, match):
+    with pytest.raises(ValueError, match=f"x must be a {match}|x must be a finite real "
+                                         f"number {match}"):
+        check_real(value, "x", **kwargs)
+    assert check_real(0.5, "x", low=0.0, high=1.0) == 0.5
+
+
+def test_check_int_bool_and_ignore_index():
+    assert check_int(3, "n", low=1) == 3 and check_int(None, "n", allow_none=True) is None
+    with pytest.raises(ValueError, match="n must be an int >= 1; got 0"):
+        check_int(0, "n", low=1)
+    with pytest.raises(ValueError, match="n must be an int"):
+        check_int(True, "n")
+    assert check_bool(np.bool_(True), "flag") is True
+    with pytest.raises(TypeError, match="flag must be a bool"):
+        check_bool(1, "flag")
+    assert check_ignore_index(None) is None and check_ignore_index(np.int64(255)) == 255
+    with pytest.raises(TypeError, match="ignore_index must be None or an int"):
+        check_ignore_index(2.5)
+
+
+def test_encode_labels_learns_and_checks_classes():
+    classes, enc = encode_labels(np.array([["b", "a"], ["c", "a"]]))
+    assert classes.tolist() == ["a", "b", "c"] and enc.tolist() == [[1, 0], [2, 0]]
+    _, enc = encode_labels(np.array([5, 15]), np.array([5, 10, 15]))
+    assert enc.tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"y contains labels not seen in fit: \[7\]"):
+        encode_labels(np.array([5, 7]), np.array([5, 10, 15]))
