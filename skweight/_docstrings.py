@@ -115,6 +115,12 @@ _PARAMETERS = {
 }
 
 
+# The settings of the training itself, in the order the estimators list them.
+_TRAINING = ("random_state", "device", "precision", "channels_last",
+             "data_device_fraction", "optimizer", "lr", "max_epochs", "batch_size",
+             "train_split", "callbacks", "verbose", "warm_start", "compile", "kwargs")
+
+
 def fill_doc(**defaults):
     """Substitute the shared parameter docs into a class's or function's docstring.
 
@@ -141,6 +147,8 @@ def fill_doc(**defaults):
                 except KeyError:  # an entry this docstring does not use
                     continue
             entries[name] = textwrap.indent(text, extra) if extra else text
+        if all(name in entries for name in _TRAINING):
+            entries["training_parameters"] = "\n".join(entries[n] for n in _TRAINING)
         obj.__doc__ = doc % {**defaults, **entries}
         return obj
 

@@ -8,78 +8,13 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from ._base import BaseCNN
 from ._data import to_numpy_1d
 from ._docstrings import fill_doc
+from ._labels import LabelledMixin
 from ._loader import LazyImageDataset
 from ._sampling import check_sampler, resample_training
-from ._validation import encode_labels
 from .losses import CrossEntropyLoss, FocalLoss
 from .nets import SmallCNN
-from .weighting import compute_class_weight, fold_weights
 
 __all__ = ["CNNClassifier"]
-
-
-class LabelledMixin:
-    """Targets that are class labels (per image or per pixel).
-
-    Shared by the classifier and the segmenter: the class-weight request,
-    the class weights computed from the training rows, the refusal of
-    class weights given twice and the mapping back to the user's labels.
-    """
-
-    def _class_weights(self, fit_request, train, counts):
-        requested = fit_request.get("class_weight")
-        if requested is None:
-            requested = self.class_weight
-        target = train.target.numpy()
-        # Each element's share of the objective before class weights: its
-        # sample weight, its mask, and how often its row is served.
-        mass = fold_weights(
-            target, None if train.weight is None else train.weight.numpy(), None,
-            None if train.mask is None else train.mask.numpy(),
-        )
-        if counts is not None:
-            mass = counts if mass is None else mass * counts.reshape(
-                counts.shape + (1,) * (mass.ndim - 1)
-            )
-        self.class_weight_ = compute_class_weight(requested, target, self.classes_, mass)
-        return self.class_weight_
-
-    def _duplicated_weights(self, fit_request):
-        requested = fit_request.get("class_weight")
-        if requested is None and self.class_weight is None:
-            return None
-        crit = getattr(self.criterion_, "_orig_mod", self.criterion_)
-        # skweight's losses name their class-weight argument; for others the
-        # names torch's losses use.
-        names = getattr(crit, "_class_weight_name", None)
-        names = (names,) if names else ("weight", "class_weight")
-        return "class_weight", names, "class weights"
-
-    def _encode(self, y, reset, classes):
-        """Encode labels; learn ``classes_`` when ``reset``."""
-        if reset:
-            known = None if classes is None else np.unique(classes)
-            classes_, encoded = encode_labels(y, known)
-            return classes_, encoded
-        try:
-            _, encoded = encode_labels(y, self.classes_)
-        except ValueError as exc:
-            raise ValueError(
-                f"{exc} The network being trained further (warm_start=True or "
-                f"partial_fit) has one output per fitted class: fit afresh with "
-                f"warm_start=False, or pass every label to the first "
-                f"partial_fit(classes=...)."
-            ) from None
-        return self.classes_, encoded
-
-    def _decode_labels(self, target):
-        """Encoded labels (any tensor) back to ``classes_`` (a tensor when the
-        labels are numbers, so that no device sync is needed)."""
-        classes = self.classes_
-        if classes.dtype.kind in "biuf":
-            table = torch.as_tensor(classes, device=target.device)
-            return table[target]
-        return classes[target.cpu().numpy()]
 
 
 @fill_doc(lr="1e-3", max_epochs="20", batch_size="64",
@@ -141,21 +76,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         sampler's own ``random_state`` is replaced by seeds drawn from this
         estimator's ``random_state``. Nested parameters such as
         ``sampler__k_neighbors`` can be set and grid-searched.
-%(random_state)s
-%(device)s
-%(precision)s
-%(channels_last)s
-%(data_device_fraction)s
-%(optimizer)s
-%(lr)s
-%(max_epochs)s
-%(batch_size)s
-%(train_split)s
-%(callbacks)s
-%(verbose)s
-%(warm_start)s
-%(compile)s
-%(kwargs)s
+%(training_parameters)s
 
     Attributes
     ----------

@@ -159,21 +159,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         the same thing for every target. Without it, targets must be
         representable in float32 (the network outputs them as they are).
 %(input_shape)s
-%(random_state)s
-%(device)s
-%(precision)s
-%(channels_last)s
-%(data_device_fraction)s
-%(optimizer)s
-%(lr)s
-%(max_epochs)s
-%(batch_size)s
-%(train_split)s
-%(callbacks)s
-%(verbose)s
-%(warm_start)s
-%(compile)s
-%(kwargs)s
+%(training_parameters)s
 
     Attributes
     ----------

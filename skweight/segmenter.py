@@ -5,8 +5,8 @@ import torch
 
 from ._base import BaseCNN
 from ._docstrings import fill_doc
+from ._labels import LabelledMixin
 from ._validation import check_ignore_index, encode_labels
-from .classifier import LabelledMixin
 from .losses import CrossEntropyLoss, DiceCELoss, DiceLoss, FocalLoss, TverskyLoss
 from .metrics import dice_score
 from .nets import UNet
@@ -93,21 +93,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         Label of pixels that are left out of training, of ``classes_`` and
         of :meth:`score` (e.g. 255 for unannotated borders).
 %(input_shape)s
-%(random_state)s
-%(device)s
-%(precision)s
-%(channels_last)s
-%(data_device_fraction)s
-%(optimizer)s
-%(lr)s
-%(max_epochs)s
-%(batch_size)s
-%(train_split)s
-%(callbacks)s
-%(verbose)s
-%(warm_start)s
-%(compile)s
-%(kwargs)s
+%(training_parameters)s
 
     Attributes
     ----------
