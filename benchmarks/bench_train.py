@@ -1,60 +1,51 @@
-"""Training and prediction speed of skweight against a raw PyTorch loop.
+"""What skweight costs over a hand-written PyTorch loop: a table.
 
-The same network (``skweight.nets.SmallCNN`` with its default settings), the
-same data, optimiser (AdamW, lr=1e-3) and batch size are trained by:
+Sections (each row times the whole ``fit()``, or the whole prediction, as a
+user waits for it; best of ``--repeats`` interleaved rounds after a warm-up):
 
-``raw``
-    a hand-written loop over tensors loaded once: ``randperm`` plus index
-    slicing, ``zero_grad(set_to_none=True)``, ``F.cross_entropy``;
-``skorch``
-    stock ``skorch.NeuralNetClassifier`` (``iterator_train__shuffle=True``,
-    ``train_split=None``, ``verbose=0``), which feeds a ``DataLoader``;
-``skweight``
-    ``CNNClassifier().fit(X, y)``;
-``skweight-w``
-    ``CNNClassifier(class_weight="balanced").fit(X, y, sample_weight=w)``.
+``linear``
+    A linear model (flatten + one linear layer, 256 inputs, 10 classes) on
+    4096 images of 1x16x16, batch 128, 10 epochs: next to nothing to compute,
+    so the difference to the raw loop is the wrapper's fixed cost per step.
+``cnn``
+    skweight's default ``SmallCNN`` on the same data, 3 epochs.
+``unet``
+    The default ``CNNSegmenter`` (U-Net, Dice + cross-entropy, AdamW at 3e-3,
+    batch 16) on 600 noisy 32x32 scenes, 2 epochs, against a raw loop over the
+    same U-Net and loss.
+``augment``
+    The small CNN with ``augment=RandomFlip()`` against the raw loop with
+    the same flips.
 
-Prediction is timed the same way (best of three calls per round):
-``predict_proba`` against a raw ``torch.no_grad()`` forward over the same
-batches followed by a softmax.
+Contenders: ``raw`` (tensors loaded once, a seeded permutation per epoch,
+index slicing, ``zero_grad(set_to_none=True)``, ``F.cross_entropy``),
+``raw-w`` (the same with the per-sample weights skweight trains on:
+``sample_weight x class_weight["balanced"]``, normalised to mean 1,
+``mean(w * l)``), ``skorch`` (stock ``NeuralNetClassifier``, DataLoader),
+``skweight`` (``CNNClassifier().fit(X, y)``), ``skweight-w``
+(``class_weight="balanced"`` and ``sample_weight``). The ratio of
+``skweight-w`` is to ``raw-w``, of the others to ``raw``. Adam at lr 1e-3
+(the U-Net: the segmenter's defaults). Prediction: ``predict_proba`` against
+a raw ``torch.no_grad()`` forward over the same batches and a softmax.
 
-Method
-------
-Every contender is run once before timing (the warm-up run, one epoch, not
-counted). Then ``--repeats`` rounds each run all contenders one after the
-other, in turn (each round starting with the next one), so that slow periods
-of a shared machine hit them alike; the table reports the fastest round of
-each (min-of-N) and its ratio to the raw loop. A timed ``fit`` includes
-everything a user waits for (input checks, building the network, the
-epochs); the raw loop likewise starts from the NumPy arrays. On CUDA the GPU
-is synchronised before and after each timing, skweight trains with
-``precision="bf16"`` and the raw loop under bfloat16 autocast; stock skorch
-has no mixed precision and runs in float32.
-
-Clocks: ``--clock wall`` (default) or ``--clock process`` (CPU time of the
-process), which is much steadier on a machine shared with other jobs but
-only meaningful with ``--threads 1`` (more threads add their spin-waits).
-
-Memory: each contender is fitted in a fresh subprocess, after a warm-up fit
-on a few batches (so that lazily loaded kernels, thread pools and allocator
-caches are not counted). The peak resident set size during ``fit``
-(``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs``
-just before ``fit``; ``ru_maxrss`` where that is not possible) minus the
-resident size just before ``fit`` is the extra memory ``fit`` needed: a copy
-of the data would add at least the data's size, a copy per epoch would grow
-with the number of epochs.
+On CUDA the data live on the GPU for every contender but skorch, and each
+section runs in float32 and in bfloat16 (autocast for the raw loops,
+``precision="bf16"`` for skweight; skorch stays float32). Memory: the extra
+peak resident memory of ``fit`` over the memory before it, in a fresh process
+per cell (``VmHWM`` reset through ``/proc/self/clear_refs``), for 1 and 3
+epochs: a copy of the data would add at least its size, a copy per epoch
+would grow with the epochs.
 
 Usage::
 
-    python benchmarks/bench_train.py              # CPU (or --device cuda)
-    python benchmarks/bench_train.py --quick      # smoke run, about a minute
-    python benchmarks/bench_train.py --help
+    python benchmarks/bench_train.py                 # CPU, about 4 minutes
+    python benchmarks/bench_train.py --device cuda   # the GPU table
+    python benchmarks/bench_train.py --quick         # smoke run
 """
 
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import statistics
@@ -64,22 +55,18 @@ import time
 import warnings
 
 import numpy as np
-import sklearn
 import skorch
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skweight import CNNClassifier
-from skweight.nets import SmallCNN
+from skweight import CNNClassifier, CNNSegmenter
+from skweight.datasets import make_disk_scenes
+from skweight.losses import DiceCELoss
+from skweight.nets import SmallCNN, UNet
 
 N_CLASSES = 10
-LR = 1e-3
-CONTENDERS = ("raw", "skorch", "skweight", "skweight-w")
-# "process" (CPU time of the process) is steadier than wall time on a machine
-# shared with other jobs, as long as torch uses one thread (more threads
-# count their spin-waits too).
-CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+SECTIONS = ("linear", "cnn", "unet", "augment")
 
 
 # -- data --------------------------------------------------------------------
@@ -89,87 +76,90 @@ def make_data(n_samples, size, seed=0):
     """Random images with imbalanced labels and positive sample weights.
 
     Class ``k`` is drawn with probability proportional to ``k + 1``, so
-    ``class_weight="balanced"`` has something to do; a label is also written
-    into the image as a faint bright patch so the loss can decrease.
+    ``class_weight="balanced"`` has something to do; the label is written
+    into the image as a faint bright patch so that the loss can decrease.
     """
     rng = np.random.default_rng(seed)
     p = np.arange(1, N_CLASSES + 1, dtype=float)
     y = rng.choice(N_CLASSES, size=n_samples, p=p / p.sum()).astype(np.int64)
     X = rng.random((n_samples, 1, size, size), dtype=np.float32) * 0.5
-    cols = (y * size) // N_CLASSES
-    X[np.arange(n_samples), 0, 0, cols] += 0.5
+    X[np.arange(n_samples), 0, 0, (y * size) // N_CLASSES] += 0.5
     w = rng.uniform(0.5, 1.5, size=n_samples)
     return X, y, w
 
 
-def data_mb(X, y, w):
-    return (X.nbytes + y.nbytes + w.nbytes) / 2**20
+def training_weights(y, w):
+    """The weights skweight trains on: sample x balanced class weight, mean 1."""
+    counts = np.bincount(y, weights=w, minlength=N_CLASSES)
+    cw = counts.sum() / (N_CLASSES * counts)
+    v = w * cw[y]
+    return (v / v.mean()).astype(np.float32)
 
 
-# -- contenders --------------------------------------------------------------
+class Linear(nn.Module):
+    """Flatten and one linear layer."""
 
-
-class TinyNet(nn.Module):
-    """Flatten and one linear layer: next to nothing to compute, so that the
-    time of a fit is the time of the machinery around the network."""
-
-    def __init__(self, n_pixels, n_outputs=N_CLASSES):
+    def __init__(self, in_channels, n_outputs, image_size):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(n_pixels, n_outputs))
+        self.body = nn.Sequential(nn.Flatten(),
+                                  nn.Linear(in_channels * image_size[0] * image_size[1],
+                                            n_outputs))
 
     def forward(self, x):
         return self.body(x)
 
 
-def module_spec(arch, size):
-    """The network class and its arguments: SmallCNN or, for "tiny", TinyNet."""
-    if arch == "tiny":
-        return TinyNet, {"n_pixels": size * size, "n_outputs": N_CLASSES}
-    return SmallCNN, {"in_channels": 1, "n_outputs": N_CLASSES,
-                      "image_size": (size, size)}
+def flip(x, y, generator):
+    """The raw loops' augmentation: a horizontal flip of half the images."""
+    flipped = torch.rand(len(x), generator=generator, device=x.device) < 0.5
+    return torch.where(flipped[:, None, None, None], x.flip(-1), x), y
+
+
+# -- contenders --------------------------------------------------------------
 
 
 class RawLoop:
     """The hand-written baseline: tensors loaded once, sliced by a permutation."""
 
-    def __init__(self, device, amp_dtype, batch_size, epochs, channels_last, spec,
-                 seed=0):
-        self.spec = spec
-        self.device = device
-        self.amp_dtype = amp_dtype
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.channels_last = channels_last
-        self.seed = seed
+    def __init__(self, net, kwargs, device, amp, batch_size, epochs, lr=1e-3,
+                 optimizer=torch.optim.Adam, loss=None, weights=None, augment=False):
+        self.net, self.kwargs = net, kwargs
+        self.device, self.amp = device, amp
+        self.batch_size, self.epochs, self.lr = batch_size, epochs, lr
+        self.optimizer, self.loss, self.weights = optimizer, loss, weights
+        self.augment = augment
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return torch.autocast("cpu", enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _prep(self, xb):
-        if self.channels_last:
-            return xb.contiguous(memory_format=torch.channels_last)
-        return xb
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def fit(self, X, y, epochs=None):
-        torch.manual_seed(self.seed)
+        torch.manual_seed(0)
+        gen = torch.Generator(self.device).manual_seed(0)
         Xt = torch.as_tensor(X, device=self.device)
         yt = torch.as_tensor(y, device=self.device)
-        cls, kwargs = self.spec
-        model = cls(**kwargs).to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=LR)
+        wt = None if self.weights is None else torch.as_tensor(self.weights,
+                                                               device=self.device)
+        model = self.net(**self.kwargs).to(self.device)
+        opt = self.optimizer(model.parameters(), lr=self.lr)
         model.train()
         n, bs = len(Xt), self.batch_size
         for _ in range(self.epochs if epochs is None else epochs):
-            perm = torch.randperm(n, device=self.device)
+            perm = torch.randperm(n, device=self.device, generator=gen)
             for start in range(0, n, bs):
                 idx = perm[start:start + bs]
+                xb, yb = Xt[idx], yt[idx]
+                if self.augment:
+                    xb, yb = flip(xb, yb, gen)
                 opt.zero_grad(set_to_none=True)
                 with self._autocast():
-                    loss = F.cross_entropy(model(self._prep(Xt[idx])), yt[idx])
+                    out = model(xb)
+                if self.loss is not None:
+                    loss = self.loss(out.float(), yb)
+                elif wt is None:
+                    loss = F.cross_entropy(out.float(), yb)
+                else:
+                    loss = (F.cross_entropy(out.float(), yb, reduction="none")
+                            * wt[idx]).mean()
                 loss.backward()
                 opt.step()
         self.model_ = model
@@ -179,18 +169,17 @@ class RawLoop:
         model = self.model_.eval()
         Xt = torch.as_tensor(X, device=self.device)
         with torch.no_grad(), self._autocast():
-            out = [model(self._prep(xb)) for xb in Xt.split(self.batch_size)]
+            out = [model(xb) for xb in Xt.split(self.batch_size)]
         return torch.softmax(torch.cat(out).float(), dim=1).cpu().numpy()
 
 
 class SkorchNet:
-    """Stock skorch: numpy arrays through a DataLoader."""
+    """Stock skorch: NumPy arrays through a DataLoader, float32."""
 
-    def __init__(self, device, batch_size, epochs, spec):
-        cls, kwargs = spec
-        self.net = skorch.NeuralNetClassifier(
-            cls, **{f"module__{k}": v for k, v in kwargs.items()},
-            criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.AdamW, lr=LR,
+    def __init__(self, net, kwargs, device, batch_size, epochs):
+        self.model = skorch.NeuralNetClassifier(
+            net, **{f"module__{k}": v for k, v in kwargs.items()},
+            criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
             batch_size=batch_size, max_epochs=epochs, iterator_train__shuffle=True,
             train_split=None, verbose=0, device=str(device),
         )
@@ -198,60 +187,66 @@ class SkorchNet:
 
     def fit(self, X, y, epochs=None):
         torch.manual_seed(0)
-        self.net.set_params(max_epochs=self.epochs if epochs is None else epochs)
-        self.net.fit(X, y)
+        self.model.set_params(max_epochs=self.epochs if epochs is None else epochs)
+        self.model.fit(X, y)
         return self
 
     def predict_proba(self, X):
-        return self.net.predict_proba(X)
+        return self.model.predict_proba(X)
 
 
-class SkweightNet:
-    """``CNNClassifier``, unweighted or with sample and class weights."""
+class Skweight:
+    """An estimator of skweight, fitted as a user would."""
 
-    def __init__(self, device, amp, batch_size, epochs, channels_last, weighted, w,
-                 spec):
-        self.weighted = weighted
-        self.w = w
-        cls, kwargs = spec
-        # The default network is SmallCNN sized from the data: use it as a
-        # user would (bench_config checks that all contenders have the same
-        # number of parameters).
-        module = {} if cls is SmallCNN else {
-            "module": cls, **{f"module__{k}": v for k, v in kwargs.items()}}
-        self.clf = CNNClassifier(
-            **module, class_weight="balanced" if weighted else None, device=str(device),
-            precision="bf16" if amp else "32", channels_last=channels_last,
-            optimizer=torch.optim.AdamW, lr=LR, batch_size=batch_size,
-            max_epochs=epochs, random_state=0,
-        )
-        self.epochs = epochs
+    def __init__(self, estimator, epochs, sample_weight=None):
+        self.estimator, self.epochs, self.sample_weight = estimator, epochs, sample_weight
 
     def fit(self, X, y, epochs=None):
-        self.clf.set_params(max_epochs=self.epochs if epochs is None else epochs)
-        self.clf.fit(X, y, sample_weight=self.w if self.weighted else None)
+        self.estimator.set_params(max_epochs=self.epochs if epochs is None else epochs)
+        self.estimator.fit(X, y, sample_weight=self.sample_weight)
         return self
 
     def predict_proba(self, X):
-        return self.clf.predict_proba(X)
+        return self.estimator.predict_proba(X)
 
 
-def make_contender(name, args, device, batch_size, epochs, size, w, arch="small"):
-    amp = device.type == "cuda" and not args.fp32
-    spec = module_spec(arch, size)
-    if name == "raw":
-        return RawLoop(device, torch.bfloat16 if amp else None, batch_size, epochs,
-                       args.channels_last, spec)
-    if name == "skorch":
-        return SkorchNet(device, batch_size, epochs, spec)
-    return SkweightNet(device, amp, batch_size, epochs, args.channels_last,
-                       weighted=name == "skweight-w", w=w, spec=spec)
+def contenders(section, device, amp, w, y, quick):
+    """The contenders of one section: {name: object with fit and predict_proba}."""
+    precision = "bf16" if amp else "32"
+    if section == "unet":
+        common = dict(net=UNet, kwargs={"in_channels": 1, "n_classes": 3},
+                      device=device, amp=amp, batch_size=16, epochs=2, lr=3e-3,
+                      optimizer=torch.optim.AdamW, loss=DiceCELoss())
+        return {
+            "raw": RawLoop(**common),
+            "skweight": Skweight(CNNSegmenter(device=str(device), precision=precision,
+                                              random_state=0), 2),
+        }
+    net = Linear if section == "linear" else SmallCNN
+    kwargs = {"in_channels": 1, "n_outputs": N_CLASSES, "image_size": (16, 16)}
+    epochs = 10 if section == "linear" else 3
+    if quick:
+        epochs = 1
+    raw = dict(net=net, kwargs=kwargs, device=device, amp=amp, batch_size=128,
+               epochs=epochs)
+    est = dict(module=net, **{f"module__{k}": v for k, v in kwargs.items()},
+               optimizer=torch.optim.Adam, lr=1e-3, batch_size=128, random_state=0,
+               device=str(device), precision=precision)
+    if section == "augment":
+        from skweight.augment import RandomFlip
 
-
-def n_parameters(net):
-    module = {RawLoop: lambda n: n.model_, SkorchNet: lambda n: n.net.module_,
-              SkweightNet: lambda n: n.clf.module_}[type(net)](net)
-    return sum(p.numel() for p in module.parameters())
+        return {
+            "raw": RawLoop(**raw, augment=True),
+            "skweight": Skweight(CNNClassifier(**est, augment=RandomFlip()), epochs),
+        }
+    out = {"raw": RawLoop(**raw)}
+    if section == "cnn":
+        out["skorch"] = SkorchNet(net, kwargs, device, 128, epochs)
+    out["skweight"] = Skweight(CNNClassifier(**est), epochs)
+    out["raw-w"] = RawLoop(**raw, weights=training_weights(y, w))
+    out["skweight-w"] = Skweight(CNNClassifier(**est, class_weight="balanced"), epochs,
+                                 sample_weight=w)
+    return out
 
 
 # -- timing ------------------------------------------------------------------
@@ -262,88 +257,68 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, clock=time.perf_counter):
+def timed(fn, device):
     _sync(device)
-    start = clock()
+    start = time.perf_counter()
     fn()
     _sync(device)
-    return clock() - start
+    return time.perf_counter() - start
 
 
-def time_contenders(args, device, nets, X, y):
-    """Warm up, then time fit and predict_proba of each, in rotating order."""
-    for net in nets.values():  # warm-up: one epoch, not timed
+def section_data(section, quick):
+    if section == "unet":
+        X, y = make_disk_scenes(120 if quick else 600, random_state=0)
+        return X, y, None
+    return make_data(1024 if quick else 4096, 16)
+
+
+def bench_section(section, device, amp, repeats, quick):
+    X, y, w = section_data(section, quick)
+    nets = contenders(section, device, amp, w, y, quick)
+    for net in nets.values():  # warm-up, not timed
         net.fit(X, y, epochs=1)
-        net.predict_proba(X)
-    sizes = {name: n_parameters(net) for name, net in nets.items()}
-    if len(set(sizes.values())) != 1:
-        raise RuntimeError(f"The contenders train different networks: {sizes}")
-    train = {name: [] for name in nets}
-    pred = {name: [] for name in nets}
-    clock = CLOCKS[args.clock]
+        net.predict_proba(X[:256])
+    fit_times = {name: [] for name in nets}
+    pred_times = {name: [] for name in nets}
     names = list(nets)
-    for r in range(args.repeats):
+    for r in range(repeats):
         # Each round starts with another contender: whoever runs first after
         # a phase change (allocator caches, page faults) pays for it.
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             net = nets[name]
-            train[name].append(timed(lambda net=net: net.fit(X, y), device, clock))
-        for name in order:
-            net = nets[name]
-            # Prediction is short: the best of three calls per round.
-            pred[name].append(min(timed(lambda net=net: net.predict_proba(X), device,
-                                        clock) for _ in range(3)))
-    return train, pred
-
-
-def bench_config(args, device, size, batch_size, n_samples, epochs):
-    """Time training and prediction of every contender on one configuration."""
-    X, y, w = make_data(n_samples, size)
-    nets = {name: make_contender(name, args, device, batch_size, epochs, size, w)
-            for name in CONTENDERS}
-    train, pred = time_contenders(args, device, nets, X, y)
+            fit_times[name].append(timed(lambda net=net: net.fit(X, y), device))
+            pred_times[name].append(min(
+                timed(lambda net=net: net.predict_proba(X), device) for _ in range(3)))
+    batch = 16 if section == "unet" else 128
+    epochs = nets["raw"].epochs
+    steps = epochs * -(-len(X) // batch)
     rows = []
     for name in nets:
-        t_fit, t_pred = min(train[name]), min(pred[name])
-        paired = [a / b for a, b in zip(train[name], train["raw"], strict=True)]
+        base = "raw-w" if name in ("raw-w", "skweight-w") else "raw"
+        paired = [a / b for a, b in zip(fit_times[name], fit_times[base], strict=True)]
+        t_fit, t_base = min(fit_times[name]), min(fit_times[base])
         rows.append({
-            "size": size, "batch": batch_size, "n": n_samples, "epochs": epochs,
-            "contender": name,
-            "train_sps": n_samples * epochs / t_fit,
-            "train_ratio": t_fit / min(train["raw"]),
-            "train_ratio_med": statistics.median(paired),
-            "pred_sps": n_samples / t_pred,
-            "pred_ratio": t_pred / min(pred["raw"]),
-            "raw_step_s": min(train["raw"]) / (epochs * math.ceil(n_samples / batch_size)),
+            "section": section, "precision": "bf16" if amp else "fp32",
+            "contender": name, "vs": base, "n": len(X), "epochs": epochs,
+            "fit_s": t_fit, "samples_per_s": len(X) * epochs / t_fit,
+            "ratio": t_fit / t_base, "ratio_median": statistics.median(paired),
+            "extra_us_per_step": (t_fit - t_base) / steps * 1e6,
+            "predict_ratio": min(pred_times[name]) / min(pred_times["raw"]),
         })
     return rows
 
 
-def bench_overhead(args, device, size=16, batch_size=128, n_samples=4096, epochs=10):
-    """Cost of the machinery per step, measured with TinyNet.
+def segmenter_quality(device):
+    """The default segmenter's full fit on 600 scenes: time and Dice."""
+    from skweight.metrics import dice_score
 
-    With next to nothing to compute, the difference to the raw loop is what
-    each wrapper adds per training step (data path, callbacks, loss,
-    bookkeeping; the per-fit costs are spread over the steps) and per
-    prediction batch. Dividing it by the time of a real step predicts the
-    ratio to the raw loop far more steadily than timing whole fits.
-    """
-    X, y, w = make_data(n_samples, size)
-    nets = {name: make_contender(name, args, device, batch_size, epochs, size, w,
-                                 arch="tiny") for name in CONTENDERS}
-    train, pred = time_contenders(args, device, nets, X, y)
-    steps = epochs * math.ceil(n_samples / batch_size)
-    pred_steps = math.ceil(n_samples / batch_size)
-    raw_fit, raw_pred = min(train["raw"]), min(pred["raw"])
-    return [{
-        "contender": name, "size": size, "batch": batch_size, "n": n_samples,
-        "epochs": epochs,
-        "step_us": min(train[name]) / steps * 1e6,
-        "extra_step_us": (min(train[name]) - raw_fit) / steps * 1e6,
-        "pred_batch_us": min(pred[name]) / pred_steps * 1e6,
-        "extra_pred_us": (min(pred[name]) - raw_pred) / pred_steps * 1e6,
-    } for name in nets]
+    X, y = make_disk_scenes(800, random_state=0)
+    start = time.perf_counter()
+    seg = CNNSegmenter(random_state=0, device=str(device)).fit(X[:600], y[:600])
+    seconds = time.perf_counter() - start
+    dice = dice_score(y[600:], seg.predict(X[600:]), average=None)
+    return seconds, dice
 
 
 # -- memory ------------------------------------------------------------------
@@ -361,19 +336,14 @@ def memory_child(args):
     """Runs in a subprocess: peak extra resident memory of one ``fit``."""
     import resource
 
-    device = resolve(args.device)
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    X, y, w = make_data(args.mem_samples, args.mem_size)
-    net = make_contender(args.memory_child, args, device, args.mem_batch,
-                         args.mem_epochs_child, args.mem_size, w)
-    # Warm-up on a few batches, so that lazily loaded kernels and libraries,
-    # thread pools and allocator caches do not count as the data's memory.
-    k = min(len(X), 4 * args.mem_batch)
-    warm = make_contender(args.memory_child, args, device, args.mem_batch, 1,
-                          args.mem_size, w[:k])
-    warm.fit(X[:k], y[:k])
-    warm.predict_proba(X[:k])
-    del warm
+    X, y, w = make_data(args.mem_samples, 16)
+    net = contenders("cnn", device, False, w, y, False)[args.memory_child]
+    # Warm-up on a few batches: lazily loaded kernels, thread pools and
+    # allocator caches are not the data's memory.
+    net.fit(X[:512], y[:512], epochs=1)
+    net.predict_proba(X[:512])
     gc.collect()
     before = _rss_kib("VmRSS")
     try:
@@ -382,194 +352,82 @@ def memory_child(args):
         method = "VmHWM after clear_refs"
     except OSError:
         method = "ru_maxrss"
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    net.fit(X, y)
+    net.fit(X, y, epochs=args.mem_epochs_child)
     if method == "ru_maxrss":
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     else:
         peak = _rss_kib("VmHWM")
-    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0
+    data_mb = (X.nbytes + y.nbytes + w.nbytes) / 2**20
     print(json.dumps({"extra_mb": max(peak - before, 0) / 1024, "method": method,
-                      "data_mb": data_mb(X, y, w), "gpu_peak_mb": gpu}))
+                      "data_mb": data_mb}))
 
 
 def bench_memory(args):
-    rows = []
-    for name in CONTENDERS:
-        row = {"contender": name}
-        for epochs in args.mem_epochs:
+    rows = {}
+    for name in ("raw", "skorch", "skweight", "skweight-w"):
+        rows[name] = {}
+        for epochs in (1, 3):
             cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", name,
-                   "--mem-epochs-child", str(epochs), "--device", args.device,
-                   "--threads", str(args.threads), "--mem-samples",
-                   str(args.mem_samples), "--mem-size", str(args.mem_size),
-                   "--mem-batch", str(args.mem_batch)]
-            if args.fp32:
-                cmd.append("--fp32")
-            if args.channels_last:
-                cmd.append("--channels-last")
+                   "--mem-epochs-child", str(epochs), "--threads", str(args.threads),
+                   "--mem-samples", str(args.mem_samples)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            row[epochs] = result
-        rows.append(row)
+            rows[name][epochs] = json.loads(out.stdout.strip().splitlines()[-1])
     return rows
 
 
-# -- reporting ---------------------------------------------------------------
+# -- report ------------------------------------------------------------------
 
 
-def resolve(device):
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def describe_device(device):
+def describe(device):
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
+            name = next(line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
         pass
-    return f"cpu: {name}, {os.cpu_count()} logical cores"
+    return f"cpu: {name}"
 
 
-def print_header(args, device):
-    amp = device.type == "cuda" and not args.fp32
-    print(f"python {platform.python_version()}, torch {torch.__version__}, "
-          f"skorch {skorch.__version__}, scikit-learn {sklearn.__version__}, "
-          f"numpy {np.__version__}")
-    print(f"device {describe_device(device)}; torch threads {torch.get_num_threads()}")
-    print(f"precision: {'bf16 autocast (raw, skweight); skorch fp32' if amp else 'fp32'}"
-          f"; channels_last={args.channels_last}")
-    if hasattr(os, "getloadavg"):
-        print("load average at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
-    print(f"clock: {args.clock}; timings: min of {args.repeats} interleaved rounds "
-          f"after one warm-up run; "
-          f"'x raw' = time / raw loop's time (min), 'med' = median of per-round ratios")
-
-
-def print_table(rows):
-    head = (f"{'HxW':>6} {'batch':>5} {'N':>6} {'ep':>3}  {'contender':<11}"
-            f"{'train/s':>10} {'x raw':>7} {'med':>6}  {'predict/s':>10} {'x raw':>7}")
+def print_rows(rows):
+    head = (f"{'section':<8}{'prec':<6}{'contender':<12}{'vs':<7}{'fit s':>8}"
+            f"{'samples/s':>11}{'x vs':>7}{'med':>7}{'extra us/step':>15}"
+            f"{'predict x raw':>15}")
     print(head)
     print("-" * len(head))
     last = None
     for r in rows:
-        key = (r["size"], r["batch"])
-        if last is not None and key != last:
+        if last is not None and (r["section"], r["precision"]) != last:
             print()
-        last = key
-        size = f"{r['size']}x{r['size']}"
-        print(f"{size:>6} {r['batch']:>5} {r['n']:>6} {r['epochs']:>3}  "
-              f"{r['contender']:<11}{r['train_sps']:>10.0f} {r['train_ratio']:>7.3f} "
-              f"{r['train_ratio_med']:>6.3f}  {r['pred_sps']:>10.0f} "
-              f"{r['pred_ratio']:>7.3f}")
-
-
-def print_overhead(over, rows):
-    o = over[0]
-    print(f"\nMachinery per step, with TinyNet (flatten + linear; {o['n']} images "
-          f"{o['size']}x{o['size']}, batch {o['batch']}, {o['epochs']} epochs; per-fit "
-          f"costs spread over the steps). 'implied x raw' = 1 + extra / raw SmallCNN "
-          f"step time of the table above, per batch size at {o['size']}x{o['size']}:")
-    real = {r["batch"]: r["raw_step_s"] * 1e6 for r in rows
-            if r["contender"] == "raw" and r["size"] == o["size"]}
-    cols = "".join(f"{f'implied b{b}':>13}" for b in sorted(real))
-    print(f"{'contender':<11}{'step us':>9}{'extra us':>10}{'predict us':>12}"
-          f"{'extra us':>10}{cols}")
-    for r in over:
-        implied = "".join(f"{1 + r['extra_step_us'] / real[b]:>13.3f}"
-                          for b in sorted(real))
-        print(f"{r['contender']:<11}{r['step_us']:>9.0f}{r['extra_step_us']:>10.0f}"
-              f"{r['pred_batch_us']:>12.0f}{r['extra_pred_us']:>10.0f}{implied}")
-
-
-def print_memory(args, rows):
-    first = rows[0][args.mem_epochs[0]]
-    print(f"\nMemory: {args.mem_samples} images 1x{args.mem_size}x{args.mem_size}, batch "
-          f"{args.mem_batch}; data (X float32, y int64, w float64) = "
-          f"{first['data_mb']:.1f} MiB; extra peak RSS of fit = peak - RSS before fit "
-          f"({first['method']}), one subprocess per cell")
-    cols = "".join(f"{f'{e} epoch(s)':>14}" for e in args.mem_epochs)
-    gpu = any(r[e]["gpu_peak_mb"] for r in rows for e in args.mem_epochs)
-    print(f"{'contender':<11}{cols}" + ("   GPU peak alloc" if gpu else ""))
-    for r in rows:
-        cells = "".join(f"{r[e]['extra_mb']:>10.1f} MiB" for e in args.mem_epochs)
-        extra = f"{r[args.mem_epochs[-1]]['gpu_peak_mb']:>12.1f} MiB" if gpu else ""
-        print(f"{r['contender']:<11}{cells}{extra}")
-
-
-# -- command line ------------------------------------------------------------
-
-
-def _per_size(text):
-    """'16=4096,64=512' -> {16: 4096, 64: 512}."""
-    out = {}
-    for part in text.split(","):
-        key, value = part.split("=")
-        out[int(key)] = int(value)
-    return out
-
-
-def _ints(text):
-    return [int(v) for v in text.split(",")]
+        last = (r["section"], r["precision"])
+        extra = "" if r["contender"] == r["vs"] else f"{r['extra_us_per_step']:.0f}"
+        print(f"{r['section']:<8}{r['precision']:<6}{r['contender']:<12}{r['vs']:<7}"
+              f"{r['fit_s']:>8.3f}{r['samples_per_s']:>11.0f}{r['ratio']:>7.3f}"
+              f"{r['ratio_median']:>7.3f}{extra:>15}{r['predict_ratio']:>15.3f}")
 
 
 def parse_args(argv=None):
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--sizes", type=_ints, default=[16, 64], help="image sizes, e.g. 16,64")
-    p.add_argument("--batch-sizes", type=_ints, default=[128, 512])
-    p.add_argument("--samples", type=_per_size, default=None,
-                   help="images per size, e.g. 16=4096,64=512 (CPU default)")
-    p.add_argument("--epochs", type=_per_size, default=None,
-                   help="timed epochs per size, e.g. 16=2,64=1 (CPU default)")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds (min-of-N)")
-    p.add_argument("--threads", type=int, default=cores, help="torch.set_num_threads")
-    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                   help="wall time, or process CPU time (noisy machines, --threads 1)")
-    p.add_argument("--fp32", action="store_true", help="no bf16 on CUDA")
-    p.add_argument("--channels-last", action="store_true",
-                   help="channels_last for raw and skweight (CUDA only in skweight)")
-    p.add_argument("--quick", action="store_true", help="tiny smoke run")
-    p.add_argument("--no-memory", action="store_true", help="skip the memory part")
-    p.add_argument("--no-overhead", action="store_true",
-                   help="skip the per-step cost measured with a tiny network")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated, from {', '.join(SECTIONS)}")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds (best of N)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--quick", action="store_true", help="smoke run")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--no-quality", action="store_true",
+                   help="skip the default segmenter's full fit (time and Dice)")
     p.add_argument("--mem-samples", type=int, default=16384)
-    p.add_argument("--mem-size", type=int, default=16)
-    p.add_argument("--mem-batch", type=int, default=128)
-    p.add_argument("--mem-epochs", type=_ints, default=[1, 3])
-    p.add_argument("--json", help="also write the rows to this JSON file")
-    p.add_argument("--memory-child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
     p.add_argument("--mem-epochs-child", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    cuda = resolve(args.device).type == "cuda"
-    if args.samples is None:
-        args.samples = {16: 16384, 64: 4096} if cuda else {16: 4096, 64: 512}
-    if args.epochs is None:
-        args.epochs = {16: 5, 64: 3} if cuda else {16: 2, 64: 1}
     if args.quick:
-        args.sizes = args.sizes[:1]
-        args.batch_sizes = args.batch_sizes[:1]
-        args.samples = {s: min(n, 1024) for s, n in args.samples.items()}
-        args.epochs = {s: 1 for s in args.epochs}
         args.repeats = min(args.repeats, 2)
-        args.mem_samples = min(args.mem_samples, 2048)
-        args.mem_epochs = [1, 2]
-    for s in args.sizes:
-        args.samples.setdefault(s, 512)
-        args.epochs.setdefault(s, 1)
+        args.mem_samples = 2048
     return args
 
 
@@ -580,31 +438,44 @@ def main(argv=None):
         memory_child(args)
         return
     torch.set_num_threads(args.threads)
-    device = resolve(args.device)
-    print_header(args, device)
+    device = torch.device(args.device)
+    print(f"python {platform.python_version()}, torch {torch.__version__}, skorch "
+          f"{skorch.__version__}; {describe(device)}; torch threads "
+          f"{torch.get_num_threads()}")
+    if hasattr(os, "getloadavg"):
+        print("load average at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(f"best of {args.repeats} interleaved rounds after a warm-up; 'x vs' = fit time "
+          f"/ its raw loop's (best of each), 'med' = median of per-round ratios; "
+          f"'extra us/step' = difference per optimiser step\n")
     start = time.perf_counter()
+    precisions = [False, True] if device.type == "cuda" else [False]
     rows = []
-    for size in args.sizes:
-        for batch_size in args.batch_sizes:
-            rows += bench_config(args, device, size, batch_size, args.samples[size],
-                                 args.epochs[size])
-    print()
-    print_table(rows)
-    over = None
-    if not args.no_overhead:
-        over = bench_overhead(args, device)
-        print_overhead(over, rows)
-    mem = None
-    if not args.no_memory:
+    for section in args.sections.split(","):
+        for amp in precisions:
+            rows += bench_section(section, device, amp, args.repeats, args.quick)
+    print_rows(rows)
+    result = {"rows": rows}
+    if not args.no_quality and not args.quick and "unet" in args.sections:
+        seconds, dice = segmenter_quality(device)
+        result["segmenter"] = {"fit_s": seconds, "dice": dice.tolist()}
+        print(f"\nDefault CNNSegmenter, 600 scenes 32x32 (make_disk_scenes(800, "
+              f"random_state=0), the last 200 held out): fit {seconds:.1f} s, Dice "
+              f"disks {dice[0]:.3f}, squares {dice[1]:.3f}")
+    if not args.no_memory and device.type == "cpu":
         mem = bench_memory(args)
-        print_memory(args, mem)
+        result["memory"] = mem
+        first = mem["raw"][1]
+        print(f"\nExtra peak RSS of fit ({args.mem_samples} images 1x16x16, small CNN, "
+              f"data {first['data_mb']:.1f} MiB; {first['method']}; a process per cell):")
+        for name, cells in mem.items():
+            print(f"  {name:<12}1 epoch {cells[1]['extra_mb']:6.1f} MiB   3 epochs "
+                  f"{cells[3]['extra_mb']:6.1f} MiB")
     if hasattr(os, "getloadavg"):
         print("\nload average at end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"total time {time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "overhead": over, "memory": mem}, fh, indent=1,
-                      default=str)
+            json.dump(result, fh, indent=1, default=str)
 
 
 if __name__ == "__main__":

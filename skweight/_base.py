@@ -41,6 +41,7 @@ from skorch.utils import is_dataset
 from ._data import check_images, check_input_shape
 from ._loader import ArrayDataset, LazyImageDataset
 from ._seeding import draw_seeds, seeded_section
+from ._threads import worker_threads
 from ._training import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
 from ._validation import check_bool, check_real, check_sample_weight
 from .weighting import fold_weights, normalize_weights, warn_if_small_ess
@@ -82,7 +83,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
                  channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20,
                  batch_size=64, train_split=None, callbacks=None, verbose=0,
-                 warm_start=False, compile=False, **kwargs):
+                 warm_start=False, compile=False, augment=None, **kwargs):
         # Only parameters are stored here (scikit-learn's convention):
         # skorch's bookkeeping (history_, initialized_, virtual_params_) is
         # created when first used.
@@ -101,6 +102,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         for name, default in _SKORCH_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
         self.input_shape = input_shape
+        self.augment = augment
         self.random_state = random_state
         self.precision = precision
         self.channels_last = channels_last
@@ -165,6 +167,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
         -------
         self : estimator
         """
+        nested = {k: params.pop(k) for k in list(params)
+                  if k.split("__", 1)[0] in self._nested_params and "__" in k}
         if not self.initialized_:
             # skorch would build the callbacks at once (and fail there on a
             # bad value); they are built, and checked, when fit starts.
@@ -174,7 +178,24 @@ class BaseCNN(TrainingLoop, NeuralNet):
                 if key != "callbacks":
                     self._params_to_validate.add(key)
                 setattr(self, key, value)
-        return super().set_params(**params)
+        super().set_params(**params)
+        for owner in self._nested_params:
+            prefix = owner + "__"
+            own = {k[len(prefix):]: v for k, v in nested.items() if k.startswith(prefix)}
+            if not own:
+                continue
+            target = getattr(self, owner)
+            if not hasattr(target, "set_params"):
+                raise ValueError(
+                    f"Cannot set {sorted(prefix + k for k in own)}: {owner}={target!r} "
+                    f"has no parameters."
+                )
+            target.set_params(**own)
+        return self
+
+    #: Parameters holding objects whose own parameters are set as
+    #: ``<name>__<param>`` (scikit-learn's nested convention).
+    _nested_params = ("augment",)
 
     # -- parameter validation ---------------------------------------------
 
@@ -230,6 +251,11 @@ class BaseCNN(TrainingLoop, NeuralNet):
             raise TypeError(
                 f"callbacks must be None, 'disable' or a list of skorch callbacks "
                 f"(or (name, callback) pairs), got {self.callbacks!r}."
+            )
+        if self.augment is not None and not callable(self.augment):
+            raise TypeError(
+                f"augment must be None or a callable (X, y) -> (X, y) such as "
+                f"skweight.augment.RandomFlip(), got {self.augment!r}."
             )
         crit = self.criterion
         if isinstance(crit, str):
@@ -406,7 +432,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         data = self._validate_fit_data(X, y, sample_weight, reset=reset, classes=classes)
         self._seeds_ = draw_seeds(self.random_state)
         device = resolve_device(self.device)
-        with seeded_section(self._seeds_.torch, device):
+        with worker_threads(), seeded_section(self._seeds_.torch, device):
             if not continuing:
                 self.initialize()
             else:
@@ -625,7 +651,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """Checked module outputs (float32 CPU tensor) for validated ``X``."""
         self.check_is_fitted()
         images = self._validate_X(X, reset=False)
-        out = self._forward_images(images)
+        with worker_threads():
+            out = self._forward_images(images)
         return self._check_output(out, len(images), tuple(images.shape[2:]))
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
@@ -743,7 +770,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("grad_scaler_", None)
-        state.pop("_listeners_", None)
+        state.pop("_loop_", None)
         return state
 
     def __setstate__(self, state):

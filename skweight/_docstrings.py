@@ -77,6 +77,17 @@ _PARAMETERS = {
     "compile": """\
     compile : bool, default=False
         ``torch.compile`` the module.""",
+    "augment": """\
+    augment : None or callable, default=None
+        Augmentation of the training batches, ``(X, y) -> (X, y)``, applied
+        where a batch lives (on the GPU when training there), never to the
+        validation split or at prediction: e.g. the seeded transforms of
+        :mod:`skweight.augment` (``RandomFlip()``, ``Compose([...])``),
+        which draw from a generator seeded by ``random_state``, or a
+        ``torchvision.transforms.v2`` object. Weights stay with their
+        samples; label masks and per-pixel weights move with their pixels,
+        and pixels that come from outside the image get weight 0. Its own
+        parameters can be set as ``augment__<name>``.""",
     "kwargs": """\
     **kwargs
         Other skorch parameters with their prefixes: ``module__*``,
@@ -118,7 +129,8 @@ _PARAMETERS = {
 # The settings of the training itself, in the order the estimators list them.
 _TRAINING = ("random_state", "device", "precision", "channels_last",
              "data_device_fraction", "optimizer", "lr", "max_epochs", "batch_size",
-             "train_split", "callbacks", "verbose", "warm_start", "compile", "kwargs")
+             "train_split", "callbacks", "verbose", "warm_start", "compile", "augment",
+             "kwargs")
 
 
 def fill_doc(**defaults):

@@ -174,33 +174,40 @@ class BatchIterator:
             # One copy of the permutation per pass, not one per batch and tensor.
             order = order.to(tensors[0].device)
         copy = self._needs_copy(tensors[0])
+        # Decided once per pass, not per batch: where each tensor lives.
+        gathers = [_gatherer(t) for t in tensors]
         bs = self.batch_size
         stop_at = (n // bs) * bs if self.drop_last else n
+        has_target, has_weight = ds.target is not None, ds.weight is not None
         for start in range(0, stop_at, bs):
             if order is None:
                 parts = [t[start:start + bs] for t in tensors]
             else:
                 idx = order[start:start + bs]
-                parts = [_gather(t, idx) for t in tensors]
+                parts = [gather(idx) for gather in gathers]
             if copy:
                 parts = [self._deliver(t) for t in parts]
-            if ds.target is None:
+            if not has_target:
                 yield parts[0], None
-            elif ds.weight is None:
+            elif not has_weight:
                 yield parts[0], parts[1]
             else:
                 yield parts[0], (parts[1], parts[2])
 
 
-def _gather(t, idx):
+def _gatherer(t):
+    """``idx -> t[idx]`` for a tensor of this device and memory kind."""
     if t.device.type != "cpu":
-        return t.index_select(0, idx.to(t.device, non_blocking=True))
+        return lambda idx: t.index_select(0, idx)
     if t.is_pinned():
-        # Gather straight into pinned memory so the host-to-device copy that
-        # follows stays asynchronous (the caching host allocator reuses it).
-        out = torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
-        return torch.index_select(t, 0, idx, out=out)
-    return t.index_select(0, idx)
+        def gather_pinned(idx):
+            # Gather straight into pinned memory so the host-to-device copy
+            # that follows stays asynchronous (the host allocator reuses it).
+            out = torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+            return torch.index_select(t, 0, idx, out=out)
+
+        return gather_pinned
+    return lambda idx: t.index_select(0, idx)
 
 
 class ShuffleSampler(torch.utils.data.Sampler):

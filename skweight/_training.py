@@ -22,6 +22,7 @@ on the GPU and the two data paths (slicing pre-loaded tensors, or skorch's
 
 import contextlib
 import inspect
+from typing import NamedTuple
 
 import torch
 from skorch import NeuralNet
@@ -115,6 +116,25 @@ def resolve_optimizer(optimizer):
     return optimizer
 
 
+class _LoopState(NamedTuple):
+    """Per-fit facts the steps consult (see ``TrainingLoop._loop_state``)."""
+
+    hooks: dict  # hook name -> (the net overrides it, callbacks that do)
+    records_live: bool
+    grads_heard: bool
+    optimizers: tuple
+    closure: bool
+    autocast: object  # a callable returning the step's autocast context
+    augment_generator: object  # None, or the generator of the batch augmentation
+
+
+_NULL_CONTEXT = contextlib.nullcontext()
+
+
+def _no_autocast():
+    return _NULL_CONTEXT
+
+
 def _overrides(obj, name, base):
     return getattr(type(obj), name, None) is not getattr(base, name)
 
@@ -149,10 +169,19 @@ class TrainingLoop:
         with self._current_init_context("module"):
             self.initialize_module()
             module = self.module_.to(self.device_)
-            if self.channels_last and self.device_.type == "cuda" and _is_2d(self):
+            self._channels_last_ = _is_2d(self) and (
+                (self.channels_last and self.device_.type == "cuda")
+                or (self.device_.type == "cpu" and self._channels_last_on_cpu())
+            )
+            if self._channels_last_:
                 module = module.to(memory_format=torch.channels_last)
             self.module_ = self.torch_compile(module, name="module")
         return self
+
+    def _channels_last_on_cpu(self):
+        """Whether the network runs in the channels-last memory format on the
+        CPU, where oneDNN's convolutions are faster in it (the default U-Net)."""
+        return False
 
     def _initialize_criterion(self, reason=None):
         with self._current_init_context("criterion"):
@@ -271,7 +300,7 @@ class TrainingLoop:
         on_epoch_kwargs = {"dataset_train": train, "dataset_valid": valid}
         iterator_train = self.get_iterator(train, training=True, epoch_rows=epoch_rows)
         iterator_valid = None if valid is None else self.get_iterator(valid, training=False)
-        self._listeners_ = self._find_listeners()
+        self._loop_ = self._loop_state()
         try:
             for _ in range(epochs):
                 self.notify("on_epoch_begin", **on_epoch_kwargs)
@@ -281,37 +310,42 @@ class TrainingLoop:
                                       step_fn=self.validation_step, **forward_params)
                 self.notify("on_epoch_end", **on_epoch_kwargs)
         finally:
-            self.__dict__.pop("_listeners_", None)
+            self.__dict__.pop("_loop_", None)
         return self
 
-    def _find_listeners(self):
-        """Who must hear each batch hook: the net (if a subclass overrides the
-        hook) and the callbacks that override it."""
-        listeners = {}
+    def _loop_state(self):
+        """What every step needs to know, worked out once per fit."""
+        hooks = {}
         for hook in _BATCH_HOOKS:
-            cbs = [cb for _, cb in self.callbacks_ if _overrides(cb, hook, Callback)]
-            listeners[hook] = (_overrides(self, hook, NeuralNet), cbs)
-        return listeners
+            cbs = tuple(cb for _, cb in self.callbacks_ if _overrides(cb, hook, Callback))
+            hooks[hook] = (_overrides(self, hook, NeuralNet), cbs)
+        optimizers = tuple(getattr(self, name + "_") for name in self._optimizers)
+        return _LoopState(
+            hooks=hooks,
+            # Someone may read the batch's history record from a batch hook.
+            records_live=any(net or cbs for hook, (net, cbs) in hooks.items()
+                             if hook != "on_grad_computed"),
+            grads_heard=any(hooks["on_grad_computed"]),
+            optimizers=optimizers,
+            # L-BFGS re-evaluates the loss: skorch's closure-based step serves it.
+            closure=any(isinstance(opt, torch.optim.LBFGS) for opt in optimizers),
+            autocast=self._autocast if self._use_amp() else _no_autocast,
+            augment_generator=None if getattr(self, "augment", None) is None else (
+                torch.Generator(self.device_).manual_seed(self._seeds_.augment)
+            ),
+        )
 
-    def _current_listeners(self):
-        listeners = self.__dict__.get("_listeners_")
-        # A step or pass called directly, outside _fit_loop, looks them up.
-        return self._find_listeners() if listeners is None else listeners
+    def _current_loop(self):
+        loop = self.__dict__.get("_loop_")
+        # A step or pass called directly, outside _fit_loop, works it out.
+        return self._loop_state() if loop is None else loop
 
     def _hook(self, name, **kwargs):
-        net_listens, callbacks = self._current_listeners()[name]
+        net_listens, callbacks = self._current_loop().hooks[name]
         if net_listens:
             getattr(self, name)(self, **kwargs)
         for cb in callbacks:
             getattr(cb, name)(self, **kwargs)
-
-    def _batch_records_live(self):
-        """Whether per-batch history must be written as batches run (someone
-        may read it from a batch hook), rather than once per epoch."""
-        return any(
-            net or cbs for hook, (net, cbs) in self._current_listeners().items()
-            if hook != "on_grad_computed"
-        )
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """One pass over the data, recording per-batch losses and sizes.
@@ -329,12 +363,14 @@ class TrainingLoop:
         """
         if iterator is None:
             return
-        self._current_listeners()
+        loop = self._current_loop()
         # Once per epoch, not per batch: nn.Module.train() walks every
         # submodule, about 0.1 ms for the default network.
         self._set_training(training)
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
-        if not self._batch_records_live():
+        if training and loop.augment_generator is not None:
+            iterator = self._augmented(iterator, loop.augment_generator)
+        if not loop.records_live:
             self._run_quiet_epoch(iterator, step_fn, loss_key, size_key, fit_params)
             return
         history = self.history
@@ -359,6 +395,35 @@ class TrainingLoop:
                 record[loss_key] = value
         history.record(prefix + "_batch_count", count)
 
+    def _augmented(self, iterator, generator):
+        """The training batches, augmented on the device they train on.
+
+        Weights follow their samples; for label masks, a per-pixel weight map
+        moves with the pixels, and pixels that come from outside the image get
+        weight 0 (they neither teach nor count, whatever label the transform
+        filled in).
+        """
+        from .augment import apply_weighted
+
+        device = self.device_
+        for X, y in iterator:
+            w = None
+            if isinstance(y, (tuple, list)):
+                y, w = y
+            X = X.to(device, non_blocking=True)
+            y = None if y is None else y.to(device, non_blocking=True)
+            w = None if w is None else w.to(device, non_blocking=True)
+            masks = self._pixel_weights and y is not None
+            if masks and (w is None or w.ndim == 1):
+                ones = torch.ones(y.shape, dtype=torch.float32, device=device)
+                w = ones if w is None else ones * w.reshape((-1,) + (1,) * (y.ndim - 1))
+            X, y, w = apply_weighted(self.augment, X, y, w, generator)
+            if masks:
+                # Labels the transform filled in where weight is 0 may lie
+                # outside the classes; the loss must still be able to index.
+                y = y.masked_fill(w == 0, 0)
+            yield X, (y if w is None else (y, w))
+
     def _run_quiet_epoch(self, iterator, step_fn, loss_key, size_key, fit_params):
         """A pass no batch hook listens to: history written once, at the end."""
         losses, sizes = [], []
@@ -380,7 +445,7 @@ class TrainingLoop:
         may be read)."""
         if self.device_.type == "cpu":
             return False
-        net_listens, callbacks = self._current_listeners()["on_batch_end"]
+        net_listens, callbacks = self._current_loop().hooks["on_batch_end"]
         return not (net_listens or callbacks)
 
     def _batch_for_callbacks(self, batch):
@@ -414,11 +479,11 @@ class TrainingLoop:
     def infer(self, x, **fit_params):
         """Forward a batch through the module on the resolved device."""
         if isinstance(x, torch.Tensor):
-            # A no-op when the batch is already there (the usual case).
-            x = x.to(self.device_, non_blocking=True)
+            if x.device != self.device_:  # the usual case is already there
+                x = x.to(self.device_, non_blocking=True)
         else:
             x = to_tensor(x, device=self.device_)
-        if self.channels_last and self.device_.type == "cuda" and x.ndim == 4:
+        if x.ndim == 4 and self.__dict__.get("_channels_last_"):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.module_(x, **fit_params)
 
@@ -437,9 +502,12 @@ class TrainingLoop:
 
     def train_step_single(self, batch, **fit_params):
         """Forward, weighted loss and backward pass for one batch."""
-        self._ensure_mode(True)
+        loop = self._current_loop()
+        if loop.records_live:
+            # A batch hook may have predicted (eval mode) since the last step.
+            self._ensure_mode(True)
         Xi, yi = batch
-        with self._autocast():
+        with loop.autocast():
             y_pred = self.infer(Xi, **fit_params)
             loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         if self.grad_scaler_ is not None:
@@ -450,24 +518,23 @@ class TrainingLoop:
 
     def train_step(self, batch, **fit_params):
         """One optimiser step (the loss and the module output)."""
-        if self._needs_closure():
+        loop = self._current_loop()
+        if loop.closure:
             return super().train_step(batch, **fit_params)
-        for name in self._optimizers:
-            getattr(self, name + "_").zero_grad(set_to_none=True)
+        for optimizer in loop.optimizers:
+            optimizer.zero_grad(set_to_none=True)
         step = self.train_step_single(batch, **fit_params)
         scaler = self.grad_scaler_
         if scaler is not None:
-            for name in self._optimizers:
-                scaler.unscale_(getattr(self, name + "_"))
-        listeners = self._current_listeners()
-        if listeners["on_grad_computed"][0] or listeners["on_grad_computed"][1]:
+            for optimizer in loop.optimizers:
+                scaler.unscale_(optimizer)
+        if loop.grads_heard:
             self._hook(
                 "on_grad_computed",
                 named_parameters=TeeGenerator(self.get_all_learnable_params()),
                 batch=batch, training=True,
             )
-        for name in self._optimizers:
-            optimizer = getattr(self, name + "_")
+        for optimizer in loop.optimizers:
             if scaler is not None:
                 scaler.step(optimizer)
             else:
@@ -475,13 +542,6 @@ class TrainingLoop:
         if scaler is not None:
             scaler.update()
         return step
-
-    def _needs_closure(self):
-        # L-BFGS re-evaluates the loss: skorch's closure-based step serves it.
-        return any(
-            isinstance(getattr(self, name + "_"), torch.optim.LBFGS)
-            for name in self._optimizers
-        )
 
     def validation_step(self, batch, **fit_params):
         """Weighted loss on a validation batch, without gradients."""
@@ -517,12 +577,15 @@ class TrainingLoop:
         -------
         loss : torch.Tensor (scalar)
         """
+        device = self.device_
         if isinstance(y_true, (tuple, list)):
             y, w = y_true
-            w = w.to(self.device_, non_blocking=True)
+            if w.device != device:
+                w = w.to(device, non_blocking=True)
         else:
             y, w = y_true, None
-        y = y.to(self.device_, non_blocking=True)
+        if y.device != device:
+            y = y.to(device, non_blocking=True)
         spatial = None if X is None else tuple(X.shape[2:])
         y_pred = self._check_output(y_pred, len(y), spatial)
         return self._weighted_loss(y_pred, y, w)

@@ -106,14 +106,14 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
                  precision="32", channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20, batch_size=64,
                  train_split=None, callbacks=None, verbose=0, warm_start=False,
-                 compile=False, **kwargs):
+                 compile=False, augment=None, **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
-            compile=compile, **kwargs,
+            compile=compile, augment=augment, **kwargs,
         )
         self.class_weight = class_weight
         self.sampler = sampler
@@ -161,31 +161,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         super()._check_params()
         check_sampler(self.sampler)
 
-    def set_params(self, **params):
-        """Set parameters, including nested ones of the sampler.
-
-        Parameters
-        ----------
-        **params
-            Estimator parameters; ``sampler__<name>`` sets ``<name>`` on the
-            sampler object.
-
-        Returns
-        -------
-        self : CNNClassifier
-        """
-        nested = {k: params.pop(k) for k in list(params) if k.startswith("sampler__")}
-        super().set_params(**params)
-        if nested:
-            if not hasattr(self.sampler, "set_params"):
-                raise ValueError(
-                    f"Cannot set {sorted(nested)}: sampler={self.sampler!r} has "
-                    f"no parameters."
-                )
-            self.sampler.set_params(
-                **{k[len("sampler__"):]: v for k, v in nested.items()}
-            )
-        return self
+    _nested_params = BaseCNN._nested_params + ("sampler",)
 
     # -- the steps of the fit template -----------------------------------
 

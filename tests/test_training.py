@@ -93,3 +93,94 @@ def test_gradient_clipping_callback_acts(digits):
     clipped = CNNClassifier(max_epochs=1, lr=0.1, **TINY,
                             callbacks=[GradientNormClipping(1e-3)]).fit(X, y)
     assert np.abs(plain.predict_proba(X) - clipped.predict_proba(X)).max() > 1e-3
+
+
+# -- augmentation of the training batches --------------------------------------
+
+
+class Spy:
+    """An augmentation that records what it is given and changes nothing."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, X, y):
+        self.calls.append((X.shape, None if y is None else y.clone()))
+        return X, y
+
+
+def test_identity_augmentation_trains_the_same_model(digits):
+    from skweight.augment import RandomFlip
+
+    X, y = digits
+    w = np.random.default_rng(0).uniform(0.5, 2, len(y))
+    plain = CNNClassifier(max_epochs=2, batch_size=32, **TINY).fit(X, y, sample_weight=w)
+    same = CNNClassifier(max_epochs=2, batch_size=32, augment=RandomFlip(p=0.0),
+                         **TINY).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(plain.predict_proba(X), same.predict_proba(X))
+    flipped = CNNClassifier(max_epochs=2, batch_size=32, augment=RandomFlip(p=0.5),
+                            **TINY).fit(X, y, sample_weight=w)
+    assert np.abs(plain.predict_proba(X) - flipped.predict_proba(X)).max() > 1e-3
+
+
+def test_augmentation_is_seeded_and_only_for_training_batches(digits):
+    from skweight.augment import Compose, GaussianNoise, RandomFlip
+
+    X, y = digits
+    aug = Compose([RandomFlip(axes=(-1, -2)), GaussianNoise(0.1)])
+    a = CNNClassifier(max_epochs=2, augment=aug, train_split=0.25, **TINY).fit(X, y)
+    b = CNNClassifier(max_epochs=2, augment=aug, train_split=0.25, **TINY).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.history[:, "valid_loss"] == b.history[:, "valid_loss"]
+    spy = Spy()
+    clf = CNNClassifier(max_epochs=2, batch_size=60, augment=spy, train_split=0.25,
+                        **TINY).fit(X, y)
+    # 180 training rows in 3 batches per epoch; the 60 validation rows never
+    assert len(spy.calls) == 2 * 3
+    assert sum(shape[0] for shape, _ in spy.calls) == 2 * 180
+    clf.predict_proba(X)
+    assert len(spy.calls) == 6  # nor at prediction
+
+
+def test_augmentation_moves_masks_and_ignores_pixels_from_outside():
+    from skweight import CNNSegmenter
+    from skweight.augment import RandomShift
+    from skweight.datasets import make_disk_scenes
+
+    X, masks = make_disk_scenes(24, image_size=16, square_size=(5, 7), n_disks=(1, 2),
+                                noise=0.0, random_state=0)
+    seen = []
+
+    class Check:
+        def __call__(self, X, y, *, sample_weight, generator):
+            Xs, ys, ws = RandomShift(max_shift=3, fill_label=99)(
+                X, y, sample_weight=sample_weight, generator=generator)
+            seen.append((Xs, ys, ws))
+            return Xs, ys, ws
+
+    seg = CNNSegmenter(module__channels=(4, 8), max_epochs=1, random_state=0,
+                       augment=Check()).fit(X, masks)
+    assert seen
+    for Xs, ys, ws in seen:
+        inside = ws > 0
+        # noise-free scenes: the image is the foreground mask, moved together
+        assert torch.equal((Xs[:, 0] > 0.5)[inside], (ys > 0)[inside])
+        assert not inside.all()  # some pixels came from outside, weight 0
+    assert np.isfinite(seg.history[-1, "train_loss"])
+
+
+def test_augment_parameters_are_nested_and_grid_searchable(digits):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    from skweight.augment import RandomFlip
+
+    X, y = digits
+    clf = CNNClassifier(max_epochs=1, augment=RandomFlip(), **TINY)
+    assert clf.get_params()["augment__p"] == 0.5
+    clf.set_params(augment__p=0.2)
+    assert clf.augment.p == 0.2 and clone(clf).augment.p == 0.2
+    search = GridSearchCV(clf, {"augment__p": [0.0, 1.0]}, cv=2).fit(X, y)
+    assert search.best_params_["augment__p"] in (0.0, 1.0)
+    with pytest.raises(TypeError, match="augment must be None or a callable"):
+        CNNClassifier(augment=3, **TINY).fit(X, y)

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ._prepare import prepare
+from ._prepare import prepare, prepare_checked
 from ._validation import check_class_weight, check_ignore_index, check_reduction
 
 
@@ -37,10 +37,13 @@ class WeightedLoss(nn.Module):
         return self._loss(input, target, sample_weight, check_values=True)
 
     def forward_validated(self, input, target, sample_weight=None):
-        """:meth:`forward` without the checks of target and weight values.
+        """:meth:`forward` for inputs the caller has checked already.
 
-        Shapes are still checked. Use it only on targets in range and
-        finite non-negative weights: other values give undefined results.
+        The estimators check targets, weights and the network's output shape
+        once, in ``fit``; this skips the per-call checks of values, each of
+        which waits for the GPU (the shape of ``sample_weight`` is still
+        checked). Use it only on targets in range and finite non-negative
+        weights: other values give undefined results.
 
         Parameters
         ----------
@@ -81,6 +84,12 @@ class ClassWeightedLoss(WeightedLoss):
 
     def _loss(self, input, target, sample_weight, check_values):
         name = self._class_weight_name
+        # (_buffers is read directly: nn.Module's attribute lookup is slow
+        # for a call made at every training step.)
+        if not check_values and self._buffers[name] is None and self.ignore_index is None:
+            # The estimators' hot path: nothing to gather or mask.
+            prepared = prepare_checked(input, target, sample_weight)
+            return self._compute(prepared)
         prepared = prepare(
             input,
             target,

@@ -78,6 +78,10 @@ class CrossEntropyLoss(ClassWeightedLoss):
         )
 
     def _compute(self, prepared):
+        if prepared.weight is None and self.reduction == "mean":
+            # Nothing weighted or ignored: torch's fused mean.
+            return F.cross_entropy(prepared.input, prepared.target,
+                                   label_smoothing=self.label_smoothing)
         loss = cross_entropy_elements(prepared, self.label_smoothing)
         return reduce_elementwise(loss, prepared.weight, prepared.n_valid, self.reduction)
 

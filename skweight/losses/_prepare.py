@@ -57,14 +57,18 @@ def sample_weight_view(sample_weight, target, dtype):
     One weight per sample ``(N,)`` or per element (the target's shape); the
     shared losses (classification, segmentation, regression) all use this.
     """
-    weight = torch.as_tensor(sample_weight, device=target.device)
+    weight = sample_weight
+    if not isinstance(weight, Tensor) or weight.device != target.device:
+        weight = torch.as_tensor(weight, device=target.device)
+    if weight.dtype != dtype:
+        weight = weight.to(dtype)
     shape = tuple(weight.shape)
     if shape == tuple(target.shape):
-        return weight.to(dtype)
+        return weight
     n_samples = target.shape[0]
     if shape == (n_samples,):
         # one weight per sample, repeated over its pixels
-        return weight.to(dtype).reshape((n_samples,) + (1,) * (target.ndim - 1))
+        return weight.reshape((n_samples,) + (1,) * (target.ndim - 1))
     raise ValueError(sample_weight_shape_message(
         "sample_weight", shape, n_samples,
         tuple(target.shape[1:]) if target.ndim > 1 else None,
@@ -159,24 +163,29 @@ def prepare(
         )
 
     dtype = compute_dtype(input)
-    x = input.to(dtype)
-    target = target.to(device=x.device, dtype=torch.long)
+    # Conversions only where needed: each is a dispatch on every step.
+    x = input if input.dtype == dtype else input.to(dtype)
+    if target.dtype != torch.long or target.device != x.device:
+        target = target.to(device=x.device, dtype=torch.long)
     valid = None if ignore_index is None else target != ignore_index
-    out_of_range = (target < 0) | (target >= n_classes)
-    if valid is not None:
-        out_of_range = out_of_range & valid
     weight = None
     if sample_weight is not None:
         weight = sample_weight_view(sample_weight, target, dtype)
 
-    def target_message():
-        ignored = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
-        return (
-            f"target contains class indices outside [0, K={n_classes}){ignored}: "
-            f"{_offending_values(target, out_of_range)}."
-        )
-
     if check_values:
+        out_of_range = (target < 0) | (target >= n_classes)
+        if valid is not None:
+            out_of_range = out_of_range & valid
+
+        def target_message():
+            ignored = (
+                "" if ignore_index is None else f" and not ignore_index={ignore_index}"
+            )
+            return (
+                f"target contains class indices outside [0, K={n_classes}){ignored}: "
+                f"{_offending_values(target, out_of_range)}."
+            )
+
         _raise_on_bad_values(out_of_range, weight, target_message)
 
     if valid is not None:
@@ -192,6 +201,27 @@ def prepare(
         weight = mask if weight is None else weight * mask
         n_valid = valid.sum()
     return Prepared(x, target, weight, n_valid)
+
+
+def prepare_checked(input, target, sample_weight=None):
+    """:func:`prepare` for checked inputs without class weights or ``ignore_index``.
+
+    The targets are class indices in range, on ``input``'s device, of the
+    matching shape; ``sample_weight`` is None or a floating tensor of shape
+    ``(N,)`` or the target's shape (checked: it costs no device sync). Only
+    the compute dtype and the weight's broadcasting are dealt with.
+    """
+    dtype = compute_dtype(input)
+    x = input if input.dtype == dtype else input.to(dtype)
+    weight = sample_weight
+    if weight is not None:
+        if weight.shape != target.shape:
+            # (N,) per sample, broadcast over the pixels; anything else is
+            # refused with the usual message.
+            weight = sample_weight_view(weight, target, dtype)
+        elif weight.dtype != dtype:
+            weight = weight.to(dtype)
+    return Prepared(x, target, weight, target.numel())
 
 
 def prepare_binary(input, target, sample_weight=None, check_values=True):

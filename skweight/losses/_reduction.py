@@ -13,6 +13,8 @@ def reduce_elementwise(loss, weight, n_valid, reduction):
         loss = loss * weight
     if reduction == "none":
         return loss
+    if reduction == "mean" and isinstance(n_valid, int) and n_valid == loss.numel():
+        return loss.mean()  # one kernel where nothing is ignored
     total = loss.sum()
     if reduction == "sum":
         return total
