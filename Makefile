@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skweight-installed
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test bench lint examples clean
+.PHONY: setup demo test bench lint examples gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -30,6 +30,13 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_train.py
+
+# The CUDA tests and the GPU benchmark (fp32 and bf16, data on the GPU) in one
+# command, a few minutes on one GPU; it stops at once where CUDA is missing.
+gpu-check: setup
+	@$(PY) -c "import torch, sys; ok = torch.cuda.is_available(); print('CUDA:', torch.cuda.get_device_name(0) if ok else 'not available'); sys.exit(0 if ok else 1)" || { echo "gpu-check needs a CUDA GPU"; exit 1; }
+	$(PY) -m pytest -m cuda -q -p no:cacheprovider
+	$(PY) benchmarks/bench_train.py --device cuda --repeats 3 --no-memory
 
 lint: setup
 	$(PY) -m ruff check skweight tests examples benchmarks

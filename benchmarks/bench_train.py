@@ -342,8 +342,10 @@ def memory_child(args):
     net = contenders("cnn", device, False, w, y, False)[args.memory_child]
     # Warm-up on a few batches: lazily loaded kernels, thread pools and
     # allocator caches are not the data's memory.
-    net.fit(X[:512], y[:512], epochs=1)
-    net.predict_proba(X[:512])
+    warm = contenders("cnn", device, False, w[:512], y[:512], False)[args.memory_child]
+    warm.fit(X[:512], y[:512], epochs=1)
+    warm.predict_proba(X[:512])
+    del warm
     gc.collect()
     before = _rss_kib("VmRSS")
     try:

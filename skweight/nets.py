@@ -149,7 +149,7 @@ class UNet(nn.Module):
         Channels of the input images.
     n_classes : int
         Number of classes (logits per pixel).
-    channels : sequence of int, default=(16, 32, 64)
+    channels : sequence of int, default=(12, 24, 48)
         Width of each encoder stage, from full resolution down; the number
         of poolings is ``len(channels) - 1``.
     norm : {"group", "batch", None}, default="group"
@@ -164,7 +164,7 @@ class UNet(nn.Module):
     torch.Size([2, 3, 33, 47])
     """
 
-    def __init__(self, in_channels, n_classes, channels=(16, 32, 64), norm="group"):
+    def __init__(self, in_channels, n_classes, channels=(12, 24, 48), norm="group"):
         super().__init__()
         _check_positive_int(in_channels, "in_channels")
         _check_positive_int(n_classes, "n_classes")
