@@ -27,6 +27,7 @@ classifiers, resampling and class weights.
 import copy
 import numbers
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from skorch.history import History
 from skorch.utils import is_dataset
 
 from ._data import check_images, check_input_shape
+from ._distributed import check_distributed, data_parallel
 from ._loader import ArrayDataset, LazyImageDataset
 from ._seeding import draw_seeds, seeded_section
 from ._threads import worker_threads
@@ -46,7 +48,7 @@ from ._training import PRECISIONS, TrainingLoop, resolve_device, resolve_optimiz
 from ._validation import check_bool, check_real, check_sample_weight
 from .weighting import fold_weights, normalize_weights, warn_if_small_ess
 
-__all__ = ["BaseCNN", "resolve_device"]
+__all__ = ["BaseCNN", "TrainingPhase", "resolve_device"]
 
 # skorch's own constructor parameters that the estimators take through
 # ``**kwargs``, with skorch's defaults.
@@ -58,6 +60,16 @@ _SKORCH_DEFAULTS = {
     "use_caching": "auto",
     "torch_load_kwargs": None,
 }
+class TrainingPhase(NamedTuple):
+    """What the network trains on from ``start_epoch`` on (1-based, over the
+    whole history)."""
+
+    start_epoch: int
+    dataset: object
+    epoch_rows: object  # None, or a callable drawing each epoch's rows
+    class_prior: object  # None, or the class distribution the loss sees
+
+
 # Version of the learned state stored with ``save_params``.
 _STATE_VERSION = 1
 
@@ -83,7 +95,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
                  channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20,
                  batch_size=64, train_split=None, callbacks=None, verbose=0,
-                 warm_start=False, compile=False, augment=None, **kwargs):
+                 warm_start=False, compile=False, augment=None, distributed="auto",
+                 **kwargs):
         # Only parameters are stored here (scikit-learn's convention):
         # skorch's bookkeeping (history_, initialized_, virtual_params_) is
         # created when first used.
@@ -103,6 +116,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
             setattr(self, name, kwargs.pop(name, default))
         self.input_shape = input_shape
         self.augment = augment
+        self.distributed = distributed
         self.random_state = random_state
         self.precision = precision
         self.channels_last = channels_last
@@ -252,6 +266,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
                 f"callbacks must be None, 'disable' or a list of skorch callbacks "
                 f"(or (name, callback) pairs), got {self.callbacks!r}."
             )
+        check_distributed(self.distributed)
         if self.augment is not None and not callable(self.augment):
             raise TypeError(
                 f"augment must be None or a callable (X, y) -> (X, y) such as "
@@ -432,26 +447,51 @@ class BaseCNN(TrainingLoop, NeuralNet):
         data = self._validate_fit_data(X, y, sample_weight, reset=reset, classes=classes)
         self._seeds_ = draw_seeds(self.random_state)
         device = resolve_device(self.device)
-        with worker_threads(), seeded_section(self._seeds_.torch, device):
-            if not continuing:
-                self.initialize()
-            else:
-                self.device_ = device
-            self._refuse_double_weights(fit_request or {})
-            forward_params, split_params = self._route(
-                "partial_fit" if partial else "fit", fit_params
-            )
-            train, valid, epoch_rows = self._training_data(
-                data, fit_request or {}, split_params
-            )
-            self.notify("on_train_begin", X=X, y=y)
-            try:
-                self._fit_loop(train, valid, epoch_rows, forward_params)
-            except KeyboardInterrupt:
-                pass
-            self.notify("on_train_end", X=X, y=y)
+        with worker_threads(), data_parallel(self.distributed, device) as dp:
+            if dp is not None:
+                device = dp.device(device)
+                # Unseeded fits draw their seeds per process: use process 0's.
+                self._seeds_ = dp.broadcast_object(self._seeds_)
+            self._train(data, X, y, fit_request or {}, partial, continuing, fit_params,
+                        device, dp)
         self._after_fit(data)
         return self
+
+    def _train(self, data, X, y, fit_request, partial, continuing, fit_params, device,
+               dp):
+        """Steps 2 to 6 of the fit template, in the seeded section."""
+        self.__dict__["_dp_"] = dp
+        verbose = self.verbose
+        if dp is not None and not dp.leader:
+            object.__setattr__(self, "verbose", 0)  # only process 0 prints
+        try:
+            with seeded_section(self._seeds_.torch, device):
+                self.device_ = device
+                forward_params, split_params = self._route(
+                    "partial_fit" if partial else "fit", fit_params
+                )
+                # The training data first: the loss may depend on what it
+                # will see (e.g. the class prior of logit adjustment).
+                first_epoch = len(self.history) + 1 if continuing else 1
+                phases, valid = self._training_data(data, fit_request, split_params,
+                                                    first_epoch)
+                self._training_prior_ = phases[0].class_prior
+                if not continuing:
+                    self.initialize()
+                self._refuse_double_weights(fit_request)
+                self.notify("on_train_begin", X=X, y=y)
+                try:
+                    self._fit_loop(phases, valid, forward_params)
+                except KeyboardInterrupt:
+                    pass
+                self.notify("on_train_end", X=X, y=y)
+            if dp is not None:
+                # A checkpoint may have reloaded its best weights on process 0.
+                dp.broadcast_module(self.module_)
+        finally:
+            object.__setattr__(self, "verbose", verbose)
+            self.__dict__.pop("_dp_", None)
+            self.__dict__.pop("_training_prior_", None)
 
     def _has_learned_state(self):
         return all(hasattr(self, name) for name in self._learned_attributes
@@ -467,17 +507,47 @@ class BaseCNN(TrainingLoop, NeuralNet):
             return fit_params, split_params
         return fit_params, fit_params
 
-    def _training_data(self, data, fit_request, split_params):
-        """Split, resample and weigh: the datasets the loop trains on."""
-        train, valid = self._split(data, split_params)
-        train, epoch_rows, counts = self._resample(train)
+    def _training_data(self, data, fit_request, split_params, first_epoch=1):
+        """Split, resample and weigh: the phases of training and the validation set.
+
+        Returns
+        -------
+        phases : list of TrainingPhase
+            What to train on from which epoch on: one phase, or two with
+            deferred re-weighting (``reweight_from_epoch``): first the
+            training split with its sample weights only, then resampled and
+            class-weighted.
+        valid : None or dataset
+            The validation split, weighted as the final objective.
+        """
+        split, valid = self._split(data, split_params)
+        train, epoch_rows, counts = self._resample(split)
         class_weight = self._class_weights(fit_request, train, counts)
-        train = self._weigh(train, class_weight, counts, training=True)
+        self._learn_training_split(split)
+        start = self._reweight_start(first_epoch)
+        phases = []
+        if start > first_epoch:
+            plain = self._weigh(split, None, None, training=True)
+            phases.append(TrainingPhase(first_epoch, self._place(plain), None,
+                                        self._seen_prior(plain, None)))
+        weighted = self._weigh(train, class_weight, counts, training=True)
+        phases.append(TrainingPhase(max(start, first_epoch), self._place(weighted),
+                                    epoch_rows, self._seen_prior(weighted, counts)))
         if valid is not None:
-            valid = self._weigh(valid, class_weight, None, training=False)
-        return self._place(train), (
-            None if valid is None else self._place(valid, training=False)
-        ), epoch_rows
+            valid = self._place(self._weigh(valid, class_weight, None, training=False),
+                                training=False)
+        return phases, valid
+
+    def _reweight_start(self, first_epoch):
+        """The epoch from which class weights and resampling apply."""
+        return first_epoch
+
+    def _learn_training_split(self, split):
+        """Hook: learn class statistics of the training split (classifiers)."""
+
+    def _seen_prior(self, dataset, counts):
+        """The class distribution the loss sees in ``dataset`` (None: no classes)."""
+        return None
 
     def get_split_datasets(self, X, y=None, **fit_params):
         """The training and validation datasets ``fit`` would train on.
@@ -501,8 +571,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
             X = self._validate_fit_data(X, y, sample_weight, reset=False)
         if not hasattr(self, "_seeds_"):
             self._seeds_ = draw_seeds(self.random_state)
-        train, valid, _ = self._training_data(X, fit_request, fit_params)
-        return train, valid
+        phases, valid = self._training_data(X, fit_request, fit_params)
+        return phases[-1].dataset, valid
 
     def _split(self, dataset, split_params):
         ts = self.train_split
@@ -608,7 +678,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
         crit = self.criterion
         if isinstance(crit, str):
             crit = self._named_criteria[crit]
-        instance = self.initialized_instance(crit, self.get_params_for("criterion"))
+        kwargs = self.get_params_for("criterion")
+        if not isinstance(crit, torch.nn.Module):
+            kwargs = self._criterion_defaults(crit, kwargs)
+        instance = self.initialized_instance(crit, kwargs)
         call = self._criterion_call(instance)
         if call == "elementwise" and getattr(instance, "reduction", None) not in (
             None, "none"
@@ -620,6 +693,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
         self.criterion_ = instance
         self.criterion_call_ = call
         return self
+
+    def _criterion_defaults(self, criterion_class, kwargs):
+        """Settings the estimator supplies to a loss class (e.g. a class prior)."""
+        return kwargs
 
     def _duplicated_weights(self, fit_request):
         """Weights the estimator applies that its criterion must not repeat.

@@ -88,6 +88,32 @@ _PARAMETERS = {
         samples; label masks and per-pixel weights move with their pixels,
         and pixels that come from outside the image get weight 0. Its own
         parameters can be set as ``augment__<name>``.""",
+    "distributed": """\
+    distributed : "auto" or bool, default="auto"
+        Data-parallel training across the processes of ``torchrun``: with
+        ``"auto"`` whenever torchrun's environment says ``WORLD_SIZE > 1``
+        (the process group is created if there is none, and reused if there
+        is). ``batch_size`` is the global batch, so the model does not
+        depend on the number of processes; every process ends with the same
+        fitted estimator. ``False`` trains in each process on its own.""",
+    "class_prior": """\
+    class_prior : None, "train" or array-like of shape (n_classes,), default=None
+        The class frequencies of the population the probabilities are for.
+        ``None`` gives the probabilities as trained: class weights, a
+        sampler's balancing, focal ``alpha`` and logit adjustment all move
+        them towards the class prior the loss saw. ``"train"`` maps them, by
+        Bayes' rule, to the unweighted class frequencies of the training
+        split; an array (aligned with ``classes_``, normalised by its sum,
+        so counts work) to a deployment population's. It never enters the
+        loss, and ``predict`` is the argmax of ``predict_proba``. The
+        correction is exact for a calibrated network (see the user guide on
+        weights).""",
+    "reweight_from_epoch": """\
+    reweight_from_epoch : None or int, default=None
+        Deferred re-weighting (Cao et al., 2019): the class weights and the
+        sampler apply from this epoch on (counted from 1 over the training
+        history); before it the network trains on the data with their sample
+        weights only. ``None`` applies them from the start.""",
     "kwargs": """\
     **kwargs
         Other skorch parameters with their prefixes: ``module__*``,
@@ -130,7 +156,7 @@ _PARAMETERS = {
 _TRAINING = ("random_state", "device", "precision", "channels_last",
              "data_device_fraction", "optimizer", "lr", "max_epochs", "batch_size",
              "train_split", "callbacks", "verbose", "warm_start", "compile", "augment",
-             "kwargs")
+             "distributed", "kwargs")
 
 
 def fill_doc(**defaults):

@@ -6,11 +6,18 @@ rows a network is trained on, and the refusal of class weights given to both
 the estimator and its loss.
 """
 
+import inspect
+import numbers
+
 import numpy as np
 import torch
 
-from ._validation import encode_labels
+from ._validation import check_int, encode_labels
 from .weighting import compute_class_weight, fold_weights
+
+# Floor of a class prior wherever one enters a logarithm: a class that no
+# training sample carries gets log(1e-12) = -27.6, finite.
+PRIOR_FLOOR = 1e-12
 
 __all__ = ["LabelledMixin"]
 
@@ -40,6 +47,176 @@ class LabelledMixin:
             )
         self.class_weight_ = compute_class_weight(requested, target, self.classes_, mass)
         return self.class_weight_
+
+    def _reweight_start(self, first_epoch):
+        start = self.reweight_from_epoch
+        return first_epoch if start is None else max(int(start), first_epoch)
+
+    def _learn_training_split(self, split):
+        # The class frequencies of the training split as drawn, without
+        # weights or resampling: what class_prior="train" maps back to.
+        target = split.target.numpy()
+        if split.mask is not None:
+            target = target[split.mask.numpy()]
+        counts = np.bincount(target.ravel(), minlength=len(self.classes_))
+        self.train_prior_ = counts / counts.sum()
+
+    def _seen_prior(self, dataset, counts):
+        """The class distribution the loss sees: summed normalised weights
+        (times how often each row is served) per class."""
+        target = dataset.target.numpy()
+        mass = np.ones(target.shape) if dataset.weight is None else (
+            dataset.weight.numpy().astype(np.float64)
+        )
+        mass = np.broadcast_to(mass.reshape(mass.shape + (1,) * (target.ndim - mass.ndim)),
+                               target.shape)
+        if counts is not None:
+            mass = mass * counts.reshape(counts.shape + (1,) * (target.ndim - 1))
+        prior = np.bincount(target.ravel(), weights=np.ravel(mass),
+                            minlength=len(self.classes_))
+        return prior / prior.sum()
+
+    def _criterion_defaults(self, criterion_class, kwargs):
+        try:
+            takes_prior = "class_prior" in inspect.signature(criterion_class).parameters
+        except (TypeError, ValueError):
+            takes_prior = False
+        prior = getattr(self, "_training_prior_", None)
+        if takes_prior and "class_prior" not in kwargs and prior is not None:
+            kwargs = {**kwargs, "class_prior": np.maximum(prior, PRIOR_FLOOR)}
+        return kwargs
+
+    def _start_phase(self, phase):
+        # A loss that adjusts for the class prior learns the one it will see
+        # (unless the user gave it one).
+        crit = getattr(self.criterion_, "_orig_mod", self.criterion_)
+        if self._manages_prior(crit):
+            crit.set_class_prior(np.maximum(phase.class_prior, PRIOR_FLOOR))
+
+    def _end_training(self, phase):
+        crit = getattr(self.criterion_, "_orig_mod", self.criterion_)
+        self.effective_prior_ = self._effective_prior(crit, phase.class_prior)
+
+    def _manages_prior(self, crit):
+        # Logit adjustment learns the prior the loss sees, unless given one.
+        return (callable(getattr(crit, "set_class_prior", None))
+                and "class_prior" not in self.get_params_for("criterion"))
+
+    def _effective_prior(self, crit, seen):
+        """The class prior the network's (unadjusted) outputs are calibrated for.
+
+        A loss trained on weighted data with prior ``seen`` makes
+        ``softmax(f)`` estimate the posterior under ``seen``; logit
+        adjustment trains ``softmax(f + tau log seen)`` for that, so that
+        ``softmax(f)`` corresponds to the prior ``seen^(1 - tau)``.
+        """
+        prior = np.maximum(np.asarray(seen, dtype=np.float64), PRIOR_FLOOR)
+        if isinstance(getattr(crit, "class_prior", None), torch.Tensor) and hasattr(
+            crit, "tau"
+        ):
+            used = np.maximum(crit.class_prior.detach().cpu().double().numpy(),
+                              PRIOR_FLOOR)
+            prior = prior * used ** (-float(crit.tau))
+        return prior / prior.sum()
+
+    def _check_labelled_params(self):
+        check_int(self.reweight_from_epoch, "reweight_from_epoch", low=1, allow_none=True)
+        self._check_class_prior(n_classes=None)
+
+    def _check_class_prior(self, n_classes="fitted"):
+        """Validate ``class_prior``: None, "train" or non-negative frequencies
+        (one per class of ``classes_``, unless ``n_classes`` is None)."""
+        prior = self.class_prior
+        if prior is None or (isinstance(prior, str) and prior == "train"):
+            return prior
+        if isinstance(prior, str) or isinstance(prior, numbers.Number):
+            raise ValueError(
+                f"class_prior must be None, 'train' or an array of class frequencies "
+                f"aligned with classes_, got {prior!r}."
+            )
+        try:
+            values = np.array(prior, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"class_prior must be None, 'train' or an array of non-negative class "
+                f"frequencies, got {prior!r}."
+            ) from exc
+        n = len(self.classes_) if n_classes == "fitted" else len(values)
+        if values.ndim != 1 or len(values) != n:
+            raise ValueError(
+                f"class_prior has shape {values.shape}, but there are {n} classes "
+                f"(classes_); pass one frequency per class, in the order of classes_."
+            )
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or not values.sum() > 0:
+            raise ValueError(
+                f"class_prior must hold finite non-negative frequencies, not all 0, "
+                f"got {values.tolist()}."
+            )
+        return values / values.sum()
+
+    def _log_proba(self, logits):
+        """Log-probabilities of the network's logits, for ``class_prior``.
+
+        Bayes' rule moves the posterior from the prior the outputs are
+        calibrated for (``effective_prior_``) to the requested one:
+        ``p(y|x) ~ q(y|x) * prior(y) / effective_prior(y)``.
+        """
+        log_q = torch.log_softmax(logits.double(), dim=1)
+        target = self._check_class_prior()
+        if target is None:
+            return log_q
+        if isinstance(target, str):
+            target = self.train_prior_
+        shape = (1, -1) + (1,) * (log_q.ndim - 2)
+        with np.errstate(divide="ignore"):
+            shift = np.log(target) - np.log(np.maximum(self.effective_prior_, PRIOR_FLOOR))
+        return torch.log_softmax(log_q + torch.as_tensor(shift).reshape(shape), dim=1)
+
+    def predict_proba(self, X):
+        """Class probabilities (per pixel for a segmenter).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or torch Dataset
+            Images, as in ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (N, n_classes) or (N, n_classes, *spatial)
+            Sums to 1 over axis 1, whose entries follow ``classes_``; with
+            ``class_prior`` set, for that population of classes.
+        """
+        return torch.exp(self._log_proba(self._outputs(X))).numpy()
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or torch Dataset
+
+        Returns
+        -------
+        log_proba : ndarray, the shape of :meth:`predict_proba`'s
+        """
+        return self._log_proba(self._outputs(X)).numpy()
+
+    def predict(self, X):
+        """The most probable label (per pixel for a segmenter).
+
+        The argmax of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or torch Dataset
+
+        Returns
+        -------
+        y : ndarray of shape (N,) or (N, *spatial)
+            Labels of ``classes_``.
+        """
+        index = self._log_proba(self._outputs(X)).argmax(dim=1).numpy()
+        return self.classes_[index]
 
     def _duplicated_weights(self, fit_request):
         requested = fit_request.get("class_weight")

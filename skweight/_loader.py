@@ -17,6 +17,7 @@ __all__ = [
     "ArrayDataset",
     "BatchIterator",
     "LazyImageDataset",
+    "ShardedBatchSampler",
     "ShuffleSampler",
     "item_image",
 ]
@@ -125,10 +126,14 @@ class BatchIterator:
         repeats allowed) that make up each epoch, e.g. a fresh under- or
         over-sample; they are then shuffled if ``shuffle``. ``len`` gives
         the number of rows per epoch.
+    shard : None or object with ``share(rows)``
+        Data-parallel training (see :mod:`skweight._distributed`): each
+        global batch of the pass is drawn as without it, and only this
+        process's share of its rows is served.
     """
 
     def __init__(self, dataset, batch_size, *, shuffle=False, generator=None,
-                 device="cpu", drop_last=False, epoch_indices=None):
+                 device="cpu", drop_last=False, epoch_indices=None, shard=None):
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -136,6 +141,7 @@ class BatchIterator:
         self.device = torch.device(device)
         self.drop_last = drop_last
         self.epoch_indices = epoch_indices
+        self.shard = shard
 
     def __len__(self):
         n = len(self.dataset)
@@ -179,11 +185,15 @@ class BatchIterator:
         bs = self.batch_size
         stop_at = (n // bs) * bs if self.drop_last else n
         has_target, has_weight = ds.target is not None, ds.weight is not None
+        if self.shard is not None and order is None:
+            order = torch.arange(n, device=tensors[0].device)
         for start in range(0, stop_at, bs):
             if order is None:
                 parts = [t[start:start + bs] for t in tensors]
             else:
                 idx = order[start:start + bs]
+                if self.shard is not None:
+                    idx = self.shard.share(idx)
                 parts = [gather(idx) for gather in gathers]
             if copy:
                 parts = [self._deliver(t) for t in parts]
@@ -235,6 +245,40 @@ class ShuffleSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return self.n
+
+
+class ShardedBatchSampler(torch.utils.data.Sampler):
+    """This process's share of each global batch, for a DataLoader.
+
+    The global batches are those the single-process run serves (the rows of
+    ``order``, in batches of ``batch_size``); see
+    :class:`BatchIterator`'s ``shard``.
+
+    Parameters
+    ----------
+    order : iterable of int
+        The row order of a pass (e.g. a :class:`ShuffleSampler`).
+    batch_size : int
+    drop_last : bool
+    shard : object with ``share(rows)``
+    """
+
+    def __init__(self, order, batch_size, drop_last, shard):
+        self.order = order
+        self.batch_size = int(batch_size)
+        self.drop_last = drop_last
+        self.shard = shard
+
+    def __iter__(self):
+        rows = torch.as_tensor(list(iter(self.order)), dtype=torch.long)
+        n, bs = len(rows), self.batch_size
+        stop_at = (n // bs) * bs if self.drop_last else n
+        for start in range(0, stop_at, bs):
+            yield self.shard.share(rows[start:start + bs]).tolist()
+
+    def __len__(self):
+        n = len(self.order)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 
 def item_image(item):

@@ -26,10 +26,16 @@ from typing import NamedTuple
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, Checkpoint, TrainEndCheckpoint
 from skorch.utils import TeeGenerator, to_tensor
 
-from ._loader import ArrayDataset, BatchIterator, LazyImageDataset, ShuffleSampler
+from ._loader import (
+    ArrayDataset,
+    BatchIterator,
+    LazyImageDataset,
+    ShardedBatchSampler,
+    ShuffleSampler,
+)
 
 __all__ = ["TrainingLoop", "resolve_device", "resolve_optimizer"]
 
@@ -126,9 +132,12 @@ class _LoopState(NamedTuple):
     closure: bool
     autocast: object  # a callable returning the step's autocast context
     augment_generator: object  # None, or the generator of the batch augmentation
+    train_module: object  # None, or the data-parallel wrapper of module_
 
 
 _NULL_CONTEXT = contextlib.nullcontext()
+# Callbacks that write files: process 0's business in data-parallel training.
+_LEADER_ONLY = (Checkpoint, TrainEndCheckpoint)
 
 
 def _no_autocast():
@@ -252,17 +261,34 @@ class TrainingLoop:
         generator = None
         if shuffle:
             generator = torch.Generator().manual_seed(self._seeds_.shuffle)
+        shard = self.__dict__.get("_dp_") if training else None
         if self._fast_path(dataset, training):
             return BatchIterator(
                 dataset, batch_size, shuffle=shuffle, generator=generator,
                 device=self.device_, drop_last=kwargs.get("drop_last", False),
-                epoch_indices=epoch_rows,
+                epoch_indices=epoch_rows, shard=shard,
             )
         if epoch_rows is not None:
             raise ValueError(
                 "Per-epoch resampling needs the in-memory data path; remove the "
                 "iterator_train__* settings that require a DataLoader."
             )
+        if shard is not None:
+            if {"sampler", "batch_sampler"} & set(kwargs):
+                raise ValueError(
+                    "Data-parallel training serves each process its share of the "
+                    "global batches; it cannot use iterator_train__sampler or "
+                    "iterator_train__batch_sampler."
+                )
+            order = (ShuffleSampler(len(dataset), generator) if shuffle
+                     else range(len(dataset)))
+            kwargs = {k: v for k, v in kwargs.items()
+                      if k not in ("batch_size", "shuffle", "drop_last")}
+            kwargs["batch_sampler"] = ShardedBatchSampler(
+                order, batch_size, self.get_params_for(prefix).get("drop_last", False),
+                shard,
+            )
+            return iterator(dataset, **kwargs)
         if "batch_sampler" not in kwargs:
             kwargs = {**kwargs, "batch_size": batch_size}
         if iterator is torch.utils.data.DataLoader and not (
@@ -282,27 +308,35 @@ class TrainingLoop:
 
     # -- the loop -----------------------------------------------------------
 
-    def _fit_loop(self, train, valid, epoch_rows, forward_params, epochs=None):
+    def _fit_loop(self, phases, valid, forward_params, epochs=None):
         """Train for ``epochs`` (default ``max_epochs``) on prepared datasets.
 
         Parameters
         ----------
-        train, valid : dataset or None
-            With their targets and normalised weights, placed on the device.
-        epoch_rows : None or callable
-            Per-epoch rows of ``train`` (a sampler's draws).
+        phases : list of TrainingPhase
+            The training data (with targets and normalised weights, placed on
+            the device) from each phase's first epoch on.
+        valid : None or dataset
         forward_params : dict
             Passed to the module's ``forward``.
         epochs : None or int
         """
         self.check_training_readiness()
         epochs = self.max_epochs if epochs is None else epochs
-        on_epoch_kwargs = {"dataset_train": train, "dataset_valid": valid}
-        iterator_train = self.get_iterator(train, training=True, epoch_rows=epoch_rows)
         iterator_valid = None if valid is None else self.get_iterator(valid, training=False)
         self._loop_ = self._loop_state()
+        phase, iterator_train = None, None
         try:
             for _ in range(epochs):
+                epoch = len(self.history) + 1
+                current = [p for p in phases if p.start_epoch <= epoch][-1]
+                if current is not phase:
+                    phase = current
+                    iterator_train = self.get_iterator(
+                        phase.dataset, training=True, epoch_rows=phase.epoch_rows
+                    )
+                    self._start_phase(phase)
+                on_epoch_kwargs = {"dataset_train": phase.dataset, "dataset_valid": valid}
                 self.notify("on_epoch_begin", **on_epoch_kwargs)
                 self.run_single_epoch(iterator_train, training=True, prefix="train",
                                       step_fn=self.train_step, **forward_params)
@@ -311,7 +345,14 @@ class TrainingLoop:
                 self.notify("on_epoch_end", **on_epoch_kwargs)
         finally:
             self.__dict__.pop("_loop_", None)
+            self._end_training(phase or phases[0])
         return self
+
+    def _start_phase(self, phase):
+        """Hook: a phase of training starts (e.g. the loss learns its prior)."""
+
+    def _end_training(self, phase):
+        """Hook: training stopped in ``phase`` (e.g. learn what it calibrated for)."""
 
     def _loop_state(self):
         """What every step needs to know, worked out once per fit."""
@@ -333,7 +374,38 @@ class TrainingLoop:
             augment_generator=None if getattr(self, "augment", None) is None else (
                 torch.Generator(self.device_).manual_seed(self._seeds_.augment)
             ),
+            train_module=self._train_module(),
         )
+
+    def _train_module(self):
+        """The network as the training steps call it: wrapped for data-parallel
+        training, the plain ``module_`` otherwise."""
+        dp = self.__dict__.get("_dp_")
+        if dp is None:
+            return None
+        if any(isinstance(getattr(self, n + "_"), torch.optim.LBFGS)
+               for n in self._optimizers):
+            raise ValueError(
+                "L-BFGS re-evaluates the loss inside its step and cannot train "
+                "data-parallel; use another optimizer or distributed=False."
+            )
+        return dp.wrap(self.module_, self.device_)
+
+    def notify(self, method_name, **cb_kwargs):
+        """Call ``method_name`` on the net and its callbacks (skorch's notify).
+
+        In data-parallel training only process 0 runs the callbacks that
+        write files (checkpoints); the others run the rest, with the same
+        numbers, so that e.g. early stopping stops every process at once.
+        """
+        dp = self.__dict__.get("_dp_")
+        if dp is None or dp.leader:
+            return super().notify(method_name, **cb_kwargs)
+        getattr(self, method_name)(self, **cb_kwargs)
+        for _, cb in self.callbacks_:
+            if not isinstance(cb, _LEADER_ONLY):
+                getattr(cb, method_name)(self, **cb_kwargs)
+        return None
 
     def _current_loop(self):
         loop = self.__dict__.get("_loop_")
@@ -368,13 +440,64 @@ class TrainingLoop:
         # submodule, about 0.1 ms for the default network.
         self._set_training(training)
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        dp = self.__dict__.get("_dp_") if training else None
+        if dp is not None:
+            global_sizes = []
+            iterator = self._shares(iterator, dp, global_sizes)
         if training and loop.augment_generator is not None:
             iterator = self._augmented(iterator, loop.augment_generator)
         if not loop.records_live:
             self._run_quiet_epoch(iterator, step_fn, loss_key, size_key, fit_params)
+        else:
+            self._run_live_epoch(iterator, step_fn, training, loss_key, size_key,
+                                 fit_params, defer=dp is not None)
+        if dp is not None:
+            self._global_records(dp, loss_key, size_key, global_sizes)
+
+    def _shares(self, iterator, dp, global_sizes):
+        """This process's share of each global batch, with its loss scale.
+
+        ``_step_scale_`` is set for the step that takes the batch; the global
+        batch sizes are collected for the history.
+        """
+        batch_size = getattr(iterator, "batch_size", None) or (
+            iterator.batch_sampler.batch_size
+        )
+        rows = None
+        try:
+            for b, batch in enumerate(iterator):
+                if rows is None:  # known once the pass has drawn its rows
+                    epoch_rows = getattr(iterator, "epoch_indices", None)
+                    rows = len(epoch_rows) if epoch_rows is not None else (
+                        len(iterator.dataset))
+                n_global = min(batch_size, rows - b * batch_size)
+                global_sizes.append(n_global)
+                self._step_scale_ = dp.loss_scale(_batch_len(batch), n_global)
+                yield batch
+        finally:
+            self.__dict__.pop("_step_scale_", None)
+
+    def _global_records(self, dp, loss_key, size_key, global_sizes):
+        """Replace this pass's per-process records by the global batches'."""
+        records = [r for r in self.history[-1]["batches"] if loss_key in r]
+        records = records[-len(global_sizes):] if global_sizes else []
+        if not records:
             return
+        local = torch.tensor([r[loss_key] for r in records], dtype=torch.float64)
+        totals = dp.sum(local.to(self._collective_device(dp))).cpu().tolist()
+        for record, total, size in zip(records, totals, global_sizes, strict=True):
+            record[loss_key] = total
+            record[size_key] = size
+
+    def _collective_device(self, dp):
+        # NCCL reduces CUDA tensors only; gloo the CPU's.
+        return self.device_ if self.device_.type == "cuda" else torch.device("cpu")
+
+    def _run_live_epoch(self, iterator, step_fn, training, loss_key, size_key,
+                        fit_params, defer=False):
+        """A pass whose batch hooks are heard: history written as batches run."""
         history = self.history
-        defer = self._defer_loss_readback()
+        defer = defer or self._defer_loss_readback()
         losses, count = [], 0
         for batch in iterator:
             seen = self._batch_for_callbacks(batch)
@@ -393,7 +516,7 @@ class TrainingLoop:
             records = history[-1]["batches"][-len(values):]
             for record, value in zip(records, values, strict=True):
                 record[loss_key] = value
-        history.record(prefix + "_batch_count", count)
+        history.record(prefix_count(loss_key), count)
 
     def _augmented(self, iterator, generator):
         """The training batches, augmented on the device they train on.
@@ -479,12 +602,9 @@ class TrainingLoop:
     def infer(self, x, **fit_params):
         """Forward a batch through the module on the resolved device."""
         if isinstance(x, torch.Tensor):
-            if x.device != self.device_:  # the usual case is already there
-                x = x.to(self.device_, non_blocking=True)
+            x = self._on_device(x)
         else:
             x = to_tensor(x, device=self.device_)
-        if x.ndim == 4 and self.__dict__.get("_channels_last_"):
-            x = x.contiguous(memory_format=torch.channels_last)
         return self.module_(x, **fit_params)
 
     def _ensure_mode(self, training):
@@ -508,13 +628,31 @@ class TrainingLoop:
             self._ensure_mode(True)
         Xi, yi = batch
         with loop.autocast():
-            y_pred = self.infer(Xi, **fit_params)
+            if loop.train_module is None:
+                y_pred = self.infer(Xi, **fit_params)
+            else:
+                y_pred = loop.train_module(self._on_device(Xi), **fit_params)
             loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scale = self.__dict__.get("_step_scale_")
+        if scale is not None:
+            # Data-parallel: DDP averages the processes' gradients; this
+            # process's share of the global batch's mean is scale / K of it.
+            loss = loss * scale
         if self.grad_scaler_ is not None:
             self.grad_scaler_.scale(loss).backward()
         else:
             loss.backward()
+        if scale is not None:
+            loss = loss / self.__dict__["_dp_"].world_size
         return {"loss": loss, "y_pred": y_pred}
+
+    def _on_device(self, x):
+        """A batch of images where, and in the layout, the network wants it."""
+        if x.device != self.device_:  # the usual case is already there
+            x = x.to(self.device_, non_blocking=True)
+        if x.ndim == 4 and self.__dict__.get("_channels_last_"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def train_step(self, batch, **fit_params):
         """One optimiser step (the loss and the module output)."""

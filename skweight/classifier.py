@@ -11,7 +11,7 @@ from ._docstrings import fill_doc
 from ._labels import LabelledMixin
 from ._loader import LazyImageDataset
 from ._sampling import check_sampler, resample_training
-from .losses import CrossEntropyLoss, FocalLoss
+from .losses import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 from .nets import SmallCNN
 
 __all__ = ["CNNClassifier"]
@@ -36,11 +36,20 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         ``None`` builds :class:`skweight.nets.SmallCNN` sized from the data at
         ``fit``; its settings are ``module__channels``,
         ``module__hidden_units``, ``module__norm``, ``module__dropout``.
-    criterion : {"cross_entropy", "focal"}, loss class or instance, \
-            default="cross_entropy"
+    criterion : {"cross_entropy", "focal", "logit_adjusted"}, loss class or \
+            instance, default="cross_entropy"
         The loss. ``"focal"`` is :class:`skweight.losses.FocalLoss` with
         ``criterion__gamma`` (default 2). Class weights act as the focal
         ``alpha`` (they are applied once, per sample, before the mean).
+        ``"logit_adjusted"`` is :class:`skweight.losses.LogitAdjustedLoss`,
+        ``CE(f(x) + tau log(prior), y)`` (Menon et al., 2021) with
+        ``criterion__tau`` (default 1) and, unless ``criterion__class_prior``
+        is given, the prior the loss sees: the class distribution of the
+        training split after any resampling, weighted by the sample and
+        class weights (on top of balanced weights or a balanced sampler it
+        is uniform, and the loss is plain cross-entropy: never a double
+        correction). The network's outputs, and ``predict_proba``, stay the
+        unadjusted logits'.
     class_weight : None, "balanced" or dict, default=None
         Per-class weights. ``"balanced"`` weighs class ``k`` by
         ``sum(w) / (n_classes * sum(w[y == k]))`` (scikit-learn's formula,
@@ -76,6 +85,8 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         sampler's own ``random_state`` is replaced by seeds drawn from this
         estimator's ``random_state``. Nested parameters such as
         ``sampler__k_neighbors`` can be set and grid-searched.
+%(class_prior)s
+%(reweight_from_epoch)s
 %(training_parameters)s
 
     Attributes
@@ -98,25 +109,32 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
     (2, 10)
     """
 
-    _named_criteria = {"cross_entropy": CrossEntropyLoss, "focal": FocalLoss}
-    _learned_attributes = BaseCNN._learned_attributes + ("classes_", "class_weight_")
+    _named_criteria = {"cross_entropy": CrossEntropyLoss, "focal": FocalLoss,
+                       "logit_adjusted": LogitAdjustedLoss}
+    _learned_attributes = BaseCNN._learned_attributes + (
+        "classes_", "class_weight_", "train_prior_", "effective_prior_",
+    )
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
                  input_shape=None, sampler=None, random_state=None, device="auto",
                  precision="32", channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20, batch_size=64,
                  train_split=None, callbacks=None, verbose=0, warm_start=False,
-                 compile=False, augment=None, **kwargs):
+                 compile=False, augment=None, distributed="auto", class_prior=None,
+                 reweight_from_epoch=None, **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
-            compile=compile, augment=augment, **kwargs,
+            compile=compile, augment=augment, distributed=distributed,
+            **kwargs,
         )
         self.class_weight = class_weight
         self.sampler = sampler
+        self.class_prior = class_prior
+        self.reweight_from_epoch = reweight_from_epoch
 
     @fill_doc()
     def fit(self, X, y, sample_weight=None, class_weight=None, **fit_params):
@@ -160,6 +178,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
     def _check_params(self):
         super()._check_params()
         check_sampler(self.sampler)
+        self._check_labelled_params()
 
     _nested_params = BaseCNN._nested_params + ("sampler",)
 
@@ -229,48 +248,3 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         c, h, w = self.input_shape_
         return SmallCNN(in_channels=c, n_outputs=len(self.classes_), image_size=(h, w),
                         **kwargs)
-
-    # -- prediction -------------------------------------------------------
-
-    def predict_proba(self, X):
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : array-like, torch.Tensor or torch Dataset
-            Images, as in :meth:`fit`.
-
-        Returns
-        -------
-        proba : ndarray of shape (N, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
-        """
-        return torch.softmax(self._outputs(X).double(), dim=1).numpy()
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed stably.
-
-        Parameters
-        ----------
-        X : array-like, torch.Tensor or torch Dataset
-
-        Returns
-        -------
-        log_proba : ndarray of shape (N, n_classes)
-        """
-        return torch.log_softmax(self._outputs(X).double(), dim=1).numpy()
-
-    def predict(self, X):
-        """Most probable label for each image.
-
-        Parameters
-        ----------
-        X : array-like, torch.Tensor or torch Dataset
-
-        Returns
-        -------
-        y : ndarray of shape (N,)
-            Labels of ``classes_``.
-        """
-        index = self._outputs(X).argmax(dim=1).numpy()
-        return self.classes_[index]

@@ -215,14 +215,16 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                  device="auto", precision="32", channels_last=False,
                  data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=3e-3,
                  max_epochs=20, batch_size=64, train_split=None, callbacks=None,
-                 verbose=0, warm_start=False, compile=False, augment=None, **kwargs):
+                 verbose=0, warm_start=False, compile=False, augment=None,
+                 distributed="auto", **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
-            compile=compile, augment=augment, **kwargs,
+            compile=compile, augment=augment, distributed=distributed,
+            **kwargs,
         )
         self.target_weight = target_weight
         self.standardize_target = standardize_target

@@ -7,7 +7,14 @@ from ._base import BaseCNN
 from ._docstrings import fill_doc
 from ._labels import LabelledMixin
 from ._validation import check_ignore_index, encode_labels
-from .losses import CrossEntropyLoss, DiceCELoss, DiceLoss, FocalLoss, TverskyLoss
+from .losses import (
+    CrossEntropyLoss,
+    DiceCELoss,
+    DiceLoss,
+    FocalLoss,
+    LogitAdjustedLoss,
+    TverskyLoss,
+)
 from .metrics import dice_score
 from .nets import UNet
 
@@ -76,13 +83,16 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         set its width and depth with ``module__channels`` (default
         ``(12, 24, 48)``: three stages, two poolings) and its normalisation
         with ``module__norm``. It accepts any ``H x W`` at predict time.
-    criterion : {"dice_ce", "dice", "cross_entropy", "focal", "tversky"}, \
-            loss class or instance, default="dice_ce"
+    criterion : {"dice_ce", "dice", "cross_entropy", "focal", "logit_adjusted", \
+            "tversky"}, loss class or instance, default="dice_ce"
         The loss, from :mod:`skweight.losses`: ``"dice_ce"`` is Dice plus
         cross-entropy (:class:`~skweight.losses.DiceCELoss`), ``"tversky"``
         takes ``criterion__alpha`` and ``criterion__beta``, ``"focal"``
-        ``criterion__gamma``. Class weights are applied by the estimator as
-        pixel weights; do not also give the loss its own class weights.
+        ``criterion__gamma``; ``"logit_adjusted"`` is per-pixel logit
+        adjustment with the pixel class prior the loss sees (see
+        :class:`skweight.CNNClassifier`). Class weights are applied by the
+        estimator as pixel weights; do not also give the loss its own class
+        weights.
     class_weight : None, "balanced" or dict, default=None
         Per-class pixel weights. ``"balanced"`` weighs class ``k`` by
         ``sum(w) / (n_classes * sum(w[y == k]))`` over the training pixels
@@ -93,6 +103,8 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         Label of pixels that are left out of training, of ``classes_`` and
         of :meth:`score` (e.g. 255 for unannotated borders).
 %(input_shape)s
+%(class_prior)s
+%(reweight_from_epoch)s
 %(training_parameters)s
 
     Attributes
@@ -145,29 +157,36 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         "dice": DiceLoss,
         "dice_ce": DiceCELoss,
         "focal": FocalLoss,
+        "logit_adjusted": LogitAdjustedLoss,
         "tversky": TverskyLoss,
     }
     _match_spatial = False
     _pixel_weights = True
     _sample_unit = "image"
-    _learned_attributes = BaseCNN._learned_attributes + ("classes_", "class_weight_")
+    _learned_attributes = BaseCNN._learned_attributes + (
+        "classes_", "class_weight_", "train_prior_", "effective_prior_",
+    )
 
     def __init__(self, module=None, *, criterion="dice_ce", class_weight=None,
                  ignore_index=None, input_shape=None, random_state=None, device="auto",
                  precision="32", channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=3e-3, max_epochs=15, batch_size=16,
                  train_split=None, callbacks=None, verbose=0, warm_start=False,
-                 compile=False, augment=None, **kwargs):
+                 compile=False, augment=None, distributed="auto", class_prior=None,
+                 reweight_from_epoch=None, **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
-            compile=compile, augment=augment, **kwargs,
+            compile=compile, augment=augment, distributed=distributed,
+            **kwargs,
         )
         self.class_weight = class_weight
         self.ignore_index = ignore_index
+        self.class_prior = class_prior
+        self.reweight_from_epoch = reweight_from_epoch
 
     @fill_doc()
     def fit(self, X, y, sample_weight=None, class_weight=None, **fit_params):
@@ -215,6 +234,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
     def _check_params(self):
         super()._check_params()
         check_ignore_index(self.ignore_index)
+        self._check_labelled_params()
 
     # -- the steps of the fit template -----------------------------------
 
@@ -290,40 +310,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
             )
         return out
 
-    # -- prediction -------------------------------------------------------
-
-    def predict_proba(self, X):
-        """Class probabilities per pixel.
-
-        Parameters
-        ----------
-        X : array-like, torch.Tensor or torch Dataset
-            Images as in :meth:`fit`, with the same number of channels; any
-            height and width.
-
-        Returns
-        -------
-        proba : ndarray of shape (N, n_classes, H, W)
-            Sums to 1 over axis 1; channels follow ``classes_``.
-        """
-        return torch.softmax(self._outputs(X).double(), dim=1).numpy()
-
-    def predict(self, X):
-        """Most probable label of each pixel.
-
-        Parameters
-        ----------
-        X : array-like, torch.Tensor or torch Dataset
-            Images as in :meth:`fit`, with the same number of channels; any
-            height and width.
-
-        Returns
-        -------
-        y : ndarray of shape (N, H, W)
-            Label masks with the labels of ``classes_``.
-        """
-        index = self._outputs(X).argmax(dim=1).numpy()
-        return self.classes_[index]
+    # -- scoring ----------------------------------------------------------
 
     def score(self, X, y, sample_weight=None):
         """Mean foreground Dice of the predicted masks.

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._border import border_weights
 from ._density import density_weights
-from ._validation import check_sample_weight
+from ._validation import check_real, check_sample_weight, encode_labels
 
 __all__ = [
     "ESS_WARN_FRACTION",
@@ -25,6 +25,7 @@ __all__ = [
     "check_sample_weight",
     "compute_class_weight",
     "density_weights",
+    "effective_number_weights",
     "effective_sample_size",
     "fold_weights",
     "normalize_weights",
@@ -258,3 +259,128 @@ def warn_if_small_ess(weights, what="samples", counts=None):
             stacklevel=2,
         )
     return ess
+
+
+#: Below this ``|n * log(beta)|``, ``log(1 - beta**n)`` is taken from its
+#: series, ``log(n * -log(beta)) + n * log(beta) / 2`` (error below 1e-17),
+#: which stays finite where the product ``n * log(beta)`` would underflow.
+_SERIES_BELOW = 1e-8
+
+
+def _log_one_minus_power(counts, beta):
+    """``log(1 - beta ** n)`` for positive (possibly fractional) counts ``n``.
+
+    ``1 - beta**n`` written out cancels when ``beta**n`` is close to 1 (beta
+    near 1, small n): ``-expm1(n * log(beta))`` keeps full precision.
+    """
+    if beta == 0:
+        return np.zeros_like(counts)  # beta**n = 0 for every n > 0
+    log_beta = np.log(beta)
+    x = counts * log_beta
+    small = -x < _SERIES_BELOW
+    out = np.empty_like(counts)
+    out[~small] = np.log(-np.expm1(x[~small]))
+    out[small] = np.log(counts[small]) + np.log(-log_beta) + x[small] / 2
+    return out
+
+
+def _check_beta(beta):
+    try:
+        value = check_real(beta, "beta", low=0.0, high=1.0)
+    except ValueError:
+        value = 1.0
+    if value == 1.0:
+        raise ValueError(
+            f"beta must be a finite real number in [0, 1); got {beta!r}. beta = 0 "
+            f"gives equal class weights, beta close to 1 (e.g. 0.999) approaches "
+            f"inverse class frequency."
+        )
+    return value
+
+
+def effective_number_weights(y, beta=0.999, sample_weight=None):
+    """Class weights from the effective number of samples (Cui et al., 2019).
+
+    Each class is weighted by the inverse of its effective number of samples
+    ``E_c = (1 - beta**n_c) / (1 - beta)``, a count that saturates: every new
+    sample of a class adds less information (it overlaps more with the ones
+    already there), and ``E_c`` never exceeds ``1 / (1 - beta)``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,) or (n_samples, ...)
+        Labels, of any type NumPy can sort (integers, strings, ...). With
+        more than one axis (e.g. segmentation masks) every element counts
+        as a sample.
+    beta : float, default=0.999
+        In [0, 1). ``beta=0`` gives every class the weight 1; as beta
+        approaches 1 the weights approach inverse class frequency. Cui et
+        al. try 0.9, 0.99, 0.999 and 0.9999.
+    sample_weight : array-like of shape (n_samples,) or y's shape, default=None
+        Non-negative weights, counted as fractional samples, see Notes.
+
+    Returns
+    -------
+    class_weight : dict
+        ``{label: weight}`` for every label in ``y`` (keys as
+        ``np.unique(y).tolist()`` gives them, Python scalars or strings),
+        summing to the number of classes of positive count, as Cui et al.
+        normalise. A class whose samples all have weight 0 gets weight 0.
+        It can be passed as ``class_weight=`` to the estimators.
+
+    Notes
+    -----
+    With ``n_c`` samples of class ``c`` and ``C`` classes of positive
+    count::
+
+        w_c = C * (1 / E_c) / sum_k (1 / E_k),   E_c = (1 - beta**n_c) / (1 - beta)
+
+    With ``sample_weight``, ``n_c`` is the sum of the weights of class
+    ``c``'s samples (per-sample weights count once per element of a mask):
+    a weight of 2 counts as two samples and an integer weight ``k`` is the
+    same as repeating the sample ``k`` times. Unlike the estimators'
+    training weights, these are not rescaled: ``E_c`` depends on the
+    absolute count, so multiplying all weights by 10 changes the result.
+
+    ``1 - beta**n_c`` is computed as ``-expm1(n_c * log(beta))``, which
+    keeps full precision when ``beta**n_c`` is close to 1, and the
+    normalisation works with ratios of ``E_c``, so counts of any magnitude
+    (1e-100 to 1e300) give finite weights.
+
+    References
+    ----------
+    Y. Cui, M. Jia, T.-Y. Lin, Y. Song and S. Belongie, "Class-Balanced Loss
+    Based on Effective Number of Samples", CVPR 2019.
+
+    Examples
+    --------
+    >>> from skweight.weighting import effective_number_weights
+    >>> y = ["cat"] * 90 + ["dog"] * 10
+    >>> weights = effective_number_weights(y, beta=0.99)
+    >>> {label: round(w, 4) for label, w in weights.items()}
+    {'cat': 0.2768, 'dog': 1.7232}
+    >>> effective_number_weights(y, beta=0.0)
+    {'cat': 1.0, 'dog': 1.0}
+    """
+    beta = _check_beta(beta)
+    y = np.asarray(y)
+    if y.ndim == 0 or y.size == 0:
+        raise ValueError(
+            f"y must be a non-empty array of labels of shape (n_samples,) or "
+            f"(n_samples, ...); got shape {y.shape}."
+        )
+    weight = check_sample_weight(
+        sample_weight, y.shape[0], extra_shape=y.shape[1:] if y.ndim > 1 else None
+    )
+    classes, encoded = encode_labels(y)
+    if weight is not None:
+        weight = _per_element(weight, y.shape).ravel()
+    counts = np.bincount(encoded.ravel(), weights=weight, minlength=len(classes))
+    counts = counts.astype(np.float64)
+    present = counts > 0
+    log_effective = _log_one_minus_power(counts[present], beta)
+    # Ratios to the smallest effective number: in (0, 1], so no overflow.
+    inverse = np.exp(log_effective.min() - log_effective)
+    weights = np.zeros(len(classes))
+    weights[present] = present.sum() * inverse / inverse.sum()
+    return dict(zip(classes.tolist(), weights.tolist(), strict=True))

@@ -11,6 +11,8 @@ from skweight.losses import (
     DiceCELoss,
     DiceLoss,
     FocalLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
     SigmoidFocalLoss,
     TverskyLoss,
 )
@@ -696,3 +698,395 @@ def test_forward_validated_skips_value_checks_for_prevalidated_batches():
     assert loss.item() == pytest.approx(np.log(2.0), rel=1e-6)
     with pytest.raises(ValueError, match="sample_weight"):
         CrossEntropyLoss()(logits, target, sample_weight=bad_weight)
+
+
+# ------------------------------------------------------ logit-adjusted loss
+
+PRIOR = [0.5, 0.3, 0.15, 0.05]
+
+
+def ce_cases():
+    """(shape, sample_weight, ignore_index) for comparisons with cross-entropy."""
+    gen = torch.Generator().manual_seed(11)
+    return [
+        ((8, 4), None, None),
+        ((8, 4), torch.rand(8, generator=gen) * 3, None),
+        ((8, 4), torch.rand(8, generator=gen), -100),
+        ((2, 4, 3, 5), None, 255),
+        ((2, 4, 3, 5), torch.rand(2, 3, 5, generator=gen), None),
+        ((2, 4, 3, 5), torch.tensor([0.5, 2.0]), -1),
+    ]
+
+
+def with_ignored(t, ignore_index, seed=12):
+    if ignore_index is None:
+        return t
+    mask = torch.rand(t.shape, generator=torch.Generator().manual_seed(seed)) < 0.3
+    return t.masked_fill(mask, ignore_index)
+
+
+@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_logit_adjusted_tau0_equals_cross_entropy(case, reduction):
+    shape, sw, ignore_index = ce_cases()[case]
+    x, t = data(shape)
+    t = with_ignored(t, ignore_index)
+    kw = {"ignore_index": ignore_index, "reduction": reduction}
+    expected = CrossEntropyLoss(**kw)(x, t, sw)
+    got = LogitAdjustedLoss(PRIOR, tau=0.0, **kw)(x, t, sw)
+    assert torch.equal(got, expected)  # bit for bit
+    # and through the estimators' path
+    got = LogitAdjustedLoss(PRIOR, tau=0.0, **kw).forward_validated(x, t, sw)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.5])
+def test_logit_adjusted_equals_ce_of_adjusted_logits(case, tau):
+    shape, sw, ignore_index = ce_cases()[case]
+    x, t = data(shape, dtype=torch.float64)
+    t = with_ignored(t, ignore_index)
+    counts = torch.tensor([40.0, 24.0, 12.0, 4.0], dtype=torch.float64)  # = 80 * PRIOR
+    adjusted = x + tau * torch.log(counts / counts.sum()).reshape(
+        (1, 4) + (1,) * (x.ndim - 2)
+    )
+    valid = torch.ones_like(t, dtype=torch.bool)
+    if ignore_index is not None:
+        valid = t != ignore_index
+    ce = F.cross_entropy(adjusted, t.masked_fill(~valid, 0), reduction="none")
+    weight = torch.ones_like(ce) if sw is None else sw.reshape(
+        sw.shape + (1,) * (t.ndim - sw.ndim)
+    ).expand(t.shape).double()
+    expected = torch.where(valid, ce * weight, 0.0)
+    kw = {"ignore_index": ignore_index}
+    loss = LogitAdjustedLoss(counts, tau=tau, reduction="none", **kw)
+    assert_close(loss(x, t, sw), expected, rtol=1e-6, atol=1e-7)  # float32 prior
+    summed = LogitAdjustedLoss(counts.tolist(), tau=tau, reduction="sum", **kw)
+    assert_close(summed(x, t, sw), expected.sum(), rtol=1e-6, atol=1e-7)
+    mean = LogitAdjustedLoss(np.asarray(PRIOR), tau=tau, **kw)(x, t, sw)
+    assert_close(mean, expected.sum() / valid.sum(), rtol=1e-6, atol=1e-7)
+
+
+def test_logit_adjusted_hand_computed():
+    # prior (0.8, 0.2), equal logits: the adjusted softmax is the prior itself
+    loss = LogitAdjustedLoss([4, 1], reduction="none")
+    got = loss(torch.zeros(2, 2), torch.tensor([0, 1]))
+    assert_close(got, torch.tensor([-math.log(0.8), -math.log(0.2)]))
+    # tau = 2: softmax(z + 2 log pi) = pi**2 / sum(pi**2) = (16, 1) / 17
+    loss = LogitAdjustedLoss([4, 1], tau=2.0, reduction="none")
+    got = loss(torch.zeros(2, 2), torch.tensor([0, 1]))
+    assert_close(got, torch.tensor([-math.log(16 / 17), -math.log(1 / 17)]))
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (2, 4, 2, 3)])
+@pytest.mark.parametrize("tau", [0.0, 1.0, 1.7])
+def test_logit_adjusted_gradient(shape, tau):
+    x, t = data(shape, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(13)
+    sw = torch.rand(t.shape, generator=gen, dtype=torch.float64)
+    x.requires_grad_(True)
+    LogitAdjustedLoss(PRIOR, tau=tau)(x, t, sw).backward()
+    prior = torch.tensor(PRIOR, dtype=torch.float32).double()  # the buffer's values
+    z = x.detach() + tau * torch.log(prior).reshape((1, 4) + (1,) * (x.ndim - 2))
+    onehot = F.one_hot(t, 4).movedim(-1, 1).double()
+    expected = (torch.softmax(z, 1) - onehot) * sw.unsqueeze(1) / t.numel()
+    assert_close(x.grad, expected)
+
+
+@pytest.mark.parametrize("big", [1e3, 1e4])
+@pytest.mark.parametrize("tau", [1.0, 10.0])
+def test_logit_adjusted_finite_for_extreme_logits_and_zero_prior(big, tau):
+    x, t = extreme_logits(big)
+    t[0, 0, 0] = 2  # a sure-wrong element of the class that has prior 0
+    assert (t == 2).sum() > 1
+    prior = [0.7, 0.3, 0.0]
+    sw = torch.rand(t.shape, generator=torch.Generator().manual_seed(14))
+    for reduction in ("mean", "sum", "none"):
+        loss = LogitAdjustedLoss(prior, tau=tau, reduction=reduction)
+        assert grads_finite(loss, x, t, sw)
+        assert grads_finite(loss.forward_validated, x, t, sw)
+    loss = LogitAdjustedLoss(prior, tau=tau)
+    assert loss.class_prior[2].item() == pytest.approx(1e-12)
+    # the zero-prior class is as rare as the floor says: -log(1e-12) for
+    # equal logits and the mass almost all on the other classes
+    got = LogitAdjustedLoss([0.5, 0.5, 0.0], reduction="none")(
+        torch.zeros(1, 3), torch.tensor([2])
+    )
+    assert got.item() == pytest.approx(-math.log(1e-12 / (1 + 1e-12)), rel=1e-6)
+
+
+def test_logit_adjusted_min_prior_floor():
+    loss = LogitAdjustedLoss([1e6, 1.0, 0.0], min_prior=1e-3)
+    np.testing.assert_allclose(
+        loss.class_prior.numpy(), [1e6 / (1e6 + 1), 1e-3, 1e-3], rtol=1e-6
+    )
+    # counts of any magnitude are normalised without overflow
+    huge = LogitAdjustedLoss([1e308, 1e308, 3e307])
+    assert_close(huge.class_prior, torch.tensor([10.0, 10.0, 3.0]) / 23)
+    # a zero copied into the buffer is floored at forward too
+    loss = LogitAdjustedLoss([0.5, 0.5])
+    loss.class_prior.copy_(torch.tensor([1.0, 0.0]))
+    assert grads_finite(loss, torch.zeros(2, 2), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize(
+    ("prior", "match"),
+    [
+        ([0.5, -0.1, 0.6], "class_prior must contain finite non-negative"),
+        ([0.5, float("nan")], "class_prior must contain finite non-negative"),
+        ([0.5, float("inf")], "class_prior must contain finite non-negative"),
+        ([0.0, 0.0, 0.0], "class_prior is all zero"),
+        (0.5, r"class_prior must be a non-empty 1-D array.*shape \(\)"),
+        ([], r"class_prior must be a non-empty 1-D array.*shape \(0,\)"),
+        ([[0.5, 0.5]], r"class_prior must be a non-empty 1-D array.*shape \(1, 2\)"),
+        (["a", "b"], "class_prior must be a 1-D array of finite non-negative"),
+        (torch.tensor([1.0, -1.0]), "class_prior must contain finite non-negative"),
+    ],
+)
+def test_logit_adjusted_bad_prior_raises(prior, match):
+    with pytest.raises(ValueError, match=match):
+        LogitAdjustedLoss(prior)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0])
+def test_logit_adjusted_wrong_length_prior_raises(tau):
+    x, t = data((4, 3))
+    msg = r"class_prior has 4 entries but input has K=3 classes"
+    with pytest.raises(ValueError, match=msg):
+        LogitAdjustedLoss(PRIOR, tau=tau)(x, t)
+    with pytest.raises(ValueError, match=msg):
+        LogitAdjustedLoss(PRIOR, tau=tau).forward_validated(x, t)
+    with pytest.raises(ValueError, match=r"class_prior has 3 entries but the loss"):
+        LogitAdjustedLoss(PRIOR).set_class_prior([1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tau": -1.0}, "tau must be a finite real number >= 0"),
+        ({"tau": float("nan")}, "tau must be a finite real number >= 0"),
+        ({"min_prior": 0.0}, "min_prior must be a finite real number in"),
+        ({"min_prior": 1e-40}, "min_prior must be a finite real number in"),
+        ({"min_prior": 2.0}, "min_prior must be a finite real number in"),
+        ({"reduction": "avg"}, "reduction must be one of"),
+        ({"class_weight": [1.0, -1.0]}, "class_weight must contain finite non-neg"),
+    ],
+)
+def test_logit_adjusted_bad_params_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LogitAdjustedLoss(PRIOR, **kwargs)
+
+
+def test_logit_adjusted_buffer_state_dict_and_in_place_update():
+    x, t = data((2, 4, 3, 3))
+    loss = LogitAdjustedLoss([1, 1, 1, 1])
+    assert loss.class_prior.dtype == torch.float32
+    assert list(loss.state_dict()) == ["class_prior"]
+    other = LogitAdjustedLoss(PRIOR)
+    expected = other(x, t)
+    assert not torch.allclose(loss(x, t), expected)
+    loss.load_state_dict(other.state_dict())
+    assert_close(loss(x, t), expected)
+    # in place: the same tensor object, new values
+    loss = LogitAdjustedLoss([1, 1, 1, 1])
+    buffer = loss.class_prior
+    assert loss.set_class_prior([50, 30, 15, 5]) is loss
+    assert loss.class_prior is buffer
+    assert_close(loss(x, t), expected)
+    buffer.copy_(torch.tensor([0.25, 0.25, 0.25, 0.25]))
+    assert_close(loss(x, t), LogitAdjustedLoss([1, 1, 1, 1])(x, t))
+    # .to moves (and casts) the buffer
+    assert loss.to("meta").class_prior.device.type == "meta"
+    loss64 = LogitAdjustedLoss(PRIOR).to(torch.float64)
+    assert loss64.class_prior.dtype == torch.float64
+    assert loss64(x, t).dtype == torch.float32  # the input decides
+    assert_close(loss64(x.double(), t), expected.double())
+
+
+@pytest.mark.parametrize("cls", [LogitAdjustedLoss, LDAMLoss])
+@pytest.mark.parametrize("shape", [(7, 4), (2, 4, 3, 3)])
+def test_long_tail_losses_forward_validated_equals_forward(cls, shape):
+    x, t = data(shape)
+    sw = torch.rand(shape[0], generator=torch.Generator().manual_seed(15))
+    t_ignored = with_ignored(t, -1)
+    for kw, target in [
+        ({}, t),
+        ({"reduction": "none"}, t),
+        ({"class_weight": [1.0, 2.0, 0.5, 3.0], "reduction": "sum"}, t),
+        ({"ignore_index": -1}, t_ignored),
+    ]:
+        loss = cls([50, 30, 15, 5], **kw)
+        for weight in (None, sw):
+            assert_close(loss.forward_validated(x, target, weight), loss(x, target, weight))
+
+
+@pytest.mark.parametrize("cls", [LogitAdjustedLoss, LDAMLoss])
+@pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5, 6)])
+def test_long_tail_losses_weight_conventions(cls, shape):
+    x, t = data(shape)
+    counts = [50, 30, 15, 5]
+    c = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    # a class weight is the sample weight c[target]
+    by_class = cls(counts, class_weight=c, reduction="none")(x, t)
+    assert_close(by_class, cls(counts, reduction="none")(x, t, sample_weight=c[t]))
+    # "mean" is the weighted sum over the number of non-ignored elements
+    t = with_ignored(t, -100)
+    sw = torch.tensor([1.5, 0.0, 2.0, 1.0, 1.0, 0.5])[: shape[0]]
+    total = cls(counts, ignore_index=-100, reduction="sum")(x, t, sw)
+    mean = cls(counts, ignore_index=-100)(x, t, sw)
+    assert_close(mean, total / (t != -100).sum())
+    # ignoring is weighting by 0
+    weight = (t != -100).float()
+    ignored = cls(counts, ignore_index=-100, reduction="none")(x, t)
+    assert (ignored[t == -100] == 0).all()
+    assert_close(ignored, cls(counts, reduction="none")(x, t.clamp_min(0), weight))
+    # scaling the weights scales the loss
+    loss = cls(counts)
+    assert_close(loss(x, t.clamp_min(0), 7.0 * sw), 7.0 * loss(x, t.clamp_min(0), sw))
+
+
+@pytest.mark.parametrize("cls", [LogitAdjustedLoss, LDAMLoss])
+def test_long_tail_losses_gradcheck(cls):
+    x, t = grad_input((2, 3, 2, 2))
+    t[0, 0, 0] = -1
+    gen = torch.Generator().manual_seed(0)
+    sw = torch.rand(t.shape, dtype=torch.float64, generator=gen)
+    loss = cls([5.0, 2.0, 0.0], class_weight=[1.0, 2.0, 0.5], ignore_index=-1)
+    assert torch.autograd.gradcheck(lambda z: loss(z, t, sw), (x,))
+
+
+@pytest.mark.parametrize("cls", [LogitAdjustedLoss, LDAMLoss])
+def test_long_tail_losses_low_precision_and_bad_targets(cls):
+    x, t = data((2, 4, 3, 3))
+    x16 = x.bfloat16()
+    got = cls([50, 30, 15, 5])(x16, t)
+    assert got.dtype == torch.float32
+    assert_close(got, cls([50, 30, 15, 5])(x16.float(), t))
+    t[0, 0, 0] = 4
+    with pytest.raises(ValueError, match=r"outside \[0, K=4\): 4\."):
+        cls([50, 30, 15, 5])(x, t)
+    with pytest.raises(ValueError, match="sample_weight must contain finite non-neg"):
+        cls([50, 30, 15, 5])(x, t.clamp_max(3), torch.tensor([1.0, -1.0]))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("cls", [LogitAdjustedLoss, LDAMLoss])
+def test_long_tail_buffers_follow_module_to_cuda(cls):
+    x, t = data((2, 3, 4, 4))
+    sw = torch.tensor([1.0, 3.0])
+    expected = cls([5.0, 3.0, 0.0])(x, t, sw)
+    loss = cls([5.0, 3.0, 0.0]).to("cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        got = loss(x.cuda().half(), t.cuda(), sw.cuda())
+    assert got.device.type == "cuda"
+    assert got.dtype == torch.float32
+    assert_close(got.cpu(), expected, atol=2e-2, rtol=2e-3)
+    got = loss.forward_validated(x.cuda(), t.cuda(), sw.cuda())
+    assert_close(got.cpu(), expected)
+
+
+# ----------------------------------------------------------------- LDAM loss
+
+
+def test_ldam_margins_formula():
+    counts = np.array([1000.0, 100.0, 10.0, 1.0])
+    loss = LDAMLoss(counts, max_margin=0.8)
+    expected = counts ** -0.25
+    expected *= 0.8 / expected.max()
+    assert loss.margins.dtype == torch.float32
+    assert_close(loss.margins, torch.tensor(expected, dtype=torch.float32))
+    assert loss.margins.max().item() == pytest.approx(0.8)
+    assert loss.margins[3].item() == pytest.approx(0.8)  # the rarest class
+    assert loss.margins[0].item() == pytest.approx(0.8 / 1000**0.25, rel=1e-6)
+    # only ratios matter, and counts of any magnitude work
+    for scale in (1e-100, 1e-3, 1e250):
+        assert_close(LDAMLoss(counts * scale, max_margin=0.8).margins, loss.margins)
+
+
+def test_ldam_zero_count_gets_the_largest_margin():
+    loss = LDAMLoss([16.0, 0.0, 1.0, 0.0])
+    assert_close(loss.margins, torch.tensor([0.25, 0.5, 0.5, 0.5]))
+    only_one = LDAMLoss([0, 0, 7])
+    assert_close(only_one.margins, torch.full((3,), 0.5))
+    x, t = extreme_logits(1e4)
+    t[0, 0, 0] = 1
+    assert grads_finite(LDAMLoss([10, 0, 5]), x, t)
+    assert grads_finite(LDAMLoss([10, 0, 5], reduction="none"), x, t)
+
+
+@pytest.mark.parametrize("shape", [(8, 4), (2, 4, 3, 5)])
+def test_ldam_no_margin_unit_scale_equals_cross_entropy(shape):
+    x, t = data(shape)
+    for reduction in ("mean", "sum", "none"):
+        expected = CrossEntropyLoss(reduction=reduction)(x, t)
+        got = LDAMLoss([50, 30, 15, 5], max_margin=0.0, scale=1.0, reduction=reduction)
+        assert torch.equal(got(x, t), expected)
+
+
+@pytest.mark.parametrize("shape", [(8, 4), (2, 4, 3, 5)])
+@pytest.mark.parametrize(("max_margin", "scale"), [(0.5, 30.0), (2.0, 1.0), (0.3, 4.0)])
+def test_ldam_matches_formula(shape, max_margin, scale):
+    x, t = data(shape, dtype=torch.float64)
+    counts = np.array([500.0, 60.0, 20.0, 3.0])
+    margins = torch.tensor(max_margin * (counts / 3.0) ** -0.25, dtype=torch.float32)
+    onehot = F.one_hot(t, 4).movedim(-1, 1).double()
+    delta = margins.double().reshape((1, 4) + (1,) * (x.ndim - 2))
+    adjusted = scale * (x - delta * onehot)
+    expected = F.cross_entropy(adjusted, t, reduction="none")
+    loss = LDAMLoss(counts, max_margin=max_margin, scale=scale, reduction="none")
+    assert_close(loss(x, t), expected)
+    # gradient: scale * (softmax(adjusted) - onehot), weighted, over N
+    sw = torch.rand(t.shape, generator=torch.Generator().manual_seed(16)).double()
+    x.requires_grad_(True)
+    LDAMLoss(counts, max_margin=max_margin, scale=scale)(x, t, sw).backward()
+    grad = scale * (torch.softmax(adjusted, 1) - onehot) * sw.unsqueeze(1) / t.numel()
+    assert_close(x.grad, grad)
+
+
+def test_ldam_margin_is_paid_by_rare_classes():
+    # equal confident logits: the rare class needs a wider lead
+    x = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([0, 1])
+    loss = LDAMLoss([10000, 1], max_margin=1.0, scale=1.0, reduction="none")(x, t)
+    assert_close(loss, F.cross_entropy(x - torch.tensor([[0.1, 0.0], [0.0, 1.0]]), t,
+                                       reduction="none"))
+    assert loss[1] > loss[0]
+
+
+def test_ldam_buffer_state_dict_and_in_place_update():
+    x, t = data((2, 4, 3, 3))
+    loss = LDAMLoss([1, 1, 1, 1])
+    assert list(loss.state_dict()) == ["margins"]
+    assert_close(loss.margins, torch.full((4,), 0.5))
+    expected = LDAMLoss([500, 60, 20, 3])(x, t)
+    buffer = loss.margins
+    assert loss.set_class_counts([500, 60, 20, 3]) is loss
+    assert loss.margins is buffer
+    assert_close(loss(x, t), expected)
+    fresh = LDAMLoss([1, 1, 1, 1])
+    fresh.load_state_dict(loss.state_dict())
+    assert_close(fresh(x, t), expected)
+    assert loss.to("meta").margins.device.type == "meta"
+    with pytest.raises(ValueError, match=r"class_counts has 3 entries but the loss"):
+        fresh.set_class_counts([1, 2, 3])
+    msg = r"class_counts has 4 entries but input has K=3 classes"
+    with pytest.raises(ValueError, match=msg):
+        fresh(x[:, :3], t.clamp_max(2))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: LDAMLoss([1.0, -1.0]), "class_counts must contain finite non-negative"),
+        (lambda: LDAMLoss([0, 0]), "class_counts is all zero"),
+        (lambda: LDAMLoss([1.0, float("inf")]), "class_counts must contain finite"),
+        (lambda: LDAMLoss(5), "class_counts must be a non-empty 1-D array"),
+        (lambda: LDAMLoss([1, 2], max_margin=-0.1), "max_margin must be a finite real"),
+        (lambda: LDAMLoss([1, 2], scale=0.0), r"scale must be a finite real number > 0"),
+        (lambda: LDAMLoss([1, 2], scale=float("inf")), "scale must be a finite real"),
+        (lambda: LDAMLoss([1, 2], reduction="MEAN"), "reduction must be one of"),
+    ],
+)
+def test_ldam_bad_params_raise(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()

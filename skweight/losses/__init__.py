@@ -5,8 +5,10 @@ All losses are plain :class:`torch.nn.Module` objects called as
 for float64 input). The classification and segmentation losses take logits
 and integer targets; the regression losses (:class:`MSELoss`,
 :class:`L1Loss`, :class:`HuberLoss`) take outputs and real targets of shape
-``(N,)`` or ``(N, T)`` and a per-target ``target_weight``. Shared
-conventions:
+``(N,)`` or ``(N, T)`` and a per-target ``target_weight``. For long-tailed
+classes, :class:`LogitAdjustedLoss` and :class:`LDAMLoss` also take the
+training label distribution (``class_prior``, ``class_counts``), held in a
+buffer that can be updated in place. Shared conventions:
 
 - ``sample_weight`` has shape (N,) (one weight per sample or image) or the
   target's shape (one weight per element);
@@ -23,6 +25,8 @@ from ._ce import CrossEntropyLoss
 from ._dice import DiceLoss
 from ._dice_ce import DiceCELoss
 from ._focal import FocalLoss, SigmoidFocalLoss
+from ._ldam import LDAMLoss
+from ._logit_adjusted import LogitAdjustedLoss
 from ._regression import HuberLoss, L1Loss, MSELoss
 from ._tversky import TverskyLoss
 
@@ -33,6 +37,8 @@ __all__ = [
     "FocalLoss",
     "HuberLoss",
     "L1Loss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
     "MSELoss",
     "SigmoidFocalLoss",
     "TverskyLoss",
