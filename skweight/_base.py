@@ -215,7 +215,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
 
     def _check_params(self):
         """Validate hyper-parameters; raise clear errors before any work."""
-        check_input_shape(self.input_shape)
+        check_input_shape(self.input_shape, self._image_ndims())
         try:
             check_random_state(self.random_state)
         except ValueError as exc:
@@ -300,7 +300,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
             return X.X
         if is_dataset(X):
             return self._validate_dataset(X, reset, lazy)
-        input_shape = check_input_shape(self.input_shape)
+        input_shape = check_input_shape(self.input_shape, self._image_ndims())
         if reset:
             images, raw_shape = check_images(
                 X, input_shape=input_shape, ndims=self._image_ndims(),

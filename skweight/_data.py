@@ -16,37 +16,42 @@ import torch
 __all__ = ["check_images", "check_input_shape", "to_numpy_1d"]
 
 
-def check_input_shape(input_shape):
+def check_input_shape(input_shape, ndims=(2,)):
     """Validate the ``input_shape`` parameter.
 
     Parameters
     ----------
     input_shape : None or tuple of int
-        ``(C, H, W)`` or ``(H, W)`` (one channel).
+        ``(C, H, W)`` or ``(H, W)`` (one channel); with ``3 in ndims`` also
+        ``(C, D, H, W)`` for volumes.
+    ndims : tuple of int, default=(2,)
+        The numbers of spatial dimensions accepted.
 
     Returns
     -------
-    shape : None or tuple of three int
-        The shape as ``(C, H, W)``.
+    shape : None or tuple of int
+        The shape as ``(C, H, W)`` (or ``(C, D, H, W)``).
     """
     if input_shape is None:
         return None
+    lengths = (2, 3, 4) if 3 in ndims else (2, 3)
+    form = "(C, H, W), (H, W) or (C, D, H, W)" if 3 in ndims else "(C, H, W) or (H, W)"
     if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
         raise TypeError(
-            f"input_shape must be None or a tuple (C, H, W) of positive ints, "
+            f"input_shape must be None or a tuple {form} of positive ints, "
             f"got {input_shape!r}."
         )
     shape = tuple(input_shape)
-    if len(shape) not in (2, 3) or not all(
+    if len(shape) not in lengths or not all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
         for s in shape
     ):
         raise ValueError(
-            f"input_shape must be a tuple (C, H, W) or (H, W) of positive ints, "
+            f"input_shape must be a tuple {form} of positive ints, "
             f"got {input_shape!r}."
         )
     shape = tuple(int(s) for s in shape)
-    return shape if len(shape) == 3 else (1, *shape)
+    return shape if len(shape) != 2 else (1, *shape)
 
 
 def _as_array_or_tensor(X, name):

@@ -84,6 +84,13 @@ class LabelledMixin:
         prior = getattr(self, "_training_prior_", None)
         if takes_prior and "class_prior" not in kwargs and prior is not None:
             kwargs = {**kwargs, "class_prior": np.maximum(prior, PRIOR_FLOOR)}
+        try:
+            takes_counts = "class_counts" in inspect.signature(criterion_class).parameters
+        except (TypeError, ValueError):
+            takes_counts = False
+        if takes_counts and "class_counts" not in kwargs and prior is not None:
+            # LDAM's margins depend on the ratios of the class counts only.
+            kwargs = {**kwargs, "class_counts": prior}
         return kwargs
 
     def _start_phase(self, phase):
@@ -92,6 +99,10 @@ class LabelledMixin:
         crit = getattr(self.criterion_, "_orig_mod", self.criterion_)
         if self._manages_prior(crit):
             crit.set_class_prior(np.maximum(phase.class_prior, PRIOR_FLOOR))
+        if callable(getattr(crit, "set_class_counts", None)) and (
+            "class_counts" not in self.get_params_for("criterion")
+        ):
+            crit.set_class_counts(phase.class_prior)
 
     def _end_training(self, phase):
         crit = getattr(self.criterion_, "_orig_mod", self.criterion_)

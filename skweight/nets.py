@@ -17,34 +17,44 @@ from torch import nn
 __all__ = ["SmallCNN", "UNet", "conv_norm_act"]
 
 
-def _norm(kind, channels):
+# The layers of a 2-D and a 3-D network.
+_LAYERS = {
+    2: (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.BatchNorm2d),
+    3: (nn.Conv3d, nn.ConvTranspose3d, nn.MaxPool3d, nn.BatchNorm3d),
+}
+
+
+def _norm(kind, channels, ndim=2):
     if kind is None or kind == "none":
         return nn.Identity()
     if kind == "group":
         groups = math.gcd(channels, 8)
         return nn.GroupNorm(groups, channels)
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return _LAYERS[ndim][3](channels)
     raise ValueError(
         f"norm must be 'group', 'batch' or None, got {kind!r}."
     )
 
 
-def conv_norm_act(in_channels, out_channels, norm="group"):
-    """3x3 convolution, normalisation and ReLU, keeping the spatial size.
+def conv_norm_act(in_channels, out_channels, norm="group", ndim=2):
+    """3x3 (or 3x3x3) convolution, normalisation and ReLU, keeping the size.
 
     Parameters
     ----------
     in_channels, out_channels : int
     norm : {"group", "batch", None}
+    ndim : {2, 3}, default=2
+        Images or volumes.
 
     Returns
     -------
     block : nn.Sequential
     """
+    conv = _LAYERS[ndim][0]
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=norm is None),
-        _norm(norm, out_channels),
+        conv(in_channels, out_channels, 3, padding=1, bias=norm is None),
+        _norm(norm, out_channels, ndim),
         nn.ReLU(inplace=True),
     )
 
@@ -128,7 +138,7 @@ def _check_positive_int(value, name):
 
 
 class UNet(nn.Module):
-    """A small U-Net for semantic segmentation, for images of any size.
+    """A small U-Net for semantic segmentation, for images or volumes of any size.
 
     The encoder has one stage per entry of ``channels``: two 3x3
     convolutions with normalisation and ReLU, followed (except at the
@@ -141,7 +151,9 @@ class UNet(nn.Module):
     Images whose height or width is not a multiple of ``2**(len(channels) -
     1)`` are zero-padded at the bottom and right to the next multiple and
     the logits are cropped back, so the output always has the input's
-    ``H x W`` (e.g. 33x47 or 1x16 images).
+    ``H x W`` (e.g. 33x47 or 1x16 images). With ``ndim=3`` the same network
+    is built from 3-D layers for volumes ``(N, C, D, H, W)`` (Cicek et al.,
+    2016), padded and cropped alike along depth.
 
     Parameters
     ----------
@@ -155,6 +167,8 @@ class UNet(nn.Module):
     norm : {"group", "batch", None}, default="group"
         GroupNorm keeps images independent of each other within a batch,
         which exact sample weighting needs (see the module notes).
+    ndim : {2, 3}, default=2
+        Images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)``.
 
     Examples
     --------
@@ -162,40 +176,60 @@ class UNet(nn.Module):
     >>> from skweight.nets import UNet
     >>> UNet(1, 3)(torch.zeros(2, 1, 33, 47)).shape
     torch.Size([2, 3, 33, 47])
+    >>> UNet(1, 2, channels=(4, 8), ndim=3)(torch.zeros(1, 1, 5, 8, 9)).shape
+    torch.Size([1, 2, 5, 8, 9])
+
+    References
+    ----------
+    O. Ronneberger, P. Fischer and T. Brox, "U-Net: Convolutional Networks
+    for Biomedical Image Segmentation", MICCAI 2015. O. Cicek et al., "3D
+    U-Net: Learning Dense Volumetric Segmentation from Sparse Annotation",
+    MICCAI 2016.
     """
 
-    def __init__(self, in_channels, n_classes, channels=(12, 24, 48), norm="group"):
+    def __init__(self, in_channels, n_classes, channels=(12, 24, 48), norm="group",
+                 ndim=2):
         super().__init__()
         _check_positive_int(in_channels, "in_channels")
         _check_positive_int(n_classes, "n_classes")
         channels = _check_channels(channels)
-        _norm(norm, channels[0])  # validates ``norm`` before any layer is built
+        if ndim not in _LAYERS:
+            raise ValueError(f"ndim must be 2 (images) or 3 (volumes), got {ndim!r}.")
+        conv, up_conv, pool, _ = _LAYERS[ndim]
+        _norm(norm, channels[0], ndim)  # validates ``norm`` before any layer is built
+        self.ndim = ndim
         self.multiple = 2 ** (len(channels) - 1)
         self.down = nn.ModuleList()
         c_in = in_channels
         for c_out in channels:
             self.down.append(
-                nn.Sequential(conv_norm_act(c_in, c_out, norm),
-                              conv_norm_act(c_out, c_out, norm))
+                nn.Sequential(conv_norm_act(c_in, c_out, norm, ndim),
+                              conv_norm_act(c_out, c_out, norm, ndim))
             )
             c_in = c_out
-        self.pool = nn.MaxPool2d(2)
+        self.pool = pool(2)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for c_skip in reversed(channels[:-1]):
-            self.up.append(nn.ConvTranspose2d(c_in, c_skip, 2, stride=2))
+            self.up.append(up_conv(c_in, c_skip, 2, stride=2))
             self.merge.append(
-                nn.Sequential(conv_norm_act(2 * c_skip, c_skip, norm),
-                              conv_norm_act(c_skip, c_skip, norm))
+                nn.Sequential(conv_norm_act(2 * c_skip, c_skip, norm, ndim),
+                              conv_norm_act(c_skip, c_skip, norm, ndim))
             )
             c_in = c_skip
-        self.head = nn.Conv2d(c_in, n_classes, 1)
+        self.head = conv(c_in, n_classes, 1)
 
     def forward(self, x):
-        h, w = x.shape[-2:]
-        pad_h, pad_w = -h % self.multiple, -w % self.multiple
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        size = tuple(x.shape[2:])
+        if len(size) != self.ndim:
+            takes = "images (N, C, H, W)" if self.ndim == 2 else "volumes (N, C, D, H, W)"
+            raise ValueError(
+                f"This U-Net takes {takes}, got input of shape {tuple(x.shape)}."
+            )
+        pads = [-s % self.multiple for s in size]
+        if any(pads):
+            # F.pad lists the last axis first: (left, right) per axis.
+            x = F.pad(x, [v for p in reversed(pads) for v in (0, p)])
         skips = []
         for i, stage in enumerate(self.down):
             if i:
@@ -205,7 +239,7 @@ class UNet(nn.Module):
         skips.pop()  # the bottom stage feeds the decoder directly
         for up, merge in zip(self.up, self.merge, strict=True):
             x = merge(torch.cat([skips.pop(), up(x)], dim=1))
-        return self.head(x)[..., :h, :w]
+        return self.head(x)[(..., *(slice(0, s) for s in size))]
 
 
 def count_parameters(module):

@@ -296,8 +296,38 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         return self.module is None
 
     def _default_module(self, **kwargs):
+        # A 3-D U-Net for volumes (C, D, H, W), a 2-D one for images.
+        kwargs.setdefault("ndim", len(self.input_shape_) - 1)
         return UNet(in_channels=self.input_shape_[0], n_classes=len(self.classes_),
                     **kwargs)
+
+    def _image_ndims(self):
+        return (2, 3)
+
+    def _validate_fit_data(self, X, y, sample_weight, reset, classes=None):
+        return super()._validate_fit_data(self._one_channel_volumes(X, y), y,
+                                          sample_weight, reset, classes)
+
+    def _validate_X(self, X, reset, lazy=False):
+        if not reset and len(getattr(self, "input_shape_", ())) == 4:
+            X = self._one_channel_volumes(X, None)
+        return super()._validate_X(X, reset, lazy)
+
+    def _one_channel_volumes(self, X, y):
+        """4-D ``X`` read as one-channel volumes ``(N, D, H, W)`` where that is
+        what it is: masks of its very shape in ``fit``, or a model fitted on
+        one-channel volumes at prediction. Otherwise 4-D ``X`` is ``(N, C, H, W)``."""
+        shape = getattr(X, "shape", None)
+        if shape is None or len(shape) != 4 or isinstance(X, torch.utils.data.Dataset):
+            return X
+        if y is not None:
+            if tuple(np.shape(y)) != tuple(shape):
+                return X
+        elif tuple(self.input_shape_[:1]) != (1,):
+            return X
+        if hasattr(X, "to_numpy"):
+            X = X.to_numpy()
+        return X[:, None]
 
     def _check_output(self, out, n_samples, spatial):
         expected = (n_samples, len(self.classes_))

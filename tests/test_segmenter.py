@@ -492,3 +492,86 @@ def test_default_settings_learn_small_structures():
     per_class = dice_score(yt, seg.predict(Xt), labels=[1, 2], average=None)
     assert per_class.mean() > 0.8, per_class
     assert per_class.min() > 0.75, per_class
+
+
+# -- volumes --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def volumes():
+    """Noisy 8x12x12 volumes of one ball each (label 1) on background."""
+    rng = np.random.default_rng(0)
+    n, d, h, w = 12, 8, 12, 12
+    zz, yy, xx = np.mgrid[:d, :h, :w]
+    y = np.zeros((n, d, h, w), dtype=np.int64)
+    for i in range(n):
+        cz, cy, cx = rng.integers(3, [d - 3, h - 3, w - 3])
+        y[i][(zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= 6.25] = 1
+    X = y + rng.normal(0, 0.5, y.shape)
+    return X.astype(np.float32), y
+
+
+VOL = dict(module__channels=(4, 8), lr=1e-2, random_state=0)
+
+
+def test_volumes_get_a_3d_unet_and_are_segmented(volumes):
+    X, y = volumes
+    seg = CNNSegmenter(max_epochs=15, **VOL).fit(X[:, None], y)
+    assert seg.input_shape_ == (1, 8, 12, 12) and seg.module_.ndim == 3
+    proba = seg.predict_proba(X[:, None])
+    assert proba.shape == (12, 2, 8, 12, 12)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
+    assert seg.predict(X[:, None]).shape == y.shape
+    assert seg.score(X[:, None], y) > 0.7
+    # one-channel volumes may come as (N, D, H, W): masks of that shape in
+    # fit, and a model fitted on volumes at prediction
+    flat = CNNSegmenter(max_epochs=15, **VOL).fit(X, y)
+    assert flat.input_shape_ == (1, 8, 12, 12)
+    np.testing.assert_array_equal(flat.predict(X), seg.predict(X[:, None]))
+    assert dice_score(y, flat.predict(X)) == pytest.approx(flat.score(X, y))
+    # any D x H x W at prediction
+    assert flat.predict(X[:2, :6, :7, :9]).shape == (2, 6, 7, 9)
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_volume_weights_keep_their_meaning(volumes, criterion):
+    X, y = volumes
+    kw = dict(criterion=criterion, batch_size=-1, max_epochs=3, **VOL)
+    w = np.ones(len(X))
+    w[:3] = [2.0, 0.0, 3.0]
+    kept = np.repeat(np.arange(len(X)), w.astype(int))
+    a = CNNSegmenter(**kw).fit(X, y, sample_weight=w)
+    b = CNNSegmenter(**kw).fit(X[kept], y[kept])
+    # (3-D convolutions run other kernels for other batch sizes; training
+    # amplifies their float32 differences a little more than in 2-D)
+    assert_same_model(a, b, X, atol=1e-3)
+    plain = CNNSegmenter(**kw).fit(X, y)
+    assert np.abs(plain.predict_proba(X) - a.predict_proba(X)).max() > 1e-2
+    # a voxel of weight 0 is an ignored voxel
+    y_ignored = y.copy()
+    y_ignored[:, 0] = 255
+    voxel_w = np.ones(y.shape)
+    voxel_w[:, 0] = 0.0
+    c = CNNSegmenter(ignore_index=255, **kw).fit(X, y_ignored)
+    d = CNNSegmenter(**kw).fit(X, y, sample_weight=voxel_w)
+    np.testing.assert_array_equal(c.predict_proba(X), d.predict_proba(X))
+
+
+def test_volume_inputs_and_refusals(volumes):
+    from skweight import CNNClassifier, CNNRegressor
+
+    X, y = volumes
+    flat = X.reshape(len(X), -1)
+    seg = CNNSegmenter(input_shape=(1, 8, 12, 12), max_epochs=1, **VOL).fit(flat, y)
+    assert seg.input_shape_ == (1, 8, 12, 12)
+    with pytest.raises(ValueError, match=r"label masks of shape \(N, D, H, W\)"):
+        CNNSegmenter(max_epochs=1, **VOL).fit(X[:, None], y[:, 0])
+    targets = {CNNClassifier: np.arange(12) % 2, CNNRegressor: X.sum((1, 2, 3))}
+    for Estimator, target in targets.items():
+        with pytest.raises(ValueError, match="takes 2-D images, not volumes"):
+            Estimator(max_epochs=1).fit(X[:, None], target)
+    with pytest.raises(ValueError, match=r"\(C, H, W\), \(H, W\) or \(C, D, H, W\)"):
+        CNNSegmenter(input_shape=(1, 2, 3, 4, 5)).fit(flat, y)
+    images = CNNSegmenter(max_epochs=1, **VOL).fit(X[:, 4], y[:, 4])
+    with pytest.raises(ValueError, match="spatial dimensions|images"):
+        images.predict(X[:, None])
