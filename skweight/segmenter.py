@@ -305,8 +305,9 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         return (2, 3)
 
     def _validate_fit_data(self, X, y, sample_weight, reset, classes=None):
-        return super()._validate_fit_data(self._one_channel_volumes(X, y), y,
-                                          sample_weight, reset, classes)
+        if y is not None:
+            X = self._one_channel_volumes(X, y)
+        return super()._validate_fit_data(X, y, sample_weight, reset, classes)
 
     def _validate_X(self, X, reset, lazy=False):
         if not reset and len(getattr(self, "input_shape_", ())) == 4:
@@ -315,10 +316,15 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
 
     def _one_channel_volumes(self, X, y):
         """4-D ``X`` read as one-channel volumes ``(N, D, H, W)`` where that is
-        what it is: masks of its very shape in ``fit``, or a model fitted on
-        one-channel volumes at prediction. Otherwise 4-D ``X`` is ``(N, C, H, W)``."""
+        what it is: masks of its very shape (and ``D > 1``) in ``fit``, or a
+        model fitted on one-channel volumes at prediction. Otherwise 4-D
+        ``X`` is ``(N, C, H, W)``."""
         shape = getattr(X, "shape", None)
         if shape is None or len(shape) != 4 or isinstance(X, torch.utils.data.Dataset):
+            return X
+        if y is not None and shape[1] == 1:
+            # (N, 1, H, W) with masks (N, 1, H, W): images whose masks kept
+            # a channel axis, which the mask check reports.
             return X
         if y is not None:
             if tuple(np.shape(y)) != tuple(shape):
