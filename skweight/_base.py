@@ -27,28 +27,26 @@ classifiers, resampling and class weights.
 import copy
 import numbers
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import Dataset as SkorchDataset
-from skorch.history import History
 from skorch.utils import is_dataset
 
 from ._data import check_images, check_input_shape
 from ._distributed import check_distributed, data_parallel
 from ._loader import ArrayDataset, LazyImageDataset
+from ._persistence import PersistenceMixin
 from ._seeding import draw_seeds, seeded_section
 from ._threads import worker_threads
 from ._training import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
 from ._validation import check_bool, check_real, check_sample_weight
-from .weighting import fold_weights, normalize_weights, warn_if_small_ess
+from ._weight_path import WeightPathMixin
 
-__all__ = ["BaseCNN", "TrainingPhase", "resolve_device"]
+__all__ = ["BaseCNN", "resolve_device"]
 
 # skorch's own constructor parameters that the estimators take through
 # ``**kwargs``, with skorch's defaults.
@@ -60,21 +58,9 @@ _SKORCH_DEFAULTS = {
     "use_caching": "auto",
     "torch_load_kwargs": None,
 }
-class TrainingPhase(NamedTuple):
-    """What the network trains on from ``start_epoch`` on (1-based, over the
-    whole history)."""
-
-    start_epoch: int
-    dataset: object
-    epoch_rows: object  # None, or a callable drawing each epoch's rows
-    class_prior: object  # None, or the class distribution the loss sees
 
 
-# Version of the learned state stored with ``save_params``.
-_STATE_VERSION = 1
-
-
-class BaseCNN(TrainingLoop, NeuralNet):
+class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
     """Base class of the skweight estimators; not for direct use.
 
     See the module docstring for the path from ``fit`` to the loss.
@@ -507,149 +493,6 @@ class BaseCNN(TrainingLoop, NeuralNet):
             return fit_params, split_params
         return fit_params, fit_params
 
-    def _training_data(self, data, fit_request, split_params, first_epoch=1):
-        """Split, resample and weigh: the phases of training and the validation set.
-
-        Returns
-        -------
-        phases : list of TrainingPhase
-            What to train on from which epoch on: one phase, or two with
-            deferred re-weighting (``reweight_from_epoch``): first the
-            training split with its sample weights only, then resampled and
-            class-weighted.
-        valid : None or dataset
-            The validation split, weighted as the final objective.
-        """
-        split, valid = self._split(data, split_params)
-        train, epoch_rows, counts = self._resample(split)
-        class_weight = self._class_weights(fit_request, train, counts)
-        self._learn_training_split(split)
-        start = self._reweight_start(first_epoch)
-        phases = []
-        if start > first_epoch:
-            plain = self._weigh(split, None, None, training=True)
-            phases.append(TrainingPhase(first_epoch, self._place(plain), None,
-                                        self._seen_prior(plain, None)))
-        weighted = self._weigh(train, class_weight, counts, training=True)
-        phases.append(TrainingPhase(max(start, first_epoch), self._place(weighted),
-                                    epoch_rows, self._seen_prior(weighted, counts)))
-        if valid is not None:
-            valid = self._place(self._weigh(valid, class_weight, None, training=False),
-                                training=False)
-        return phases, valid
-
-    def _reweight_start(self, first_epoch):
-        """The epoch from which class weights and resampling apply."""
-        return first_epoch
-
-    def _learn_training_split(self, split):
-        """Hook: learn class statistics of the training split (classifiers)."""
-
-    def _seen_prior(self, dataset, counts):
-        """The class distribution the loss sees in ``dataset`` (None: no classes)."""
-        return None
-
-    def get_split_datasets(self, X, y=None, **fit_params):
-        """The training and validation datasets ``fit`` would train on.
-
-        Parameters
-        ----------
-        X : array-like, tensor or Dataset
-            Images (or an internal dataset).
-        y : array-like or None
-        **fit_params
-            ``sample_weight`` and ``class_weight`` (as in ``fit``), and
-            parameters of the validation splitter.
-
-        Returns
-        -------
-        train, valid : datasets (``valid`` may be None)
-        """
-        sample_weight = fit_params.pop("sample_weight", None)
-        fit_request = {"class_weight": fit_params.pop("class_weight", None)}
-        if not isinstance(X, (ArrayDataset, LazyImageDataset)):
-            X = self._validate_fit_data(X, y, sample_weight, reset=False)
-        if not hasattr(self, "_seeds_"):
-            self._seeds_ = draw_seeds(self.random_state)
-        phases, valid = self._training_data(X, fit_request, fit_params)
-        return phases[-1].dataset, valid
-
-    def _split(self, dataset, split_params):
-        ts = self.train_split
-        if ts is None:
-            return dataset, None
-        strat = self._stratify_labels(dataset)
-        if isinstance(ts, numbers.Real):
-            index = np.arange(len(dataset))
-            seed = self._seeds_.split
-            try:
-                train_idx, valid_idx = train_test_split(
-                    index, test_size=ts, stratify=strat, random_state=seed,
-                )
-            except ValueError:
-                if strat is None:
-                    raise
-                warnings.warn(
-                    "A class has too few samples to stratify the validation "
-                    "split; splitting without stratification.", UserWarning,
-                )
-                train_idx, valid_idx = train_test_split(
-                    index, test_size=ts, random_state=seed,
-                )
-            return dataset.take(train_idx), dataset.take(valid_idx)
-        train, valid = ts(dataset, strat, **split_params)
-        return _as_dataset(train), None if valid is None else _as_dataset(valid)
-
-    def _stratify_labels(self, dataset):
-        """Labels to stratify a hold-out split by (None: no stratification)."""
-        return None
-
-    def _resample(self, train):
-        """The rows to train on: ``(dataset, epoch_rows, counts)``.
-
-        ``epoch_rows`` draws each epoch's rows (None: every row once) and
-        ``counts`` says how often each row is served per epoch (None: once).
-        """
-        return train, None, None
-
-    def _class_weights(self, fit_request, train, counts):
-        """Per-class weights from the training rows (None: no class weights)."""
-        return None
-
-    def _weigh(self, dataset, class_weight, counts, training):
-        """Fold, check and normalise a split's weights (float32, mean 1)."""
-        w = None if dataset.weight is None else dataset.weight.numpy()
-        mask = None if dataset.mask is None else dataset.mask.numpy()
-        target = dataset.target.numpy() if class_weight is not None else None
-        w = fold_weights(target, w, class_weight, mask)
-        if w is None:
-            return dataset.with_weight(None)
-        served = w if counts is None else w * counts.reshape(
-            counts.shape + (1,) * (w.ndim - 1)
-        )
-        what = self._weighted_what(w)
-        if not np.any(served > 0):
-            split = "training" if training else "validation"
-            raise ValueError(
-                f"Every {split} {what[:-1]} has weight 0 (after sample_weight"
-                f"{self._weight_sources()}); there is nothing to "
-                f"{'learn from' if training else 'validate on'}."
-            )
-        if training:
-            warn_if_small_ess(w, what, counts)
-        w = normalize_weights(w, counts)
-        return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
-
-    def _weighted_what(self, weights):
-        """What the weights are attached to, plural, for messages."""
-        if np.ndim(weights) > 1:
-            return "pixels" if np.ndim(weights) == 3 else "voxels"
-        return self._sample_unit + "s"
-
-    def _weight_sources(self):
-        """Where weights came from besides sample_weight, for messages."""
-        return ""
-
     def _after_fit(self, data):
         """Hook run after training (e.g. sanity checks on predictions)."""
 
@@ -739,161 +582,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "input_shape_") and hasattr(self, "module_")
 
-    # -- persistence ------------------------------------------------------
-
-    def _learned_state(self):
-        """What ``fit`` learned besides the network's weights, in plain types."""
-        state = {"version": _STATE_VERSION, "estimator": type(self).__name__}
-        for name in self._learned_attributes:
-            if name in self.__dict__:
-                state[name] = _to_plain(self.__dict__[name])
-        return state
-
-    def _restore_learned_state(self, state):
-        for name in self._learned_attributes:
-            if name in state:
-                setattr(self, name, _from_plain(state[name]))
-
-    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, use_safetensors=False, **kwargs):
-        """Save the network's weights, and what fit learned besides them.
-
-        As skorch's ``save_params``; the ``f_params`` file is a plain
-        ``state_dict`` (loadable into the module by ``torch.load``) that also
-        carries the fitted attributes prediction needs (classes, input shape,
-        target scaling) in its ``_metadata``, so that ``load_params`` on a
-        fresh estimator restores a model that predicts exactly as this one.
-        With ``use_safetensors=True`` only the weights are stored.
-
-        Parameters
-        ----------
-        f_params, f_optimizer, f_criterion, f_history : None, str or file
-        use_safetensors : bool, default=False
-        **kwargs
-            Other ``f_*`` files, as in skorch.
-        """
-        if f_params is None:
-            # skorch's own callers (e.g. Checkpoint) name it f_module.
-            f_params = kwargs.pop("f_module", None)
-        if f_params is not None and not use_safetensors:
-            self.check_is_fitted(["module_"])
-            state = self.module_.state_dict()
-            state._metadata["skweight"] = self._learned_state()
-            torch.save(state, f_params)
-            f_params = None
-        return super().save_params(
-            f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
-            f_history=f_history, use_safetensors=use_safetensors, **kwargs,
-        )
-
-    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, checkpoint=None, use_safetensors=False, **kwargs):
-        """Load what ``save_params`` saved (skorch's ``load_params``).
-
-        The fitted attributes stored with the weights are restored too; an
-        estimator that is not initialised yet is then initialised from them
-        (which builds the default network), so that ``load_params`` on a
-        fresh estimator gives back the saved model. ``device="auto"`` is
-        resolved as in ``fit``.
-
-        Parameters
-        ----------
-        f_params, f_optimizer, f_criterion, f_history : None, str or file
-        checkpoint : None or skorch.callbacks.Checkpoint
-        use_safetensors : bool, default=False
-        **kwargs
-            Other ``f_*`` files, as in skorch.
-        """
-        files = {}
-        if checkpoint is not None:
-            # The history first: the checkpoint's file names may be formatted
-            # from its last epoch.
-            if f_history is None and checkpoint.f_history is not None:
-                self.history = History.from_file(checkpoint.f_history_)
-            elif self.history_ is None:
-                self.history_ = History()
-            files.update(checkpoint.get_formatted_files(self))
-            files.pop("f_history", None)
-        files.update(kwargs)
-        for key, value in (("f_params", f_params), ("f_optimizer", f_optimizer),
-                           ("f_criterion", f_criterion), ("f_history", f_history)):
-            if value:
-                files[key] = value
-        if "f_module" in files:  # skorch's other name for f_params
-            files["f_params"] = files.pop("f_module")
-        device = resolve_device(self.device)
-        weights = None
-        if files.get("f_params") and not use_safetensors:
-            weights = torch.load(files.pop("f_params"), map_location=device,
-                                 **(self.torch_load_kwargs or {"weights_only": True}))
-            learned = getattr(weights, "_metadata", {}).get("skweight")
-            if learned is not None:
-                self._restore_learned_state(learned)
-        if not self.initialized_:
-            self.initialize()
-        if weights is not None:
-            self.module_.load_state_dict(weights)
-        if files:
-            requested = self.device
-            # skorch maps the files onto ``self.device``, which must be a
-            # real device name for that.
-            self.device = str(self.device_)
-            try:
-                super().load_params(use_safetensors=use_safetensors, **files)
-            finally:
-                self.device = requested
-        return self
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("grad_scaler_", None)
-        state.pop("_loop_", None)
-        return state
-
-    def __setstate__(self, state):
-        requested = state.get("device", "auto")
-        if requested is None or requested == "auto":
-            state = dict(state)
-            state["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-            super().__setstate__(state)
-            self.device = requested
-        else:
-            super().__setstate__(state)
-        if "module_" in self.__dict__:
-            self.device_ = resolve_device(self.device)
-            self.grad_scaler_ = self._make_grad_scaler()
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = True
         return tags
-
-
-def _as_dataset(ds):
-    """Turn a ``Subset`` of an internal dataset (skorch's ValidSplit) back into one."""
-    if isinstance(ds, (ArrayDataset, LazyImageDataset)):
-        return ds
-    if isinstance(ds, torch.utils.data.Subset) and isinstance(
-        ds.dataset, (ArrayDataset, LazyImageDataset)
-    ):
-        return ds.dataset.take(np.asarray(ds.indices))
-    return ds
-
-
-def _to_plain(value):
-    """A fitted attribute as types ``torch.load(weights_only=True)`` accepts."""
-    if isinstance(value, np.ndarray):
-        return {"ndarray": value.tolist(), "dtype": value.dtype.str}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return {"tuple": [_to_plain(v) for v in value]}
-    return value
-
-
-def _from_plain(value):
-    if isinstance(value, dict) and "ndarray" in value:
-        return np.array(value["ndarray"], dtype=np.dtype(value["dtype"]))
-    if isinstance(value, dict) and "tuple" in value:
-        return tuple(_from_plain(v) for v in value["tuple"])
-    return value
