@@ -1,9 +1,9 @@
 """Parameter documentation shared by the estimators.
 
-Docstrings name shared entries as ``%(name)s``; :func:`fill_doc` substitutes
-them, so that a parameter the three estimators have in common is described
-once. Entries that differ only in a default value take it from the
-estimator (``%(lr)s`` and friends).
+Docstrings name shared entries as ``%(name)s`` on a line of their own;
+:func:`fill_doc` substitutes them, so that a parameter the three estimators
+have in common is described once. Entries that differ only in a default
+value take it from the estimator (``%(lr)s`` and friends).
 """
 
 import re
@@ -160,7 +160,11 @@ _TRAINING = ("random_state", "device", "precision", "channels_last",
 
 
 def fill_doc(**defaults):
-    """Substitute the shared parameter docs into a class's or function's docstring.
+    """Substitute the shared parameter docs into a docstring.
+
+    A placeholder stands on a line of its own, indented like the entries
+    around it (``    %(input_shape)s`` in a class docstring, eight spaces
+    in a method's); the entry is indented to match.
 
     Parameters
     ----------
@@ -172,11 +176,6 @@ def fill_doc(**defaults):
     decorator : callable
     """
     def decorator(obj):
-        doc = obj.__doc__
-        # The entries are written for a class docstring (4 spaces); a
-        # method's sections sit deeper.
-        header = re.search(r"^( *)Parameters$", doc, flags=re.MULTILINE)
-        extra = " " * (len(header.group(1)) - 4) if header else ""
         entries = {}
         for name, text in _PARAMETERS.items():
             if "%(" in text:
@@ -184,10 +183,20 @@ def fill_doc(**defaults):
                     text = text % defaults
                 except KeyError:  # an entry this docstring does not use
                     continue
-            entries[name] = textwrap.indent(text, extra) if extra else text
-        if all(name in entries for name in _TRAINING):
-            entries["training_parameters"] = "\n".join(entries[n] for n in _TRAINING)
-        obj.__doc__ = doc % {**defaults, **entries}
+            entries[name] = textwrap.dedent(text)
+        entries["training_parameters"] = "\n".join(
+            entries[name] for name in _TRAINING if name in entries
+        )
+
+        def substitute(match):
+            indent, name = match.group(1), match.group(2)
+            if name not in entries:
+                return match.group(0)
+            return textwrap.indent(entries[name], indent)
+
+        doc = re.sub(r"^( *)%\((\w+)\)s$", substitute, obj.__doc__, flags=re.MULTILINE)
+        # (%% in a docstring stands for a literal %, as in %-formatting.)
+        obj.__doc__ = doc % defaults
         return obj
 
     return decorator

@@ -56,7 +56,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         with sample weights), computed on the training split after any
         resampling. A dict maps labels to weights (others get 1).
         ``fit(class_weight=...)`` overrides it for that call.
-%(input_shape)s
+    %(input_shape)s
     sampler : None, "balanced" or imbalanced-learn sampler, default=None
         Resampling of the training data (never of the validation split),
         with ``X``, ``y`` and ``sample_weight`` resampled together and
@@ -85,9 +85,9 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         sampler's own ``random_state`` is replaced by seeds drawn from this
         estimator's ``random_state``. Nested parameters such as
         ``sampler__k_neighbors`` can be set and grid-searched.
-%(class_prior)s
-%(reweight_from_epoch)s
-%(training_parameters)s
+    %(class_prior)s
+    %(reweight_from_epoch)s
+    %(training_parameters)s
 
     Attributes
     ----------
@@ -96,7 +96,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
     class_weight_ : None or ndarray of shape (n_classes,)
         The class weights used in the last ``fit``, aligned with ``classes_``
         (computed on the training split, after any resampling).
-%(fitted_attributes)s
+    %(fitted_attributes)s
 
     Examples
     --------
@@ -142,13 +142,13 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
 
         Parameters
         ----------
-%(X)s
+        %(X)s
         y : array-like of shape (N,)
             Labels of any type.
-%(sample_weight)s
+        %(sample_weight)s
         class_weight : None, "balanced" or dict
             Overrides the constructor's ``class_weight`` for this call.
-%(fit_params)s
+        %(fit_params)s
 
         Returns
         -------

@@ -158,8 +158,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         initialisation fit any unit of ``y``, and let a Huber ``delta`` mean
         the same thing for every target. Without it, targets must be
         representable in float32 (the network outputs them as they are).
-%(input_shape)s
-%(training_parameters)s
+    %(input_shape)s
+    %(training_parameters)s
 
     Attributes
     ----------
@@ -173,7 +173,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         ``network output * target_scale_ + target_mean_``.
     target_weight_ : None or ndarray of shape (n_outputs_,)
         The per-target loss weights used, with mean 1.
-%(fitted_attributes)s
+    %(fitted_attributes)s
 
     Notes
     -----
@@ -251,11 +251,11 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
         Parameters
         ----------
-%(X)s
+        %(X)s
         y : array-like of shape (N,) or (N, n_targets)
             Finite targets of any unit. 1-D ``y`` gives 1-D predictions.
-%(sample_weight)s
-%(fit_params)s
+        %(sample_weight)s
+        %(fit_params)s
 
         Returns
         -------

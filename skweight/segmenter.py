@@ -102,10 +102,10 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
     ignore_index : None or int, default=None
         Label of pixels that are left out of training, of ``classes_`` and
         of :meth:`score` (e.g. 255 for unannotated borders).
-%(input_shape)s
-%(class_prior)s
-%(reweight_from_epoch)s
-%(training_parameters)s
+    %(input_shape)s
+    %(class_prior)s
+    %(reweight_from_epoch)s
+    %(training_parameters)s
 
     Attributes
     ----------
@@ -115,7 +115,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         :meth:`score`.
     class_weight_ : None or ndarray of shape (n_classes,)
         The class weights used in the last ``fit``, aligned with ``classes_``.
-%(fitted_attributes)s
+    %(fitted_attributes)s
 
     See Also
     --------
@@ -194,7 +194,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
 
         Parameters
         ----------
-%(X)s
+        %(X)s
         y : array-like of shape (N, H, W)
             Integer label masks (any integer labels; ``ignore_index`` marks
             pixels to leave out).
@@ -204,7 +204,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
             counts it k times.
         class_weight : None, "balanced" or dict
             Overrides the constructor's ``class_weight`` for this call.
-%(fit_params)s
+        %(fit_params)s
 
         Returns
         -------

@@ -1,5 +1,7 @@
 """Composition with scikit-learn and imbalanced-learn: pipelines, metadata
-routing of sample weights, searches, cross-validation, cloning and pickling.
+routing of sample weights, searches, cross-validation, cloning and pickling;
+searches on Dask (joblib's Dask backend) and with Optuna's OptunaSearchCV,
+each skipped where its package is missing; torch's threads in worker processes.
 
 Sample weights are proven to arrive by their effect, not by looking inside:
 every training image appears twice, once with its true target (weight 1) and
@@ -9,14 +11,18 @@ labels, the regressor predicts between the two targets and the segmenter
 half-learns empty masks. The routes are tested for all three estimators.
 """
 
+import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import sklearn
+import torch
 from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.pipeline import Pipeline as ImbPipeline
 from imblearn.under_sampling import RandomUnderSampler
+from joblib import parallel_backend
 from scipy.stats import loguniform, uniform
 from sklearn.base import clone
 from sklearn.datasets import load_digits
@@ -32,6 +38,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
 
 from skweight import CNNClassifier, CNNRegressor, CNNSegmenter
 from skweight.datasets import make_disk_scenes
@@ -381,3 +388,287 @@ def test_imblearn_grid_search_chooses_between_samplers():
     assert len(scores) == 4 and np.all(np.isfinite(scores))
     assert search.best_params_["sampler"] != "passthrough"
     assert search.best_score_ > scores[3]
+
+
+# -- searches on Dask, worker threads --------------------------------------------
+#
+# The Dask tests share one LocalCluster of 2 worker processes x 1 thread; they are
+# skipped where dask.distributed is not installed. Their data are the classifier's
+# copies, split so that plain scores tell weighted fits from blind ones: each fold
+# trains on both copies of half of the images and is scored on the true copies of
+# the other half only. A fit that received the weights scores ~0.97 there, a blind
+# one ~0.5.
+
+
+def _clean_splits(n_rows):
+    """Two folds over copies data (``n_rows`` rows: images, then their copies)."""
+    n = n_rows // 2
+    first, second = np.arange(n // 2), np.arange(n // 2, n)
+    return [(np.r_[a, a + n], b) for a, b in ((first, second), (second, first))]
+
+
+def _thread_probe():
+    """A callback that records, when training starts (inside fit's thread cap),
+    torch's thread count, ``OMP_NUM_THREADS`` and the process id (``seen_``),
+    and the device of the network's weights (``device_``).
+
+    The class is local so that Dask and loky pickle it by value: their workers
+    need not import this test module.
+    """
+
+    class ThreadProbe(Callback):
+        def on_train_begin(self, net, X=None, y=None, **kwargs):
+            self.seen_ = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"),
+                          os.getpid())
+            self.device_ = str(next(net.module_.parameters()).device)
+
+    return ThreadProbe()
+
+
+def _seen(estimator):
+    return dict(estimator.callbacks_)["probe"].seen_
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            yield client
+
+
+def _worker_pids(client):
+    return set(client.run(os.getpid).values())
+
+
+def test_dask_grid_search_scores_like_sequential_with_weights_in_every_fit(
+        dask_client, copies):
+    Xc, yc, w, Xte, yte = copies
+
+    def fit_search():
+        # a scorer that reports where each fit ran
+        pid = make_scorer(lambda y_true, y_pred, sample_weight=None: os.getpid())
+        scoring = {"accuracy": "accuracy", "pid": pid}
+        search = GridSearchCV(_net(), {"lr": [3e-3, 1e-2]}, cv=_clean_splits(len(yc)),
+                              scoring=scoring, refit="accuracy")
+        return search.fit(Xc, yc, sample_weight=w)  # legacy fit params
+
+    serial = fit_search()
+    with parallel_backend("dask"):
+        on_dask = fit_search()
+    for key in ("split0_test_accuracy", "split1_test_accuracy", "params"):
+        np.testing.assert_array_equal(on_dask.cv_results_[key], serial.cv_results_[key])
+    assert on_dask.cv_results_["mean_test_accuracy"].min() > GOOD  # only with weights
+    pids = {*on_dask.cv_results_["split0_test_pid"],
+            *on_dask.cv_results_["split1_test_pid"]}
+    assert pids <= _worker_pids(dask_client) and os.getpid() not in pids
+    assert set(serial.cv_results_["split0_test_pid"]) == {os.getpid()}
+    # GridSearchCV refits in the caller, on all the weighted rows
+    np.testing.assert_array_equal(on_dask.predict_proba(Xte), serial.predict_proba(Xte))
+    assert on_dask.score(Xte, yte) > GOOD
+
+
+def test_dask_randomized_search_with_routed_weights(dask_client, copies):
+    Xc, yc, w, Xte, yte = copies
+    with sklearn.config_context(enable_metadata_routing=True):
+
+        def fit_search():
+            net = _net().set_fit_request(sample_weight=True).set_score_request(
+                sample_weight=False)
+            search = RandomizedSearchCV(
+                net, {"lr": loguniform(3e-3, 3e-2), "class_weight": [None, "balanced"]},
+                n_iter=3, cv=_clean_splits(len(yc)), random_state=0)
+            return search.fit(Xc, yc, sample_weight=w)
+
+        serial = fit_search()
+        with parallel_backend("dask"):
+            on_dask = fit_search()
+    assert on_dask.cv_results_["params"] == serial.cv_results_["params"]
+    np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
+                                  serial.cv_results_["mean_test_score"])
+    assert on_dask.cv_results_["mean_test_score"].min() > GOOD
+    assert on_dask.best_params_ == serial.best_params_
+    np.testing.assert_array_equal(on_dask.predict_proba(Xte), serial.predict_proba(Xte))
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["legacy", "routed"])
+def test_dask_cross_validate_returns_fitted_estimators(dask_client, copies, routed):
+    Xc, yc, w, Xte, yte = copies
+    caller_threads = torch.get_num_threads()
+    with sklearn.config_context(enable_metadata_routing=routed):
+        net = _net(callbacks=[("probe", _thread_probe())])
+        if routed:
+            net = net.set_fit_request(sample_weight=True).set_score_request(
+                sample_weight=False)
+
+        def run():
+            return cross_validate(net, Xc, yc, params={"sample_weight": w},
+                                  cv=_clean_splits(len(yc)), return_estimator=True)
+
+        serial = run()
+        with parallel_backend("dask"):
+            on_dask = run()
+    assert torch.get_num_threads() == caller_threads
+    np.testing.assert_array_equal(on_dask["test_score"], serial["test_score"])
+    assert on_dask["test_score"].min() > GOOD
+    workers = _worker_pids(dask_client)
+    for remote, local in zip(on_dask["estimator"], serial["estimator"], strict=True):
+        np.testing.assert_array_equal(remote.predict_proba(Xte), local.predict_proba(Xte))
+        assert remote.score(Xte, yte) > GOOD
+        threads, omp, pid = _seen(remote)
+        # the fit ran in a worker, on the one thread Dask's nanny allows
+        assert pid in workers and omp == "1" and threads == 1
+        assert _seen(local)[2] == os.getpid()
+
+
+def test_dask_worker_threads_capped_during_fit_and_restored(dask_client, copies):
+    # torch's default in a worker whose OMP_NUM_THREADS is not honoured would be
+    # every core; raise it to 2 in the threads that run the workers' tasks (torch's
+    # thread count is per OS thread: client.run would set it in another thread).
+    Xc, yc, _, _, _ = copies
+    workers = list(dask_client.scheduler_info()["workers"])
+
+    def set_torch_threads(n):  # local: pickled by value, as is _thread_probe
+        torch.set_num_threads(n)
+        return torch.get_num_threads()
+
+    def set_in_workers(n):
+        return [dask_client.submit(set_torch_threads, n, workers=[address],
+                                   pure=False).result() for address in workers]
+
+    assert set_in_workers(2) == [2, 2]
+    try:
+        net = _net(max_epochs=1, callbacks=[("probe", _thread_probe())])
+        with parallel_backend("dask"):
+            result = cross_validate(net, Xc, yc, cv=_clean_splits(len(yc)),
+                                    return_estimator=True)
+        assert [_seen(est)[:2] for est in result["estimator"]] == [(1, "1"), (1, "1")]
+        after = [dask_client.submit(torch.get_num_threads, workers=[address],
+                                    pure=False).result() for address in workers]
+        assert after == [2, 2]  # restored after the fit
+    finally:
+        set_in_workers(1)
+
+
+@pytest.mark.cuda
+def test_dask_workers_train_on_the_gpu_they_see(dask_client, copies):
+    # The workers see this process's GPUs; with one GPU per worker (dask-cuda's
+    # LocalCUDACluster, or CUDA_VISIBLE_DEVICES per `dask worker`) "cuda" is
+    # each worker's own. device="auto" picks it up.
+    Xc, yc, w, Xte, yte = copies
+    with parallel_backend("dask"):
+        result = cross_validate(_net(callbacks=[("probe", _thread_probe())]), Xc, yc,
+                                params={"sample_weight": w}, cv=_clean_splits(len(yc)),
+                                return_estimator=True)
+    assert result["test_score"].min() > GOOD
+    for est in result["estimator"]:
+        assert dict(est.callbacks_)["probe"].device_.startswith("cuda")
+        assert _seen(est)[2] in _worker_pids(dask_client)
+        assert est.score(Xte, yte) > GOOD
+
+
+def test_loky_workers_fit_on_the_threads_joblib_allows(copies):
+    Xc, yc, _, _, _ = copies
+    result = cross_validate(_net(max_epochs=1, callbacks=[("probe", _thread_probe())]),
+                            Xc, yc, cv=_clean_splits(len(yc)), n_jobs=2,
+                            return_estimator=True)
+    for est in result["estimator"]:
+        threads, omp, pid = _seen(est)
+        assert pid != os.getpid()
+        assert omp is not None and threads == int(omp)
+
+
+def test_thread_cap_leaves_the_caller_alone(copies, monkeypatch):
+    # OMP_NUM_THREADS=1 is set, but the caller is not a worker: what it set stays.
+    Xc, yc, w, _, _ = copies
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        net = _net(max_epochs=1, callbacks=[("probe", _thread_probe())])
+        net.fit(Xc[:64], yc[:64], sample_weight=w[:64])
+        assert _seen(net)[0] == 2
+        net.predict(Xc[:64])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- Bayesian optimisation with Optuna ------------------------------------------------
+
+
+@pytest.fixture
+def optuna_search():
+    """(OptunaSearchCV, the optuna module) with optuna's experimental and
+    deprecation warnings silenced for the test."""
+    optuna = pytest.importorskip("optuna")
+    integration = pytest.importorskip("optuna_integration")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # optuna.terminator, v4.9
+        yield integration.OptunaSearchCV, optuna
+
+
+def _seeded_study(optuna):
+    sampler = optuna.samplers.TPESampler(seed=0)
+    return optuna.create_study(direction="maximize", sampler=sampler)
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["legacy", "routed"])
+def test_optuna_search_weights_reach_every_fit(optuna_search, copies, routed):
+    OptunaSearchCV, optuna = optuna_search
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    Xc, yc, w, Xte, yte = copies
+    space = {
+        "lr": FloatDistribution(3e-3, 3e-2, log=True),
+        "class_weight": CategoricalDistribution([None, "balanced"]),
+        "criterion": CategoricalDistribution(["cross_entropy", "focal"]),
+        "sampler": CategoricalDistribution([None, "balanced"]),
+        "module__hidden_units": CategoricalDistribution([8, 16]),
+    }
+    with sklearn.config_context(enable_metadata_routing=routed):
+        net = _net()
+        if routed:
+            net = net.set_fit_request(sample_weight=True).set_score_request(
+                sample_weight=False)
+        search = OptunaSearchCV(net, space, cv=_clean_splits(len(yc)), n_trials=4,
+                                study=_seeded_study(optuna), error_score="raise")
+        search.fit(Xc, yc, sample_weight=w)
+    trials = search.trials_
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    # every fold of every trial (and the refit) trained on the weighted rows
+    assert min(t.user_attrs["mean_test_score"] for t in trials) > GOOD
+    assert search.score(Xte, yte) > GOOD
+    assert len({t.params["lr"] for t in trials}) == 4
+    best = search.best_estimator_.get_params()
+    assert {name: best[name] for name in space} == search.best_params_
+
+
+def test_optuna_pruning_cannot_take_sample_weight(optuna_search, copies):
+    # With enable_pruning, optuna-integration calls partial_fit on each fold's rows
+    # with the full-length fit parameters: the weights do not match the rows.
+    OptunaSearchCV, optuna = optuna_search
+    from optuna.distributions import FloatDistribution
+
+    Xc, yc, w, _, _ = copies
+    space = {"lr": FloatDistribution(3e-3, 3e-2, log=True)}
+    warnings.simplefilter("ignore", RuntimeWarning)  # its nanmean over failed folds
+
+    def search(**params):
+        return OptunaSearchCV(_net(max_epochs=1), space, cv=_clean_splits(len(yc)),
+                              n_trials=2, enable_pruning=True, max_iter=2,
+                              study=_seeded_study(optuna), **params)
+
+    with pytest.raises(ValueError, match="sample_weight") as error:
+        search(error_score="raise").fit(Xc, yc, sample_weight=w)
+    assert "600" in str(error.value) and "300" in str(error.value)  # all rows vs a fold's
+    # With the default error_score=nan every trial fails, yet fit returns: the
+    # "best" estimator is the untuned default, refitted.
+    silent = search().fit(Xc, yc, sample_weight=w)
+    assert {t.state for t in silent.trials_} == {optuna.trial.TrialState.FAIL}
+    assert silent.best_estimator_.lr == _net().lr
+    with pytest.raises(ValueError, match="No trials are completed"):
+        silent.best_params_  # noqa: B018

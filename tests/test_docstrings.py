@@ -34,7 +34,7 @@ def test_fill_doc_indents_entries_for_methods():
     def f():
         pass
 
-    # A placeholder sits at column 0; the entries follow the section's indent.
-    f.__doc__ = "Do.\n\n        Parameters\n        ----------\n%(verbose)s\n        "
+    # The entry takes the placeholder's indentation.
+    f.__doc__ = "Do.\n\n        Parameters\n        ----------\n        %(verbose)s\n        "
     fill_doc()(f)
     assert "\n        verbose : int, default=0\n            ``1`` prints" in f.__doc__
