@@ -123,7 +123,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
 
     @property
     def history_(self):
-        """skorch's training history (None before the first fit)."""
+        """The skorch training history (None before the first fit)."""
         return self.__dict__.get("_history")
 
     @history_.setter
@@ -132,7 +132,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
 
     @property
     def virtual_params_(self):
-        """skorch's virtual parameters (e.g. ``optimizer__lr``)."""
+        """The skorch virtual parameters (e.g. ``optimizer__lr``)."""
         return self.__dict__.setdefault("_virtual_params", {})
 
     @virtual_params_.setter
@@ -310,7 +310,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
         return (2,)
 
     def _validate_dataset(self, X, reset, lazy):
-        """A user's torch Dataset of images (items ``x`` or ``(x, ...)``).
+        """Validate a user's torch Dataset of images (items ``x`` or ``(x, ...)``).
 
         Training reads it lazily through a DataLoader (``lazy``); prediction
         stacks its images into one tensor.
@@ -406,7 +406,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
 
     def _fit(self, X, y, sample_weight=None, *, fit_request=None, classes=None,
              partial=False, fit_params=None):
-        """The one training path of every estimator (see the module docstring).
+        """Fit by the one training path of every estimator (see the module docstring).
 
         Parameters
         ----------
@@ -445,7 +445,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
 
     def _train(self, data, X, y, fit_request, partial, continuing, fit_params, device,
                dp):
-        """Steps 2 to 6 of the fit template, in the seeded section."""
+        """Run steps 2 to 6 of the fit template, in the seeded section."""
         self.__dict__["_dp_"] = dp
         verbose = self.verbose
         if dp is not None and not dp.leader:
@@ -494,7 +494,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
         return fit_params, fit_params
 
     def _after_fit(self, data):
-        """Hook run after training (e.g. sanity checks on predictions)."""
+        """Run after training: a hook (e.g. for sanity checks on predictions)."""
 
     # -- components ---------------------------------------------------------
 
@@ -538,7 +538,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
         return self
 
     def _criterion_defaults(self, criterion_class, kwargs):
-        """Settings the estimator supplies to a loss class (e.g. a class prior)."""
+        """Add the settings the estimator supplies to a loss class (e.g. a class prior)."""
         return kwargs
 
     def _duplicated_weights(self, fit_request):
@@ -568,7 +568,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
     # -- prediction ---------------------------------------------------------
 
     def _outputs(self, X):
-        """Checked module outputs (float32 CPU tensor) for validated ``X``."""
+        """Validate ``X`` and return the checked module outputs (float32 CPU tensor)."""
         self.check_is_fitted()
         images = self._validate_X(X, reset=False)
         with worker_threads():

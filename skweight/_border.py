@@ -129,7 +129,7 @@ def _check_instances(instances):
 
 
 def _class_weights(class_weight, labels):
-    """The (background, object) weights ``w_c``."""
+    """Return the (background, object) weights ``w_c``."""
     if class_weight is None:
         return 1.0, 1.0
     if isinstance(class_weight, str):

@@ -122,7 +122,7 @@ def _to_float_tensor(arr):
 
 
 def channels_last_hint(shape, name="X"):
-    """A hint when an image array looks channels-last (Keras' ``(N, H, W, C)``).
+    """Return a hint when an image array looks channels-last (Keras' ``(N, H, W, C)``).
 
     Parameters
     ----------

@@ -40,7 +40,7 @@ _BANDWIDTH_RULES = ("scott", "silverman")
 
 
 def density_weights(y, *, alpha=0.5, bandwidth="scott", clip=None, sample_weight=None):
-    """Sample weights inversely proportional to the smoothed density of ``y``.
+    r"""Sample weights inversely proportional to the smoothed density of ``y``.
 
     Each sample gets ``w_i = (p(y_i) / mean_p) ** (-alpha)``, where ``p`` is
     a Gaussian kernel density estimate of the targets; the weights are then
@@ -101,7 +101,7 @@ def density_weights(y, *, alpha=0.5, bandwidth="scott", clip=None, sample_weight
     constant columns are dropped) to ``z``, and the density at sample ``j``
     is the Gaussian kernel sum
 
-    .. math:: p_j = \\sum_i s_i \\exp(-\\lVert z_j - z_i \\rVert^2 / (2 h^2)),
+    .. math:: p_j = \sum_i s_i \exp(-\lVert z_j - z_i \rVert^2 / (2 h^2)),
 
     a product kernel with one bandwidth ``h`` for all standardised targets.
     The sum includes ``i = j``: as in label distribution smoothing [1]_, the
@@ -296,7 +296,7 @@ def _standardize(y, s):
 
 
 def _bandwidth_factor(bandwidth, s, n_dims):
-    """The kernel's standard deviation in units of the targets' ones."""
+    """Return the kernel's standard deviation in units of the targets' ones."""
     if not isinstance(bandwidth, str):
         return bandwidth
     n_eff = s.sum() ** 2 / np.dot(s, s)

@@ -84,17 +84,17 @@ class DataParallel:
         return self.rank == 0
 
     def device(self, device):
-        """The device of this process: its own GPU when training on CUDA."""
+        """Return the device of this process: its own GPU when training on CUDA."""
         if device.type == "cuda" and device.index is None:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return device
 
     def share(self, rows):
-        """This process's part of a global batch's rows (a 1-D index tensor)."""
+        """Return this process's part of a global batch's rows (a 1-D index tensor)."""
         return torch.tensor_split(rows, self.world_size)[self.rank]
 
     def loss_scale(self, n_local, n_global):
-        """The factor that makes DDP's gradient average the global batch mean."""
+        """Return the factor that makes DDP's gradient average the global batch mean."""
         return self.world_size * n_local / n_global
 
     def broadcast_object(self, value):
@@ -104,7 +104,7 @@ class DataParallel:
         return box[0]
 
     def sum(self, tensor):
-        """The sum over the processes of a tensor (in place, returned)."""
+        """Sum a tensor over the processes (in place; the tensor is returned)."""
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
@@ -115,7 +115,7 @@ class DataParallel:
                 dist.broadcast(t.data, src=0)
 
     def wrap(self, module, device):
-        """The network wrapped for training (gradients averaged over processes)."""
+        """Wrap the network for training (gradients averaged over processes)."""
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [device.index] if device.type == "cuda" else None

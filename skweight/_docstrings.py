@@ -1,9 +1,11 @@
-"""Parameter documentation shared by the estimators.
+"""Parameter documentation shared by the estimators, and the means to share more.
 
 Docstrings name shared entries as ``%(name)s`` on a line of their own;
 :func:`fill_doc` substitutes them, so that a parameter the three estimators
 have in common is described once. Entries that differ only in a default
-value take it from the estimator (``%(lr)s`` and friends).
+value take it from the estimator (``%(lr)s`` and friends). Other modules
+pass their own entries to :func:`fill_doc` (``entries=``), as the metrics
+do.
 """
 
 import re
@@ -159,7 +161,7 @@ _TRAINING = ("random_state", "device", "precision", "channels_last",
              "distributed", "kwargs")
 
 
-def fill_doc(**defaults):
+def fill_doc(entries=None, **defaults):
     """Substitute the shared parameter docs into a docstring.
 
     A placeholder stands on a line of its own, indented like the entries
@@ -168,6 +170,10 @@ def fill_doc(**defaults):
 
     Parameters
     ----------
+    entries : None or mapping of str to str, default=None
+        More entries, for docs shared by another family of functions (e.g.
+        the metrics'). They are written like the estimators' entries and
+        take precedence over those of the same name.
     **defaults
         Values for the placeholders inside shared entries (e.g. ``lr``).
 
@@ -175,24 +181,28 @@ def fill_doc(**defaults):
     -------
     decorator : callable
     """
+    sources = {**_PARAMETERS, **(entries or {})}
+
     def decorator(obj):
-        entries = {}
-        for name, text in _PARAMETERS.items():
+        if obj.__doc__ is None:  # docstrings are stripped under ``python -OO``
+            return obj
+        filled = {}
+        for name, text in sources.items():
             if "%(" in text:
                 try:
                     text = text % defaults
                 except KeyError:  # an entry this docstring does not use
                     continue
-            entries[name] = textwrap.dedent(text)
-        entries["training_parameters"] = "\n".join(
-            entries[name] for name in _TRAINING if name in entries
+            filled[name] = textwrap.dedent(text)
+        filled["training_parameters"] = "\n".join(
+            filled[name] for name in _TRAINING if name in filled
         )
 
         def substitute(match):
             indent, name = match.group(1), match.group(2)
-            if name not in entries:
+            if name not in filled:
                 return match.group(0)
-            return textwrap.indent(entries[name], indent)
+            return textwrap.indent(filled[name], indent)
 
         doc = re.sub(r"^( *)%\((\w+)\)s$", substitute, obj.__doc__, flags=re.MULTILINE)
         # (%% in a docstring stands for a literal %, as in %-formatting.)

@@ -62,8 +62,11 @@ class LabelledMixin:
         self.train_prior_ = counts / counts.sum()
 
     def _seen_prior(self, dataset, counts):
-        """The class distribution the loss sees: summed normalised weights
-        (times how often each row is served) per class."""
+        """Return the class distribution the loss sees.
+
+        That is the normalised weights (times how often each row is served),
+        summed per class.
+        """
         target = dataset.target.numpy()
         mass = np.ones(target.shape) if dataset.weight is None else (
             dataset.weight.numpy().astype(np.float64)
@@ -114,7 +117,7 @@ class LabelledMixin:
                 and "class_prior" not in self.get_params_for("criterion"))
 
     def _effective_prior(self, crit, seen):
-        """The class prior the network's (unadjusted) outputs are calibrated for.
+        """Return the class prior the network's (unadjusted) outputs are calibrated for.
 
         A loss trained on weighted data with prior ``seen`` makes
         ``softmax(f)`` estimate the posterior under ``seen``; logit
@@ -135,8 +138,11 @@ class LabelledMixin:
         self._check_class_prior(n_classes=None)
 
     def _check_class_prior(self, n_classes="fitted"):
-        """Validate ``class_prior``: None, "train" or non-negative frequencies
-        (one per class of ``classes_``, unless ``n_classes`` is None)."""
+        """Validate ``class_prior``: None, "train" or non-negative frequencies.
+
+        The frequencies are one per class of ``classes_``, unless ``n_classes``
+        is None.
+        """
         prior = self.class_prior
         if prior is None or (isinstance(prior, str) and prior == "train"):
             return prior
@@ -184,7 +190,7 @@ class LabelledMixin:
         return torch.log_softmax(log_q + torch.as_tensor(shift).reshape(shape), dim=1)
 
     def predict_proba(self, X):
-        """Class probabilities (per pixel for a segmenter).
+        """Predict class probabilities (per pixel for a segmenter).
 
         Parameters
         ----------
@@ -193,9 +199,10 @@ class LabelledMixin:
 
         Returns
         -------
-        proba : ndarray of shape (N, n_classes) or (N, n_classes, *spatial)
+        proba : ndarray of shape (N, n_classes) or (N, n_classes, H, W)
             Sums to 1 over axis 1, whose entries follow ``classes_``; with
-            ``class_prior`` set, for that population of classes.
+            ``class_prior`` set, for that population of classes. For volumes,
+            ``(N, n_classes, D, H, W)``.
         """
         return torch.exp(self._log_proba(self._outputs(X))).numpy()
 
@@ -213,7 +220,7 @@ class LabelledMixin:
         return self._log_proba(self._outputs(X)).numpy()
 
     def predict(self, X):
-        """The most probable label (per pixel for a segmenter).
+        """Predict the most probable label (per pixel for a segmenter).
 
         The argmax of :meth:`predict_proba`.
 
@@ -223,7 +230,7 @@ class LabelledMixin:
 
         Returns
         -------
-        y : ndarray of shape (N,) or (N, *spatial)
+        y : ndarray of shape (N,), (N, H, W) or (N, D, H, W)
             Labels of ``classes_``.
         """
         index = self._log_proba(self._outputs(X)).argmax(dim=1).numpy()
@@ -258,8 +265,11 @@ class LabelledMixin:
         return self.classes_, encoded
 
     def _decode_labels(self, target):
-        """Encoded labels (any tensor) back to ``classes_`` (a tensor when the
-        labels are numbers, so that no device sync is needed)."""
+        """Map encoded labels (any tensor) back to ``classes_``.
+
+        The result is a tensor when the labels are numbers, so that no device
+        sync is needed.
+        """
         classes = self.classes_
         if classes.dtype.kind in "biuf":
             table = torch.as_tensor(classes, device=target.device)

@@ -74,26 +74,26 @@ class ArrayDataset(SkorchDataset):
         return self.X[i], (y, self.weight[i])
 
     def tensors(self):
-        """The non-None tensors a batch is made of, in the order ``X, target, weight``."""
+        """Return the non-None tensors batches are made of (``X, target, weight``)."""
         return [t for t in (self.X, self.target, self.weight) if t is not None]
 
     def replace(self, **fields):
-        """The same dataset with some fields replaced (no copy of the others)."""
+        """Return the same dataset with some fields replaced (no copy of the others)."""
         current = dict(X=self.X, target=self.target, weight=self.weight,
                        mask=self.mask, decode=self.decode)
         return ArrayDataset(**{**current, **fields})
 
     def take(self, indices):
-        """A new dataset with the rows ``indices`` (a copy)."""
+        """Return a new dataset with the rows ``indices`` (a copy)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return self.apply(lambda t: t.index_select(0, idx.to(t.device)))
 
     def with_weight(self, weight):
-        """The same data with other weights (no copy of ``X`` or the targets)."""
+        """Return the same data with other weights (no copy of ``X`` or the targets)."""
         return self.replace(weight=weight, mask=None)
 
     def apply(self, fn):
-        """A dataset whose tensors are ``fn(tensor)`` (e.g. a device move)."""
+        """Return a dataset whose tensors are ``fn(tensor)`` (e.g. a device move)."""
         return self.replace(**{
             name: None if t is None else fn(t)
             for name, t in (("X", self.X), ("target", self.target),
@@ -248,7 +248,7 @@ class ShuffleSampler(torch.utils.data.Sampler):
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
-    """This process's share of each global batch, for a DataLoader.
+    """Sampler of this process's share of each global batch, for a DataLoader.
 
     The global batches are those the single-process run serves (the rows of
     ``order``, in batches of ``batch_size``); see
@@ -282,7 +282,7 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
 
 
 def item_image(item):
-    """The image of one item of a user's Dataset, as a float32 ``(C, H, W)``.
+    """Return the image of one item of a user's Dataset, as a float32 ``(C, H, W)``.
 
     An item is an image or a tuple whose first element is the image (its
     other elements, e.g. a label, are ignored: skweight holds the targets).
@@ -350,13 +350,13 @@ class LazyImageDataset(torch.utils.data.Dataset):
         return x, (self.target[i], self.weight[i])
 
     def replace(self, **fields):
-        """The same rows with some fields replaced."""
+        """Return the same rows with some fields replaced."""
         current = dict(target=self.target, weight=self.weight, mask=self.mask,
                        decode=self.decode, indices=self.indices)
         return LazyImageDataset(self.source, **{**current, **fields})
 
     def take(self, indices):
-        """The rows ``indices`` (targets and weights copied, images not)."""
+        """Return the rows ``indices`` (targets and weights copied, images not)."""
         idx = np.asarray(indices, dtype=np.int64)
         base = idx if self.indices is None else np.asarray(self.indices)[idx]
         rows = torch.as_tensor(idx)
@@ -365,5 +365,5 @@ class LazyImageDataset(torch.utils.data.Dataset):
                             mask=pick(self.mask), indices=base)
 
     def with_weight(self, weight):
-        """The same rows with other weights."""
+        """Return the same rows with other weights."""
         return self.replace(weight=weight, mask=None)

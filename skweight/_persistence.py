@@ -26,7 +26,7 @@ class PersistenceMixin:
     """``save_params``/``load_params`` and pickling of the estimators."""
 
     def _learned_state(self):
-        """What ``fit`` learned besides the network's weights, in plain types."""
+        """Return what ``fit`` learned besides the network's weights, in plain types."""
         state = {"version": _STATE_VERSION, "estimator": type(self).__name__}
         for name in self._learned_attributes:
             if name in self.__dict__:
@@ -149,7 +149,7 @@ class PersistenceMixin:
 
 
 def _to_plain(value):
-    """A fitted attribute as types ``torch.load(weights_only=True)`` accepts."""
+    """Convert a fitted attribute to types ``torch.load(weights_only=True)`` accepts."""
     if isinstance(value, np.ndarray):
         return {"ndarray": value.tolist(), "dtype": value.dtype.str}
     if isinstance(value, np.generic):

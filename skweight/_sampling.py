@@ -251,7 +251,7 @@ def _balanced_rows(y, keep, rng):
 
 
 def _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in):
-    """An ArrayDataset of a synthesising sampler's output, with weights."""
+    """Build an ArrayDataset of a synthesising sampler's output, with weights."""
     X_res = np.asarray(X_res)
     images = torch.from_numpy(
         np.ascontiguousarray(X_res, dtype=np.float32).reshape(

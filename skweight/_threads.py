@@ -35,7 +35,7 @@ def _in_dask_worker():
 
 
 def thread_limit():
-    """The number of torch threads a task may use here, or None for no limit.
+    """Return the number of torch threads a task may use here, or None for no limit.
 
     Returns
     -------

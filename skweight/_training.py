@@ -94,7 +94,7 @@ def resolve_device(device):
 
 
 def resolve_optimizer(optimizer):
-    """The optimizer class for the ``optimizer`` parameter.
+    """Return the optimizer class for the ``optimizer`` parameter.
 
     Parameters
     ----------
@@ -188,8 +188,10 @@ class TrainingLoop:
         return self
 
     def _channels_last_on_cpu(self):
-        """Whether the network runs in the channels-last memory format on the
-        CPU, where oneDNN's convolutions are faster in it (the default U-Net)."""
+        """Whether the network runs in the channels-last memory format on the CPU.
+
+        True where oneDNN's convolutions are faster in it (the default U-Net).
+        """
         return False
 
     def _initialize_criterion(self, reason=None):
@@ -349,13 +351,13 @@ class TrainingLoop:
         return self
 
     def _start_phase(self, phase):
-        """Hook: a phase of training starts (e.g. the loss learns its prior)."""
+        """Start a phase of training: a hook (e.g. the loss learns its prior)."""
 
     def _end_training(self, phase):
-        """Hook: training stopped in ``phase`` (e.g. learn what it calibrated for)."""
+        """End training in ``phase``: a hook (e.g. learn what it calibrated for)."""
 
     def _loop_state(self):
-        """What every step needs to know, worked out once per fit."""
+        """Work out what every step needs to know, once per fit."""
         hooks = {}
         for hook in _BATCH_HOOKS:
             cbs = tuple(cb for _, cb in self.callbacks_ if _overrides(cb, hook, Callback))
@@ -378,8 +380,11 @@ class TrainingLoop:
         )
 
     def _train_module(self):
-        """The network as the training steps call it: wrapped for data-parallel
-        training, the plain ``module_`` otherwise."""
+        """Return the network as the training steps call it.
+
+        It is wrapped for data-parallel training, the plain ``module_``
+        otherwise.
+        """
         dp = self.__dict__.get("_dp_")
         if dp is None:
             return None
@@ -455,7 +460,7 @@ class TrainingLoop:
             self._global_records(dp, loss_key, size_key, global_sizes)
 
     def _shares(self, iterator, dp, global_sizes):
-        """This process's share of each global batch, with its loss scale.
+        """Yield this process's share of each global batch, with its loss scale.
 
         ``_step_scale_`` is set for the step that takes the batch; the global
         batch sizes are collected for the history.
@@ -495,7 +500,7 @@ class TrainingLoop:
 
     def _run_live_epoch(self, iterator, step_fn, training, loss_key, size_key,
                         fit_params, defer=False):
-        """A pass whose batch hooks are heard: history written as batches run."""
+        """Run a pass whose batch hooks are heard: history written as batches run."""
         history = self.history
         defer = defer or self._defer_loss_readback()
         losses, count = [], 0
@@ -519,7 +524,7 @@ class TrainingLoop:
         history.record(prefix_count(loss_key), count)
 
     def _augmented(self, iterator, generator):
-        """The training batches, augmented on the device they train on.
+        """Yield the training batches, augmented on the device they train on.
 
         Weights follow their samples; for label masks, a per-pixel weight map
         moves with the pixels, and pixels that come from outside the image get
@@ -548,7 +553,7 @@ class TrainingLoop:
             yield X, (y if w is None else (y, w))
 
     def _run_quiet_epoch(self, iterator, step_fn, loss_key, size_key, fit_params):
-        """A pass no batch hook listens to: history written once, at the end."""
+        """Run a pass no batch hook listens to: history written once, at the end."""
         losses, sizes = [], []
         for batch in iterator:
             step = step_fn(batch, **fit_params)
@@ -563,18 +568,22 @@ class TrainingLoop:
         epoch[prefix_count(loss_key)] = len(values)
 
     def _defer_loss_readback(self):
-        """Whether batch losses may wait on the device until the epoch ends:
-        off the CPU, when nobody hears ``on_batch_end`` (where the batch loss
-        may be read)."""
+        """Whether batch losses may wait on the device until the epoch ends.
+
+        They may when training off the CPU and nobody hears ``on_batch_end``
+        (where the batch loss may be read).
+        """
         if self.device_.type == "cpu":
             return False
         net_listens, callbacks = self._current_loop().hooks["on_batch_end"]
         return not (net_listens or callbacks)
 
     def _batch_for_callbacks(self, batch):
-        """skorch's ``(X, y)`` with ``y`` in the user's terms: the weights are
-        the loss's business, and e.g. EpochScoring compares ``y`` with
-        ``predict``."""
+        """Return skorch's ``(X, y)`` with ``y`` in the user's terms.
+
+        The weights are the loss's business, and e.g. EpochScoring compares
+        ``y`` with ``predict``.
+        """
         X, y = batch
         if isinstance(y, (tuple, list)):
             y, w = y
@@ -583,7 +592,7 @@ class TrainingLoop:
         return X, (None if y is None else self._decode_targets(y, w))
 
     def _decode_targets(self, target, weight):
-        """The targets of a batch as the user gave them (subclasses map back)."""
+        """Return the targets of a batch as the user gave them (subclasses map back)."""
         return target
 
     # -- steps ----------------------------------------------------------------
@@ -647,7 +656,7 @@ class TrainingLoop:
         return {"loss": loss, "y_pred": y_pred}
 
     def _on_device(self, x):
-        """A batch of images where, and in the layout, the network wants it."""
+        """Move a batch of images where, and into the layout, the network wants it."""
         if x.device != self.device_:  # the usual case is already there
             x = x.to(self.device_, non_blocking=True)
         if x.ndim == 4 and self.__dict__.get("_channels_last_"):
@@ -691,7 +700,7 @@ class TrainingLoop:
         return {"loss": loss, "y_pred": y_pred}
 
     def evaluation_step(self, batch, training=False):
-        """Module output for a batch, in float32."""
+        """Compute the module output for a batch, in float32."""
         self.check_is_fitted()
         self._ensure_mode(training)
         Xi = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -729,8 +738,10 @@ class TrainingLoop:
         return self._weighted_loss(y_pred, y, w)
 
     def _check_output(self, out, n_samples, spatial):
-        """The module output, checked (and shaped) for ``n_samples`` inputs of
-        spatial shape ``spatial`` (None when unknown)."""
+        """Check (and shape) the module output for ``n_samples`` inputs.
+
+        ``spatial`` is the inputs' spatial shape (None when unknown).
+        """
         return out
 
     def _weighted_loss(self, y_pred, y, w):
@@ -754,9 +765,11 @@ class TrainingLoop:
         return loss.mean()
 
     def _criterion_call(self, criterion):
-        """How the loss receives weights: "validated" (skweight's losses),
-        "weighted" (a ``sample_weight`` argument) or "elementwise"
-        (``reduction="none"``, weighted here)."""
+        """Tell how the loss receives weights.
+
+        "validated" (skweight's losses), "weighted" (a ``sample_weight``
+        argument) or "elementwise" (``reduction="none"``, weighted here).
+        """
         if callable(getattr(criterion, "forward_validated", None)):
             return "validated"
         forward = getattr(criterion, "forward", criterion)
@@ -769,7 +782,7 @@ class TrainingLoop:
     # -- prediction ---------------------------------------------------------
 
     def _forward_images(self, images):
-        """Module outputs for validated images, as a float32 CPU tensor.
+        """Compute module outputs for validated images, as a float32 CPU tensor.
 
         Unlike skorch's ``forward``, outputs are not copied to the CPU batch
         by batch (each copy waits for the GPU): they are gathered where the

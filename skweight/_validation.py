@@ -31,7 +31,7 @@ SAMPLE_WEIGHT_VALUES_MESSAGE = "{name} must contain finite non-negative numbers"
 
 def sample_weight_shape_message(name, got, n_samples, extra_shape=None,
                                 unit="sample", element="element"):
-    """The error for a weight array of the wrong shape.
+    """Return the error message for a weight array of the wrong shape.
 
     Parameters
     ----------

@@ -27,8 +27,10 @@ __all__ = ["TrainingPhase", "WeightPathMixin"]
 
 
 class TrainingPhase(NamedTuple):
-    """What the network trains on from ``start_epoch`` on (1-based, over the
-    whole history)."""
+    """What the network trains on from ``start_epoch`` on.
+
+    ``start_epoch`` is 1-based, counted over the whole history.
+    """
 
     start_epoch: int
     dataset: object
@@ -72,18 +74,18 @@ class WeightPathMixin:
         return phases, valid
 
     def _reweight_start(self, first_epoch):
-        """The epoch from which class weights and resampling apply."""
+        """Return the epoch from which class weights and resampling apply."""
         return first_epoch
 
     def _learn_training_split(self, split):
-        """Hook: learn class statistics of the training split (classifiers)."""
+        """Learn class statistics of the training split: a hook (classifiers)."""
 
     def _seen_prior(self, dataset, counts):
-        """The class distribution the loss sees in ``dataset`` (None: no classes)."""
+        """Return the class distribution the loss sees in ``dataset`` (None: no classes)."""
         return None
 
     def get_split_datasets(self, X, y=None, **fit_params):
-        """The training and validation datasets ``fit`` would train on.
+        """Return the training and validation datasets ``fit`` would train on.
 
         Parameters
         ----------
@@ -138,7 +140,7 @@ class WeightPathMixin:
         return None
 
     def _resample(self, train):
-        """The rows to train on: ``(dataset, epoch_rows, counts)``.
+        """Return the rows to train on: ``(dataset, epoch_rows, counts)``.
 
         ``epoch_rows`` draws each epoch's rows (None: every row once) and
         ``counts`` says how often each row is served per epoch (None: once).
@@ -174,7 +176,7 @@ class WeightPathMixin:
         return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
 
     def _weighted_what(self, weights):
-        """What the weights are attached to, plural, for messages."""
+        """Name what the weights are attached to, plural, for messages."""
         if np.ndim(weights) > 1:
             return "pixels" if np.ndim(weights) == 3 else "voxels"
         return self._sample_unit + "s"

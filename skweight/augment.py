@@ -229,7 +229,7 @@ def _fill_value(fill_label, dtype):
 
 
 def _check_axes(axes, name, *, count=None):
-    """A tuple of distinct spatial axes among -1 (width), -2, -3 (depth)."""
+    """Return ``axes`` as a tuple of distinct spatial axes: -1 (width), -2, -3 (depth)."""
     values = (axes,) if isinstance(axes, numbers.Integral) else axes
     expected = (
         f"{'a pair' if count == 2 else 'an int or a tuple'} of distinct spatial axes "
@@ -266,8 +266,11 @@ def _check_axes_fit(X, axes, name):
 
 
 def _check_range(value, name, *, low=None, low_open=False, symmetric_about=None):
-    """A ``(lo, hi)`` pair with ``lo <= hi``, or, when ``symmetric_about`` is
-    given, a non-negative real ``r`` meaning ``(c - r, c + r)``."""
+    """Validate a range: a ``(lo, hi)`` pair with ``lo <= hi``.
+
+    When ``symmetric_about`` (``c``) is given, a non-negative real ``r`` is
+    accepted too and means ``(c - r, c + r)``.
+    """
     if symmetric_about is not None and isinstance(value, numbers.Real):
         r = check_real(value, name, low=0.0)
         return symmetric_about - r, symmetric_about + r
@@ -298,7 +301,7 @@ def _per_sample(values, t):
 
 
 def _choose(flags, new, old):
-    """``new`` for the flagged samples, ``old`` for the others, exactly."""
+    """Take ``new`` for the flagged samples, ``old`` for the others, exactly."""
     return torch.where(_per_sample(flags, new), new, old)
 
 
@@ -490,7 +493,7 @@ def apply_weighted(transform, X, y=None, sample_weight=None, generator=None):
     transform : callable
     X : Tensor of shape (N, C, H, W) or (N, C, D, H, W)
     y : None or Tensor
-    sample_weight : None or Tensor of shape (N,) or (N, *X.shape[2:])
+    sample_weight : None or Tensor of shape (N,), (N, H, W) or (N, D, H, W)
     generator : None or torch.Generator
 
     Returns
@@ -558,7 +561,7 @@ class Transform:
         generator : None or torch.Generator
             The source of all randomness, on ``X``'s device; None uses
             torch's global RNG.
-        sample_weight : None or Tensor of shape (N,) or (N, *X.shape[2:])
+        sample_weight : None or Tensor of shape (N,), (N, H, W) or (N, D, H, W)
             Optional: per-sample weights (returned unchanged) or per-pixel
             weight maps (moved with the pixels).
 
@@ -600,7 +603,7 @@ class Transform:
         ]
 
     def get_params(self, deep=True):
-        """Constructor parameters, as scikit-learn's ``get_params``.
+        """Get the constructor parameters, as scikit-learn's ``get_params``.
 
         Parameters
         ----------
@@ -651,6 +654,7 @@ class Transform:
         return self
 
     def __repr__(self):
+        """Return the constructor call, e.g. ``RandomFlip(axes=(-1,), p=0.5)``."""
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._param_names())
         return f"{type(self).__name__}({args})"
 
@@ -962,7 +966,7 @@ class RandomAffine(_Geometric):
 
     @staticmethod
     def _grid(X, angle, zoom, axes):
-        """Sampling grid mapping each output pixel to its source position."""
+        """Build the sampling grid mapping each output pixel to its source position."""
         n_spatial = X.ndim - 2
         # float32 at least: half-precision coordinates are off by a fraction
         # of a pixel on images a few hundred pixels wide.
@@ -1144,6 +1148,7 @@ class Compose(Transform):
         return X, mask, weight_map
 
     def __repr__(self):
+        """Return the constructor call, one transform per line."""
         inner = "".join(f"    {t!r},\n" for t in self.transforms)
         return f"{type(self).__name__}([\n{inner}])"
 

@@ -212,7 +212,7 @@ _TEST_REGIONS = ("left", "right", "top", "bottom")
 
 @functools.lru_cache(maxsize=1)
 def _read_nuclei():
-    """The stored uint8 arrays ``(image, instances)``, read once, read-only."""
+    """Return the stored uint8 arrays ``(image, instances)``, read once, read-only."""
     ref = resources.files(__package__) / "data" / "nuclei.npz"
     with ref.open("rb") as fh, np.load(fh) as archive:
         image, instances = archive["image"], archive["instances"]
@@ -304,7 +304,7 @@ def load_nuclei():
 
 def load_nuclei_tiles(tile_size=64, *, stride=None, test_region="right", test_size=0.5,
                       return_instances=False):
-    """The nuclei image cut into tiles, split into a training and a test region.
+    """Load the nuclei image cut into tiles, split into a training and a test region.
 
     The image of :func:`load_nuclei` is split by a straight cut into two
     regions, a training region and a test region, and each is cut into

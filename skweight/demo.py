@@ -89,6 +89,7 @@ def evaluate(clf, train, test):
 
 
 def main(argv=None):
+    """Run the comparison and print its table (``python -m skweight.demo``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2, help="seeds per setting")
     args = parser.parse_args(argv)

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import make_scorer
 
+from ._docstrings import fill_doc
 from ._validation import (
     check_bool,
     check_ignore_index,
@@ -259,6 +260,110 @@ def _aggregate(per_image_class, image_weights, average, no_label_value):
 
 
 # ---------------------------------------------------------------------------
+# Shared documentation
+# ---------------------------------------------------------------------------
+
+# The metrics share most parameters and notes; writing them once keeps the
+# docstrings from drifting apart. ``fill_doc`` puts each entry in place of a
+# ``%(name)s`` line, indented like it.
+_DOC_ENTRIES = {
+    "mask_parameters": """\
+    y_true : array-like of int of shape (N, \\*spatial) or (H, W)
+        Ground-truth label masks: a batch of ``N`` masks with one to three
+        spatial dimensions, or a single 2-D mask (a 1-D array is a single 1-D
+        profile). A single 3-D volume must be given as ``(1, D, H, W)``.
+        Floating point arrays are accepted if they hold whole numbers.
+
+    y_pred : array-like of int of the same shape as y_true
+        Predicted label masks, e.g. the output of a segmenter's ``predict``.
+
+    labels : array-like of int, default=None
+        Classes to score, in the order used for ``average=None``. By default,
+        all labels that occur in ``y_true`` or ``y_pred`` on scored pixels
+        (not ignored, non-zero weight), sorted, except ``background`` (unless
+        ``include_background=True``) and ``ignore_index``. When given,
+        ``include_background`` has no effect.
+
+    average : %(average_options)s, default="macro"
+        How per-image, per-class values are reduced; see Notes.
+
+    include_background : bool, default=False
+        Whether the default ``labels`` include ``background``.
+
+    background : int, default=0
+        Label of the background class.
+
+    ignore_index : int, default=None
+        Pixels where ``y_true == ignore_index`` (e.g. unlabelled or "void"
+        regions) are excluded from both masks and from every class.""",
+    "spacing": """\
+    spacing : float or sequence of float, default=None
+        Pixel (voxel) size along each spatial axis, in the order of the array
+        axes, e.g. ``(3.0, 0.8, 0.8)`` for ``(N, D, H, W)`` volumes of 3 mm
+        slices with 0.8 mm pixels; a single number applies to every axis.
+        Distances are measured in these units, exactly, however anisotropic
+        the grid. ``None`` means 1 along every axis (pixel units).""",
+    "overlap_aggregation": """\
+    **Aggregation.** Scores are computed for every image and every class
+    separately. With ``average="macro"`` (default) or ``average=None`` the
+    per-image values of each class are then averaged over the images, as a
+    weighted mean when ``sample_weight`` has shape ``(N,)``; ``average=None``
+    returns these per-class means in the order of ``labels`` and ``"macro"``
+    their unweighted mean over classes, so that every class counts the same
+    however large it is. Averaging per image is the convention of medical
+    image segmentation challenges [3]_: every case counts once, so a small
+    structure in one image is not swamped by a large one in another, and the
+    result does not depend on how images are grouped into batches.
+
+    ``average="micro"`` instead pools the (weighted) intersection and mask
+    sizes of each class over all images of the batch and forms one ratio per
+    class from the pooled sums, then averages those over classes. Unlike
+    ``average="micro"`` in :func:`sklearn.metrics.f1_score`, classes are not
+    pooled, so each class still counts equally; but within a class, large
+    images and large objects weigh more. The pooled score depends
+    on which images are scored together (e.g. the cross-validation fold).
+
+    A per-pixel ``sample_weight`` (same shape as ``y_true``) enters the sums:
+    with ``a = (y_true == k)``, ``b = (y_pred == k)`` and weights ``w``, the
+    intersection is ``sum(w * a * b)`` and the mask sizes ``sum(w * a)`` and
+    ``sum(w * b)``. Images are then averaged with equal weight. A pixel weight
+    of 0 is equivalent to ignoring the pixel.
+
+    When a class is absent from both masks of an image (or all of its pixels
+    have weight 0) the ratio is 0/0; ``zero_division`` is used instead. The
+    default 1.0 credits the prediction for correctly finding nothing. With
+    ``zero_division=np.nan`` such entries are skipped by the averages (NaN
+    only if nothing is left).
+
+    If no class is left to score (e.g. both masks contain only background and
+    ``labels`` is not given), ``average=None`` returns an empty array and
+    the averaged scores return ``zero_division``.""",
+    "boundaries": """\
+    **Boundaries and distances.** The boundary of a mask is the set of its
+    pixels with at least one face-connected neighbour (4 in 2-D, 6 in 3-D)
+    outside the mask; pixels on the image edge are boundary pixels, and a
+    single pixel is its own boundary. Distances are Euclidean, between pixel
+    centres scaled by ``spacing``, from a boundary pixel of one mask to the
+    nearest boundary pixel of the other, not to the other mask: a boundary
+    pixel of ``A`` lying inside ``B`` is still as far from ``B`` as the
+    nearest boundary pixel of ``B``. Pixels excluded by ``ignore_index``
+    count as outside both masks, so mask pixels next to them are boundary
+    pixels.""",
+    "distance_aggregation": """\
+    **Aggregation** is the same as for :func:`dice_score`: values are
+    computed per image and class, averaged over images (weighted by
+    ``sample_weight``), and for ``average="macro"`` then over classes, each
+    class counting the same. ``average="micro"`` is not available because
+    boundary distances of different images are not measured against the
+    same boundary and do not pool. If no class is left to score,
+    ``"macro"`` returns the value of a class absent from both masks.""",
+}
+
+_fill_overlap_doc = fill_doc(_DOC_ENTRIES, average_options='{"macro", "micro"} or None')
+_fill_distance_doc = fill_doc(_DOC_ENTRIES, average_options='"macro" or None')
+
+
+# ---------------------------------------------------------------------------
 # Overlap metrics
 # ---------------------------------------------------------------------------
 
@@ -346,75 +451,7 @@ def _overlap_score(kind, y_true, y_pred, *, labels, average, include_background,
     return _aggregate(scores, batch.image_weights, average, zero_division)
 
 
-_AGGREGATION_NOTES = """\
-    **Aggregation.** Scores are computed for every image and every class
-    separately. With ``average="macro"`` (default) or ``average=None`` the
-    per-image values of each class are then averaged over the images, as a
-    weighted mean when ``sample_weight`` has shape ``(N,)``; ``average=None``
-    returns these per-class means in the order of ``labels`` and ``"macro"``
-    their unweighted mean over classes, so that every class counts the same
-    however large it is. Averaging per image is the convention of medical
-    image segmentation challenges [3]_: every case counts once, so a small
-    structure in one image is not swamped by a large one in another, and the
-    result does not depend on how images are grouped into batches.
-
-    ``average="micro"`` instead pools the (weighted) intersection and mask
-    sizes of each class over all images of the batch and forms one ratio per
-    class from the pooled sums, then averages those over classes. Unlike
-    ``average="micro"`` in :func:`sklearn.metrics.f1_score`, classes are not
-    pooled, so each class still counts equally; but within a class, large
-    images and large objects weigh more. The pooled score depends
-    on which images are scored together (e.g. the cross-validation fold).
-
-    A per-pixel ``sample_weight`` (same shape as ``y_true``) enters the sums:
-    with ``a = (y_true == k)``, ``b = (y_pred == k)`` and weights ``w``, the
-    intersection is ``sum(w * a * b)`` and the mask sizes ``sum(w * a)`` and
-    ``sum(w * b)``. Images are then averaged with equal weight. A pixel weight
-    of 0 is equivalent to ignoring the pixel.
-
-    When a class is absent from both masks of an image (or all of its pixels
-    have weight 0) the ratio is 0/0; ``zero_division`` is used instead. The
-    default 1.0 credits the prediction for correctly finding nothing. With
-    ``zero_division=np.nan`` such entries are skipped by the averages (NaN
-    only if nothing is left).
-
-    If no class is left to score (e.g. both masks contain only background and
-    ``labels`` is not given), ``average=None`` returns an empty array and
-    the averaged scores return ``zero_division``.
-"""
-
-_SHARED_PARAMETERS = """\
-    y_true : array-like of int of shape (N, \\*spatial) or (H, W)
-        Ground-truth label masks: a batch of ``N`` masks with one to three
-        spatial dimensions, or a single 2-D mask (a 1-D array is a single 1-D
-        profile). A single 3-D volume must be given as ``(1, D, H, W)``.
-        Floating point arrays are accepted if they hold whole numbers.
-
-    y_pred : array-like of int of the same shape as y_true
-        Predicted label masks, e.g. the output of a segmenter's ``predict``.
-
-    labels : array-like of int, default=None
-        Classes to score, in the order used for ``average=None``. By default,
-        all labels that occur in ``y_true`` or ``y_pred`` on scored pixels
-        (not ignored, non-zero weight), sorted, except ``background`` (unless
-        ``include_background=True``) and ``ignore_index``. When given,
-        ``include_background`` has no effect.
-
-    average : {average_options}, default="macro"
-        How per-image, per-class values are reduced; see Notes.
-
-    include_background : bool, default=False
-        Whether the default ``labels`` include ``background``.
-
-    background : int, default=0
-        Label of the background class.
-
-    ignore_index : int, default=None
-        Pixels where ``y_true == ignore_index`` (e.g. unlabelled or "void"
-        regions) are excluded from both masks and from every class.
-"""
-
-
+@_fill_overlap_doc
 def dice_score(y_true, y_pred, *, labels=None, average="macro",
                include_background=False, background=0, ignore_index=None,
                sample_weight=None, zero_division=1.0):
@@ -427,7 +464,8 @@ def dice_score(y_true, y_pred, *, labels=None, average="macro",
 
     Parameters
     ----------
-{shared}
+    %(mask_parameters)s
+
     sample_weight : array-like of shape (N,) or of y_true's shape, default=None
         Non-negative weights, either one per image (weighted mean over
         images) or one per pixel (weighted sums inside each image).
@@ -447,7 +485,8 @@ def dice_score(y_true, y_pred, *, labels=None, average="macro",
 
     Notes
     -----
-{notes}
+    %(overlap_aggregation)s
+
     References
     ----------
     .. [1] L. R. Dice, "Measures of the amount of ecologic association between
@@ -481,6 +520,7 @@ def dice_score(y_true, y_pred, *, labels=None, average="macro",
     )
 
 
+@_fill_overlap_doc
 def iou_score(y_true, y_pred, *, labels=None, average="macro",
               include_background=False, background=0, ignore_index=None,
               sample_weight=None, zero_division=1.0):
@@ -494,7 +534,8 @@ def iou_score(y_true, y_pred, *, labels=None, average="macro",
 
     Parameters
     ----------
-{shared}
+    %(mask_parameters)s
+
     sample_weight : array-like of shape (N,) or of y_true's shape, default=None
         Non-negative weights, either one per image (weighted mean over
         images) or one per pixel (weighted sums inside each image).
@@ -513,7 +554,8 @@ def iou_score(y_true, y_pred, *, labels=None, average="macro",
 
     Notes
     -----
-{notes}
+    %(overlap_aggregation)s
+
     References
     ----------
     .. [1] P. Jaccard, "The distribution of the flora in the alpine zone",
@@ -579,7 +621,7 @@ def _surface_distances(a, b, structure, sampling):
 
 
 def _distance_table(batch, pair_value, both_empty, one_empty, sampling):
-    """A boundary metric for every image and class, as an ``(N, K)`` array.
+    """Compute a boundary metric for every image and class, as an ``(N, K)`` array.
 
     ``pair_value(j, true_to_pred, pred_to_true)`` reduces the directed
     distances of class ``labels[j]`` to one number. ``both_empty`` and
@@ -697,6 +739,7 @@ def _validate_distance_metric(y_true, y_pred, *, labels, average, include_backgr
     return batch, _check_spacing(spacing, batch.y_true.shape[1:])
 
 
+@_fill_distance_doc
 def hausdorff_distance(y_true, y_pred, *, labels=None, average="macro",
                        include_background=False, background=0, ignore_index=None,
                        percentile=None, sample_weight=None, empty_value=np.nan,
@@ -715,7 +758,8 @@ def hausdorff_distance(y_true, y_pred, *, labels=None, average="macro",
 
     Parameters
     ----------
-{shared}
+    %(mask_parameters)s
+
     percentile : float in (0, 100], default=None
         If given, report this percentile of the pooled directed distances
         (linear interpolation, as :func:`numpy.percentile`) instead of their
@@ -732,7 +776,8 @@ def hausdorff_distance(y_true, y_pred, *, labels=None, average="macro",
         spatial axes of size ``n`` and spacing ``s``, which is larger than
         any attainable distance.
 
-{spacing}
+    %(spacing)s
+
     Returns
     -------
     distance : float or ndarray of shape (n_labels,)
@@ -748,7 +793,8 @@ def hausdorff_distance(y_true, y_pred, *, labels=None, average="macro",
 
     Notes
     -----
-{boundary}
+    %(boundaries)s
+
     When a class is absent from both masks of an image the distance is 0.0.
     When it is absent from exactly one, ``empty_value`` is used. With the
     default NaN these entries are skipped: the mean over images and the mean
@@ -763,7 +809,8 @@ def hausdorff_distance(y_true, y_pred, *, labels=None, average="macro",
     and reports the larger of the two, whereas here the distances of both
     directions are pooled first [2]_; the two can differ.
 
-{aggregation}
+    %(distance_aggregation)s
+
     References
     ----------
     .. [1] D. P. Huttenlocher, G. A. Klanderman and W. J. Rucklidge,
@@ -805,6 +852,7 @@ def hausdorff_distance(y_true, y_pred, *, labels=None, average="macro",
     return _aggregate(distances, batch.image_weights, average, 0.0)
 
 
+@_fill_distance_doc
 def mean_surface_distance(y_true, y_pred, *, labels=None, average="macro",
                           include_background=False, background=0, ignore_index=None,
                           sample_weight=None, empty_value=np.nan, spacing=None,
@@ -826,7 +874,8 @@ def mean_surface_distance(y_true, y_pred, *, labels=None, average="macro",
 
     Parameters
     ----------
-{shared}
+    %(mask_parameters)s
+
     sample_weight : array-like of shape (N,), default=None
         Non-negative weight of each image in the mean over images. Per-pixel
         weights are rejected.
@@ -838,7 +887,8 @@ def mean_surface_distance(y_true, y_pred, *, labels=None, average="macro",
         spatial axes of size ``n`` and spacing ``s``, which is larger than
         any attainable distance.
 
-{spacing}
+    %(spacing)s
+
     symmetric : bool, default=True
         If False, only the distances from the boundary of ``y_pred`` to the
         boundary of ``y_true`` are averaged (the directed distance that
@@ -869,7 +919,8 @@ def mean_surface_distance(y_true, y_pred, *, labels=None, average="macro",
     instead; it agrees with the pooled mean when both boundaries have the
     same number of pixels and differs otherwise.
 
-{boundary}
+    %(boundaries)s
+
     When a class is absent from both masks of an image the distance is 0.0;
     when it is absent from exactly one, ``empty_value`` is used. With the
     default NaN such entries are skipped by the (weighted) means, and the
@@ -890,7 +941,8 @@ def mean_surface_distance(y_true, y_pred, *, labels=None, average="macro",
     whereas here ignored pixels are removed from both masks; and it computes
     in float32 (here float64).
 
-{aggregation}
+    %(distance_aggregation)s
+
     References
     ----------
     .. [1] T. Heimann et al., "Comparison and evaluation of methods for liver
@@ -934,18 +986,19 @@ def mean_surface_distance(y_true, y_pred, *, labels=None, average="macro",
     return _aggregate(distances, batch.image_weights, average, 0.0)
 
 
+@_fill_distance_doc
 def normalized_surface_dice(y_true, y_pred, *, labels=None, average="macro",
                             include_background=False, background=0,
                             ignore_index=None, sample_weight=None, tolerance=1.0,
                             spacing=None):
-    """Normalized surface Dice: share of the boundaries within a tolerance.
+    """Compute the normalized surface Dice: the boundaries' share within a tolerance.
 
     For one class ``k`` the masks ``A = (y_true == k)`` and
     ``B = (y_pred == k)`` are reduced to their boundaries ``S_A`` and
     ``S_B`` (see Notes). A boundary pixel counts as correct when the nearest
     boundary pixel of the other mask is at most ``tolerance`` away [1]_::
 
-        NSD = (|{{a in S_A : d(a, S_B) <= tol}}| + |{{b in S_B : d(b, S_A) <= tol}}|)
+        NSD = (|{a in S_A : d(a, S_B) <= tol}| + |{b in S_B : d(b, S_A) <= tol}|)
               / (|S_A| + |S_B|)
 
     It lies in [0, 1], greater is better, and unlike the Dice score it does
@@ -957,7 +1010,8 @@ def normalized_surface_dice(y_true, y_pred, *, labels=None, average="macro",
 
     Parameters
     ----------
-{shared}
+    %(mask_parameters)s
+
     sample_weight : array-like of shape (N,), default=None
         Non-negative weight of each image in the mean over images. Per-pixel
         weights are rejected.
@@ -968,7 +1022,8 @@ def normalized_surface_dice(y_true, y_pred, *, labels=None, average="macro",
         tolerance per class, in the order of ``labels``, which must then be
         given.
 
-{spacing}
+    %(spacing)s
+
     Returns
     -------
     score : float or ndarray of shape (n_labels,)
@@ -982,7 +1037,8 @@ def normalized_surface_dice(y_true, y_pred, *, labels=None, average="macro",
 
     Notes
     -----
-{boundary}
+    %(boundaries)s
+
     When a class is absent from both masks of an image its NSD is 1.0
     (nothing to find, nothing found); when it is absent from exactly one it
     is 0.0, since none of the existing boundary has a counterpart. NSD is
@@ -1014,7 +1070,8 @@ def normalized_surface_dice(y_true, y_pred, *, labels=None, average="macro",
     an attainable distance on the grid (e.g. 1.3 rather than 1.2 for a
     spacing of 0.6).
 
-{aggregation}
+    %(distance_aggregation)s
+
     References
     ----------
     .. [1] S. Nikolov et al., "Clinically applicable segmentation of head and
@@ -1055,56 +1112,6 @@ def normalized_surface_dice(y_true, y_pred, *, labels=None, average="macro",
 
     scores = _distance_table(batch, pair_value, 1.0, 0.0, sampling)
     return _aggregate(scores, batch.image_weights, average, 1.0)
-
-
-_SPACING_PARAMETER = """\
-    spacing : float or sequence of float, default=None
-        Pixel (voxel) size along each spatial axis, in the order of the array
-        axes, e.g. ``(3.0, 0.8, 0.8)`` for ``(N, D, H, W)`` volumes of 3 mm
-        slices with 0.8 mm pixels; a single number applies to every axis.
-        Distances are measured in these units, exactly, however anisotropic
-        the grid. ``None`` means 1 along every axis (pixel units).
-"""
-
-_BOUNDARY_NOTES = """\
-    **Boundaries and distances.** The boundary of a mask is the set of its
-    pixels with at least one face-connected neighbour (4 in 2-D, 6 in 3-D)
-    outside the mask; pixels on the image edge are boundary pixels, and a
-    single pixel is its own boundary. Distances are Euclidean, between pixel
-    centres scaled by ``spacing``, from a boundary pixel of one mask to the
-    nearest boundary pixel of the other, not to the other mask: a boundary
-    pixel of ``A`` lying inside ``B`` is still as far from ``B`` as the
-    nearest boundary pixel of ``B``. Pixels excluded by ``ignore_index``
-    count as outside both masks, so mask pixels next to them are boundary
-    pixels.
-"""
-
-_DISTANCE_AGGREGATION_NOTES = """\
-    **Aggregation** is the same as for :func:`dice_score`: values are
-    computed per image and class, averaged over images (weighted by
-    ``sample_weight``), and for ``average="macro"`` then over classes, each
-    class counting the same. ``average="micro"`` is not available because
-    boundary distances of different images are not measured against the
-    same boundary and do not pool. If no class is left to score,
-    ``"macro"`` returns the value of a class absent from both masks.
-"""
-
-
-def _fill_docstring(func, average_options, notes="", **pieces):
-    # The metrics share most parameters and notes; writing them once keeps
-    # the docstrings from drifting apart. Docstrings are absent under
-    # ``python -OO``.
-    if func.__doc__:
-        shared = _SHARED_PARAMETERS.replace("{average_options}", average_options)
-        func.__doc__ = func.__doc__.format(shared=shared, notes=notes, **pieces)
-
-
-_fill_docstring(dice_score, '{"macro", "micro"} or None', _AGGREGATION_NOTES)
-_fill_docstring(iou_score, '{"macro", "micro"} or None', _AGGREGATION_NOTES)
-for _func in (hausdorff_distance, mean_surface_distance, normalized_surface_dice):
-    _fill_docstring(_func, '"macro" or None', spacing=_SPACING_PARAMETER,
-                    boundary=_BOUNDARY_NOTES, aggregation=_DISTANCE_AGGREGATION_NOTES)
-del _func
 
 
 # ---------------------------------------------------------------------------

@@ -128,6 +128,7 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x):
+        """Map images ``(N, C, H, W)`` to raw outputs ``(N, n_outputs)``."""
         return self.head(self.pool(self.features(x)))
 
 
@@ -220,6 +221,11 @@ class UNet(nn.Module):
         self.head = conv(c_in, n_classes, 1)
 
     def forward(self, x):
+        """Map images or volumes ``x`` to logits of shape ``(N, n_classes, ...)``.
+
+        ``x`` is ``(N, C, H, W)`` or, for a 3-D U-Net, ``(N, C, D, H, W)``, of
+        any size; the logits have the spatial size of ``x``.
+        """
         size = tuple(x.shape[2:])
         if len(size) != self.ndim:
             takes = "images (N, C, H, W)" if self.ndim == 2 else "volumes (N, C, D, H, W)"
@@ -243,5 +249,5 @@ class UNet(nn.Module):
 
 
 def count_parameters(module):
-    """Number of trainable parameters of ``module``."""
+    """Count the trainable parameters of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

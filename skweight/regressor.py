@@ -165,13 +165,13 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     ----------
     n_outputs_ : int
         Number of targets.
-    target_mean_ : ndarray of shape (n_outputs_,)
+    target_mean_ : ndarray of shape (n_outputs,)
         Weighted mean of each target (zeros if ``standardize_target=False``).
-    target_scale_ : ndarray of shape (n_outputs_,)
+    target_scale_ : ndarray of shape (n_outputs,)
         Weighted standard deviation of each target, 1 for constant targets
         (ones if ``standardize_target=False``). Predictions are
         ``network output * target_scale_ + target_mean_``.
-    target_weight_ : None or ndarray of shape (n_outputs_,)
+    target_weight_ : None or ndarray of shape (n_outputs,)
         The per-target loss weights used, with mean 1.
     %(fitted_attributes)s
 
@@ -542,6 +542,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         return float(r2_score(y_true / scale, pred / scale, sample_weight=sw))
 
     def __sklearn_tags__(self):
+        """Return scikit-learn's tags: single- and multi-output targets."""
         tags = super().__sklearn_tags__()
         tags.target_tags.single_output = True
         tags.target_tags.multi_output = True

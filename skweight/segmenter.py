@@ -315,10 +315,12 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         return super()._validate_X(X, reset, lazy)
 
     def _one_channel_volumes(self, X, y):
-        """4-D ``X`` read as one-channel volumes ``(N, D, H, W)`` where that is
-        what it is: masks of its very shape (and ``D > 1``) in ``fit``, or a
-        model fitted on one-channel volumes at prediction. Otherwise 4-D
-        ``X`` is ``(N, C, H, W)``."""
+        """Read 4-D ``X`` as one-channel volumes ``(N, D, H, W)`` when it holds them.
+
+        It does with masks of its very shape (and ``D > 1``) in ``fit``, or for
+        a model fitted on one-channel volumes at prediction. Otherwise 4-D
+        ``X`` is ``(N, C, H, W)``.
+        """
         shape = getattr(X, "shape", None)
         if shape is None or len(shape) != 4 or isinstance(X, torch.utils.data.Dataset):
             return X
@@ -385,6 +387,7 @@ class CNNSegmenter(LabelledMixin, BaseCNN):
         ))
 
     def __sklearn_tags__(self):
+        """Return scikit-learn's tags: mask targets, neither classifier nor regressor."""
         tags = super().__sklearn_tags__()
         # Neither classifier nor regressor: cross-validation then splits
         # images with KFold, and model selection uses ``score``.

@@ -47,8 +47,11 @@ def _per_element(weights, shape):
 
 
 def _scaled_to_max(weights):
-    """Weights divided by their maximum: the same ratios, with no overflow in
-    sums and no need for their unit (1e-300 and 1e300 scales alike)."""
+    """Divide weights by their maximum.
+
+    The same ratios, with no overflow in sums and no need for their unit
+    (1e-300 and 1e300 scales alike).
+    """
     w = np.asarray(weights, dtype=np.float64)
     top = w.max() if w.size else 0.0
     return w / top if top > 0 else w
@@ -136,7 +139,7 @@ def _label_key(label):
 
 
 def fold_weights(y, sample_weight=None, class_weight=None, mask=None):
-    """The weight of every element the loss sees, or None if all are 1.
+    """Return the weight of every element the loss sees, or None if all are 1.
 
     ``w = sample_weight * class_weight[y] * mask``, each factor optional.
     This is the one place where the estimators combine weights; it runs

@@ -35,6 +35,21 @@ def test_fill_doc_indents_entries_for_methods():
         pass
 
     # The entry takes the placeholder's indentation.
-    f.__doc__ = "Do.\n\n        Parameters\n        ----------\n        %(verbose)s\n        "
+    f.__doc__ = ("Do.\n\n        Parameters\n        ----------\n"
+                 "        %(verbose)s\n        ")
     fill_doc()(f)
     assert "\n        verbose : int, default=0\n            ``1`` prints" in f.__doc__
+
+
+def test_metric_docs_share_the_same_mechanism():
+    from skweight.metrics import dice_score, mean_surface_distance
+
+    for func in (dice_score, mean_surface_distance):
+        assert "%(" not in func.__doc__ and "ignore_index : int" in func.__doc__
+
+    def g():
+        pass
+
+    g.__doc__ = "Do.\n\n    Parameters\n    ----------\n    %(verbose)s\n    "
+    fill_doc(entries={"verbose": "verbose : bool\n    Mine."})(g)
+    assert "verbose : bool\n        Mine." in g.__doc__  # the given entry wins

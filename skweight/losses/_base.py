@@ -102,7 +102,7 @@ class ClassWeightedLoss(WeightedLoss):
         return self._compute(prepared)
 
     def _compute(self, prepared):
-        """The loss of validated inputs (a :class:`~._prepare.Prepared`)."""
+        """Compute the loss of validated inputs (a :class:`~._prepare.Prepared`)."""
         raise NotImplementedError
 
     def _weight_repr(self):

@@ -70,7 +70,7 @@ def class_shape(values, input):
 
 
 def normalized_prior(class_prior, min_prior):
-    """The prior divided by its sum, then raised to at least ``min_prior``.
+    """Divide the prior by its sum, then raise it to at least ``min_prior``.
 
     Parameters
     ----------
