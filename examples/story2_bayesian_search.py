@@ -1,8 +1,11 @@
-"""Story 2: Bayesian optimisation of an imbalanced digit classifier with Optuna.
+"""
+Bayesian optimisation with Optuna on imbalanced digits
+======================================================
 
-Grid search tries every combination; Bayesian optimisation proposes each
-setting from the scores of the previous ones. Here Optuna's ``OptunaSearchCV``
-(package optuna-integration; ``pip install "skweight[optuna]"``) tunes a
+Story 2's third way to tune, after grid and random search. Grid search
+tries every combination; Bayesian optimisation proposes each setting from the
+scores of the previous ones. Here Optuna's ``OptunaSearchCV`` (package
+optuna-integration; ``pip install "skweight[optuna]"``) tunes a
 ``CNNClassifier`` on the demo's imbalanced digits: classes 5-9 keep 6
 training images each, classes 0-4 about 90. The search covers the learning
 rate, the loss (cross-entropy or focal), class weights, class-balanced
@@ -16,7 +19,8 @@ set.
 (optuna-integration's pruning passes the weights of all rows to each fold's
 ``partial_fit``; see docs/scale-out.md).
 
-Run: python examples/story2_bayesian_search.py  (about a minute on 2 CPU cores)
+Run: ``python examples/story2_bayesian_search.py`` (about a minute on 2 CPU
+cores).
 """
 
 import time
