@@ -3,6 +3,7 @@
 import torch.nn.functional as F
 
 from ._base import ClassWeightedLoss
+from ._docs import fill_loss_doc
 from ._reduction import reduce_elementwise
 from ._validation import check_real
 
@@ -21,24 +22,18 @@ def cross_entropy_elements(prepared, label_smoothing=0.0):
     )
 
 
+@fill_loss_doc
 class CrossEntropyLoss(ClassWeightedLoss):
     """Cross-entropy with per-sample, per-element and per-class weights.
 
     Parameters
     ----------
-    class_weight : array-like of shape (K,), default=None
-        Non-negative weight of each class. It acts exactly as the per-element
-        sample weight ``class_weight[target]``; both multiply when given.
-    ignore_index : int, default=None
-        Target value of elements that are left out of the loss and of the
-        count used by ``reduction="mean"``. It may lie outside [0, K).
+    %(class_weight)s
+    %(ignore_index)s
     label_smoothing : float, default=0.0
         Amount ``eps`` in [0, 1] of the uniform distribution mixed into the
         one-hot target.
-    reduction : {"mean", "sum", "none"}, default="mean"
-        "none" returns the weighted per-element losses with the target's shape
-        (0 on ignored elements); "sum" their sum; "mean" their sum divided by
-        the number of non-ignored elements.
+    %(reduction)s
 
     Notes
     -----

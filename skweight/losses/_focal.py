@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ._base import ClassWeightedLoss, WeightedLoss
+from ._docs import fill_loss_doc
 from ._prepare import prepare_binary
 from ._reduction import reduce_elementwise
 from ._validation import check_real, check_reduction
@@ -29,6 +30,7 @@ def _focal_factor(log_one_minus_p, gamma):
     return torch.exp(gamma * log_one_minus_p)
 
 
+@fill_loss_doc
 class FocalLoss(ClassWeightedLoss):
     """Multi-class (softmax) focal loss with per-class alpha.
 
@@ -41,13 +43,8 @@ class FocalLoss(ClassWeightedLoss):
         Non-negative weight of each class, i.e. the class weight. It acts
         exactly as the per-element sample weight ``alpha[target]``; both
         multiply when given. A scalar is rejected, see Notes.
-    ignore_index : int, default=None
-        Target value of elements that are left out of the loss and of the
-        count used by ``reduction="mean"``. It may lie outside [0, K).
-    reduction : {"mean", "sum", "none"}, default="mean"
-        "none" returns the weighted per-element losses with the target's shape
-        (0 on ignored elements); "sum" their sum; "mean" their sum divided by
-        the number of non-ignored elements (not by the sum of weights).
+    %(ignore_index)s
+    %(reduction)s
 
     Notes
     -----

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ._base import ClassWeightedLoss
+from ._docs import fill_loss_doc
 from ._logit_adjusted import check_class_mass, check_n_classes
 from ._reduction import reduce_elementwise
 from ._validation import check_real
@@ -35,6 +36,7 @@ def ldam_margins(class_counts, max_margin):
     return max_margin * ratio**0.25
 
 
+@fill_loss_doc
 class LDAMLoss(ClassWeightedLoss):
     """Label-distribution-aware margin (LDAM) loss for imbalanced classes.
 
@@ -59,13 +61,8 @@ class LDAMLoss(ClassWeightedLoss):
         sample weight ``class_weight[target]``; both multiply when given (the
         paper's deferred re-weighting, DRW, sets it after a number of
         epochs).
-    ignore_index : int, default=None
-        Target value of elements that are left out of the loss and of the
-        count used by ``reduction="mean"``. It may lie outside [0, K).
-    reduction : {"mean", "sum", "none"}, default="mean"
-        "none" returns the weighted per-element losses with the target's shape
-        (0 on ignored elements); "sum" their sum; "mean" their sum divided by
-        the number of non-ignored elements (not by the sum of weights).
+    %(ignore_index)s
+    %(reduction)s
 
     Attributes
     ----------

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ._base import ClassWeightedLoss
+from ._docs import fill_loss_doc
 from ._reduction import reduce_elementwise
 from ._validation import check_real
 
@@ -90,6 +91,7 @@ def normalized_prior(class_prior, min_prior):
     return np.maximum(prior, min_prior)
 
 
+@fill_loss_doc
 class LogitAdjustedLoss(ClassWeightedLoss):
     """Logit-adjusted cross-entropy for long-tailed classification.
 
@@ -111,16 +113,9 @@ class LogitAdjustedLoss(ClassWeightedLoss):
     min_prior : float, default=1e-12
         Floor of the normalised prior, in [1.2e-38, 1] (float32's smallest
         normal number, so that its log is finite in the float32 buffer).
-    class_weight : array-like of shape (K,), default=None
-        Non-negative weight of each class. It acts exactly as the per-element
-        sample weight ``class_weight[target]``; both multiply when given.
-    ignore_index : int, default=None
-        Target value of elements that are left out of the loss and of the
-        count used by ``reduction="mean"``. It may lie outside [0, K).
-    reduction : {"mean", "sum", "none"}, default="mean"
-        "none" returns the weighted per-element losses with the target's shape
-        (0 on ignored elements); "sum" their sum; "mean" their sum divided by
-        the number of non-ignored elements (not by the sum of weights).
+    %(class_weight)s
+    %(ignore_index)s
+    %(reduction)s
 
     Attributes
     ----------

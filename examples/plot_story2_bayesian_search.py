@@ -19,7 +19,7 @@ set.
 (optuna-integration's pruning passes the weights of all rows to each fold's
 ``partial_fit``; see docs/scale-out.md).
 
-Run: ``python examples/story2_bayesian_search.py`` (about a minute on 2 CPU
+Run: ``python examples/plot_story2_bayesian_search.py`` (about a minute on 2 CPU
 cores).
 """
 
