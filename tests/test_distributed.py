@@ -32,6 +32,10 @@ SCRIPT = textwrap.dedent('''
                 self.rows += len(batch[0])
 
     out = sys.argv[1]
+    rank = int(os.environ.get("RANK", "0"))
+    user_group = os.environ.get("SKW_USER_GROUP") == "1"
+    if user_group:
+        torch.distributed.init_process_group("gloo")
     X, y = load_digits(return_X_y=True)
     X = (X / 16).reshape(-1, 1, 8, 8).astype(np.float32)[:300]
     y = y[:300]
@@ -42,7 +46,9 @@ SCRIPT = textwrap.dedent('''
                         max_epochs=3, lr=1e-2, class_weight="balanced",
                         train_split=0.2, random_state=0, callbacks=[rows], verbose=1)
     clf.fit(X, y, sample_weight=w)
-    rank = int(os.environ.get("RANK", "0"))
+    group_after_fit = torch.distributed.is_initialized()
+    # One process predicts alone: prediction must run no collectives.
+    lone = clf.predict_proba(X[:7]).tolist() if rank == 1 else None
     torch.save({k: v.detach().cpu() for k, v in clf.module_.state_dict().items()},
                f"{out}/params_{rank}.pt")
     json.dump({"rows": rows.rows, "train_loss": clf.history[:, "train_loss"],
@@ -50,13 +56,17 @@ SCRIPT = textwrap.dedent('''
                "sizes": [b["train_batch_size"] for b in clf.history[-1, "batches"]
                          if "train_loss" in b],
                "proba": clf.predict_proba(X).tolist(),
-               "module": type(clf.module_).__name__},
+               "module": type(clf.module_).__name__, "lone": lone,
+               "group_after_fit": group_after_fit},
               open(f"{out}/result_{rank}.json", "w"))
+    if user_group:
+        torch.distributed.destroy_process_group()
 ''')
 
 
-def _run(script, out, nproc):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _run(script, out, nproc, user_group=False):
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "SKW_USER_GROUP": "1" if user_group else "0"}
     if nproc == 1:
         cmd = [sys.executable, str(script), str(out)]
     else:
@@ -96,6 +106,27 @@ def test_two_processes_train_the_model_of_one(tmp_path):
         assert r["module"] == "SmallCNN"  # the plain network, not the wrapper
     # only process 0 prints the epoch table
     assert double.stdout.count("train_loss") == 1
+    # the group fit created is gone; one process predicted on its own
+    assert not any(r["group_after_fit"] for r in ranks)
+    np.testing.assert_allclose(ranks[1]["lone"], ref["proba"][:7], atol=1e-6)
+
+
+def test_a_process_group_of_the_user_is_used_and_left_alone(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    assert _run(script, one, 1).returncode == 0
+    double = _run(script, two, 2, user_group=True)
+    assert double.returncode == 0, double.stderr[-2000:]
+    ref = json.load(open(one / "result_0.json"))
+    for rank in (0, 1):
+        r = json.load(open(two / f"result_{rank}.json"))
+        assert r["group_after_fit"]  # still there for the user's own use
+        assert r["rows"] == 3 * 120
+        np.testing.assert_allclose(r["train_loss"], ref["train_loss"], rtol=1e-6)
+        np.testing.assert_allclose(r["proba"], ref["proba"], atol=1e-6)
 
 
 def test_batches_are_shared_from_the_single_process_permutation():
