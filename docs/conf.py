@@ -154,11 +154,13 @@ USER_GUIDE_ORDER = [
     "scale-out",
 ]
 _USER_GUIDE_MARKER = ".. user-guide-pages"
+# Markdown pages of docs/ that are not user guide pages (the top level lists them).
+_NOT_USER_GUIDE = {"changelog"}
 
 
 def user_guide_pages():
     """Return the Markdown pages of docs/ in the user guide's order."""
-    present = {path.stem for path in DOCS.glob("*.md")}
+    present = {path.stem for path in DOCS.glob("*.md")} - _NOT_USER_GUIDE
     ordered = [name for name in USER_GUIDE_ORDER if name in present]
     return ordered + sorted(present - set(ordered))
 
