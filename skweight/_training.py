@@ -703,8 +703,13 @@ class TrainingLoop:
         """Compute the module output for a batch, in float32."""
         self.check_is_fitted()
         self._ensure_mode(training)
+        with torch.set_grad_enabled(training):
+            return self._evaluate(batch)
+
+    def _evaluate(self, batch):
+        """Return the module output for a batch in float32, without the checks."""
         Xi = batch[0] if isinstance(batch, (tuple, list)) else batch
-        with torch.set_grad_enabled(training), self._autocast():
+        with self._autocast():
             out = self.infer(Xi)
         return out.float() if torch.is_floating_point(out) else out
 
@@ -791,14 +796,23 @@ class TrainingLoop:
         dataset = self._place(ArrayDataset(images), training=False)
         iterator = self.get_iterator(dataset, training=False)
         self._set_training(False)
+        # The fitted check and the mode switch are the caller's, once; per
+        # batch they cost more than a small network's forward. A subclass's
+        # own evaluation_step is still called for every batch.
+        if _overrides(self, "evaluation_step", TrainingLoop):
+            def step(batch):
+                return self.evaluation_step(batch, training=False)
+        else:
+            step = self._evaluate
         on_host, pending, pending_bytes = [], [], 0
-        for batch in iterator:
-            out = self.evaluation_step(batch, training=False)
-            pending.append(out)
-            pending_bytes += out.element_size() * out.nelement()
-            if pending_bytes >= _OUTPUT_CHUNK_BYTES:
-                on_host.append(torch.cat(pending).cpu())
-                pending, pending_bytes = [], 0
+        with torch.no_grad():
+            for batch in iterator:
+                out = step(batch)
+                pending.append(out)
+                pending_bytes += out.element_size() * out.nelement()
+                if pending_bytes >= _OUTPUT_CHUNK_BYTES:
+                    on_host.append(torch.cat(pending).cpu())
+                    pending, pending_bytes = [], 0
         if pending:
             on_host.append(torch.cat(pending).cpu())
         return on_host[0] if len(on_host) == 1 else torch.cat(on_host)

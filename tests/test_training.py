@@ -184,3 +184,31 @@ def test_augment_parameters_are_nested_and_grid_searchable(digits):
     assert search.best_params_["augment__p"] in (0.0, 1.0)
     with pytest.raises(TypeError, match="augment must be None or a callable"):
         CNNClassifier(augment=3, **TINY).fit(X, y)
+
+
+def test_prediction_calls_a_subclass_evaluation_step_for_every_batch(digits):
+    X, y = digits
+
+    class Counting(CNNClassifier):
+        def evaluation_step(self, batch, training=False):
+            self.__dict__["steps"] = self.__dict__.get("steps", 0) + 1
+            return super().evaluation_step(batch, training) * 0  # uniform proba
+
+    clf = Counting(max_epochs=1, batch_size=100, train_split=None, **TINY).fit(X, y)
+    lean = CNNClassifier(max_epochs=1, batch_size=100, train_split=None, **TINY).fit(X, y)
+    clf.__dict__["steps"] = 0
+    proba = clf.predict_proba(X)
+    assert clf.__dict__["steps"] == 3  # 240 rows in batches of 100
+    np.testing.assert_allclose(proba, 0.1, atol=1e-6)
+    # without an override, prediction takes the lean path to the same outputs
+    proba = lean.predict_proba(X)
+    with torch.no_grad():
+        expected = torch.softmax(lean.module_.eval()(torch.as_tensor(X)), 1).numpy()
+    np.testing.assert_allclose(proba, expected, atol=1e-6)
+
+
+def test_prediction_of_an_unfitted_estimator_is_refused_before_any_batch(digits):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        CNNClassifier(**TINY).predict_proba(digits[0])
