@@ -296,6 +296,13 @@ _DOC_ENTRIES = {
     ignore_index : int, default=None
         Pixels where ``y_true == ignore_index`` (e.g. unlabelled or "void"
         regions) are excluded from both masks and from every class.""",
+    "overlap_weights": """\
+    sample_weight : array-like of shape (N,) or of y_true's shape, default=None
+        Non-negative weights, either one per image (weighted mean over
+        images) or one per pixel (weighted sums inside each image).
+
+    zero_division : float or np.nan, default=1.0
+        Score of a class that is absent from both masks of an image.""",
     "spacing": """\
     spacing : float or sequence of float, default=None
         Pixel (voxel) size along each spatial axis, in the order of the array
@@ -466,12 +473,7 @@ def dice_score(y_true, y_pred, *, labels=None, average="macro",
     ----------
     %(mask_parameters)s
 
-    sample_weight : array-like of shape (N,) or of y_true's shape, default=None
-        Non-negative weights, either one per image (weighted mean over
-        images) or one per pixel (weighted sums inside each image).
-
-    zero_division : float or np.nan, default=1.0
-        Score of a class that is absent from both masks of an image.
+    %(overlap_weights)s
 
     Returns
     -------
@@ -536,12 +538,7 @@ def iou_score(y_true, y_pred, *, labels=None, average="macro",
     ----------
     %(mask_parameters)s
 
-    sample_weight : array-like of shape (N,) or of y_true's shape, default=None
-        Non-negative weights, either one per image (weighted mean over
-        images) or one per pixel (weighted sums inside each image).
-
-    zero_division : float or np.nan, default=1.0
-        Score of a class that is absent from both masks of an image.
+    %(overlap_weights)s
 
     Returns
     -------
