@@ -119,6 +119,20 @@ def test_learns_small_structures():
     assert per_class.min() > 0.8, per_class
 
 
+def test_default_segmenter_on_the_real_nuclei_image():
+    # The quality the default network must keep (issue: foreground Dice
+    # >= 0.88 on the nuclei tiles with max_epochs=10): train on the
+    # left half's 32 tiles, segment the right half as one image.
+    from skweight.datasets import load_nuclei, load_nuclei_tiles
+
+    X, y, _, _ = load_nuclei_tiles(64)
+    nuclei = load_nuclei()
+    seg = CNNSegmenter(max_epochs=10, random_state=0).fit(X, y)
+    right = nuclei.image[None, None, :, 256:]
+    dice = dice_score(nuclei.mask[None, :, 256:].astype(int), seg.predict(right))
+    assert dice >= 0.88, dice
+
+
 @pytest.mark.cuda
 def test_cuda(scenes):
     X, y = scenes
