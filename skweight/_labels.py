@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ._validation import check_int, encode_labels
-from .weighting import compute_class_weight, fold_weights
+from .weighting import _per_element, compute_class_weight, fold_weights
 
 # Floor of a class prior wherever one enters a logarithm: a class that no
 # training sample carries gets log(1e-12) = -27.6, finite.
@@ -69,12 +69,10 @@ class LabelledMixin:
         """
         target = dataset.target.numpy()
         mass = np.ones(target.shape) if dataset.weight is None else (
-            dataset.weight.numpy().astype(np.float64)
+            _per_element(dataset.weight.numpy(), target.shape)
         )
-        mass = np.broadcast_to(mass.reshape(mass.shape + (1,) * (target.ndim - mass.ndim)),
-                               target.shape)
         if counts is not None:
-            mass = mass * counts.reshape(counts.shape + (1,) * (target.ndim - 1))
+            mass = mass * _per_element(counts, target.shape)
         prior = np.bincount(target.ravel(), weights=np.ravel(mass),
                             minlength=len(self.classes_))
         return prior / prior.sum()

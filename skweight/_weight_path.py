@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from ._loader import ArrayDataset, LazyImageDataset
 from ._seeding import draw_seeds
-from .weighting import fold_weights, normalize_weights, warn_if_small_ess
+from .weighting import _per_element, fold_weights, normalize_weights, warn_if_small_ess
 
 __all__ = ["TrainingPhase", "WeightPathMixin"]
 
@@ -159,9 +159,7 @@ class WeightPathMixin:
         w = fold_weights(target, w, class_weight, mask)
         if w is None:
             return dataset.with_weight(None)
-        served = w if counts is None else w * counts.reshape(
-            counts.shape + (1,) * (w.ndim - 1)
-        )
+        served = w if counts is None else w * _per_element(counts, w.shape)
         what = self._weighted_what(w)
         if not np.any(served > 0):
             split = "training" if training else "validation"
