@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._validation import check_int, encode_labels
+from ._validation import check_class_mass, check_int, encode_labels
 from .weighting import _per_element, compute_class_weight, fold_weights
 
 # Floor of a class prior wherever one enters a logarithm: a class that no
@@ -149,23 +149,12 @@ class LabelledMixin:
                 f"class_prior must be None, 'train' or an array of class frequencies "
                 f"aligned with classes_, got {prior!r}."
             )
-        try:
-            values = np.array(prior, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+        values = check_class_mass(prior, "class_prior")
+        if n_classes == "fitted" and len(values) != len(self.classes_):
             raise ValueError(
-                f"class_prior must be None, 'train' or an array of non-negative class "
-                f"frequencies, got {prior!r}."
-            ) from exc
-        n = len(self.classes_) if n_classes == "fitted" else len(values)
-        if values.ndim != 1 or len(values) != n:
-            raise ValueError(
-                f"class_prior has shape {values.shape}, but there are {n} classes "
-                f"(classes_); pass one frequency per class, in the order of classes_."
-            )
-        if not np.all(np.isfinite(values)) or np.any(values < 0) or not values.sum() > 0:
-            raise ValueError(
-                f"class_prior must hold finite non-negative frequencies, not all 0, "
-                f"got {values.tolist()}."
+                f"class_prior has shape {values.shape}, but there are "
+                f"{len(self.classes_)} classes (classes_); pass one frequency per "
+                f"class, in the order of classes_."
             )
         return values / values.sum()
 

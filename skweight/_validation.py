@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "check_bool",
+    "check_class_mass",
     "check_ignore_index",
     "check_int",
     "check_real",
@@ -146,6 +147,47 @@ def check_real(value, name, *, low=None, high=None, low_open=False):
             expected = "finite"
         raise ValueError(f"{name} must be a finite real number {expected}; got {value!r}.")
     return float(value)
+
+
+def check_class_mass(value, name):
+    """Return per-class priors, counts or masses as a new 1-D float64 array.
+
+    Parameters
+    ----------
+    value : array-like of shape (K,)
+        Finite non-negative numbers, at least one positive. A tensor is
+        read without being modified.
+    name : str
+        The parameter's name, for the messages.
+
+    Returns
+    -------
+    mass : ndarray of shape (K,), dtype float64
+    """
+    if hasattr(value, "detach"):  # a torch tensor, read without modifying it
+        value = value.detach().cpu().double().numpy()
+    try:
+        mass = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be a 1-D array of finite non-negative numbers, one per "
+            f"class; got {value!r}."
+        ) from exc
+    if mass.ndim != 1 or mass.size == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array with one entry per class; got "
+            f"shape {mass.shape}."
+        )
+    if not np.all(np.isfinite(mass)) or np.any(mass < 0):
+        raise ValueError(
+            f"{name} must contain finite non-negative numbers; got {mass.tolist()}."
+        )
+    if not np.any(mass > 0):
+        raise ValueError(
+            f"{name} is all zero ({mass.size} entries): its entries must be finite, "
+            f"non-negative and not all 0."
+        )
+    return mass
 
 
 def check_int(value, name, *, low=None, allow_none=False):

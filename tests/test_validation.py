@@ -6,6 +6,7 @@ import torch
 
 from skweight._validation import (
     check_bool,
+    check_class_mass,
     check_ignore_index,
     check_int,
     check_real,
@@ -85,3 +86,22 @@ def test_encode_labels_learns_and_checks_classes():
     assert enc.tolist() == [0, 2]
     with pytest.raises(ValueError, match=r"y contains labels not seen in fit: \[7\]"):
         encode_labels(np.array([5, 7]), np.array([5, 10, 15]))
+
+
+def test_check_class_mass_one_rule_for_losses_and_estimators():
+    t = torch.tensor([3.0, 1.0])
+    mass = check_class_mass(t, "class_counts")
+    assert mass.dtype == np.float64 and mass.tolist() == [3.0, 1.0]
+    mass[0] = 99.0
+    assert t.tolist() == [3.0, 1.0]  # a new array: the caller's tensor is untouched
+    bad = [
+        ([[1.0, 2.0]], "class_prior must be a non-empty 1-D array"),
+        ([], "class_prior must be a non-empty 1-D array"),
+        ([1.0, -1.0], "finite non-negative numbers; got"),
+        ([np.inf, 1.0], "finite non-negative numbers; got"),
+        ([0.0, 0.0], r"class_prior is all zero \(2 entries\).*not all 0"),
+        (["a", "b"], "class_prior must be a 1-D array of finite non-negative"),
+    ]
+    for value, match in bad:
+        with pytest.raises(ValueError, match=match):
+            check_class_mass(value, "class_prior")

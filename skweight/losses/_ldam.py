@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from ._base import ClassWeightedLoss
 from ._docs import fill_loss_doc
-from ._logit_adjusted import check_class_mass, check_n_classes
+from ._logit_adjusted import check_n_classes
 from ._reduction import reduce_elementwise
-from ._validation import check_real
+from ._validation import check_class_mass, check_real
 
 
 def ldam_margins(class_counts, max_margin):

@@ -7,52 +7,11 @@ import torch.nn.functional as F
 from ._base import ClassWeightedLoss
 from ._docs import fill_loss_doc
 from ._reduction import reduce_elementwise
-from ._validation import check_real
+from ._validation import check_class_mass, check_real
 
 #: The smallest ``min_prior``: float32's smallest normal number, so that the
 #: floored prior survives the cast to the float32 buffer and its log is finite.
 _MIN_PRIOR_LOW = float(np.finfo(np.float32).tiny)
-
-
-def check_class_mass(value, name):
-    """Per-class prior, counts or masses as a new 1-D float64 array.
-
-    Parameters
-    ----------
-    value : array-like of shape (K,)
-        Finite non-negative numbers, at least one positive. A tensor is
-        read without being modified.
-    name : str
-        The parameter's name, for the messages.
-
-    Returns
-    -------
-    mass : ndarray of shape (K,), dtype float64
-    """
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().double().numpy()
-    try:
-        mass = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name} must be a 1-D array of finite non-negative numbers, one per "
-            f"class; got {value!r}."
-        ) from exc
-    if mass.ndim != 1 or mass.size == 0:
-        raise ValueError(
-            f"{name} must be a non-empty 1-D array with one entry per class; got "
-            f"shape {mass.shape}."
-        )
-    if not np.all(np.isfinite(mass)) or np.any(mass < 0):
-        raise ValueError(
-            f"{name} must contain finite non-negative numbers; got {mass.tolist()}."
-        )
-    if not np.any(mass > 0):
-        raise ValueError(
-            f"{name} is all zero ({mass.size} entries); at least one class must have "
-            f"a positive entry."
-        )
-    return mass
 
 
 def check_n_classes(buffer, input, name):

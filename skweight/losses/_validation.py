@@ -1,14 +1,15 @@
 """Checks of constructor parameters shared by the losses.
 
-The generic checks (real numbers, ``ignore_index``) are the package's own,
-from :mod:`skweight._validation`.
+The generic checks (real numbers, ``ignore_index``, per-class masses) are
+the package's own, from :mod:`skweight._validation`.
 """
 
 import torch
 
-from .._validation import check_ignore_index, check_real
+from .._validation import check_class_mass, check_ignore_index, check_real
 
-__all__ = ["check_class_weight", "check_ignore_index", "check_real", "check_reduction"]
+__all__ = ["check_class_mass", "check_class_weight", "check_ignore_index", "check_real",
+           "check_reduction"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
