@@ -78,21 +78,16 @@ class LabelledMixin:
         return prior / prior.sum()
 
     def _criterion_defaults(self, criterion_class, kwargs):
-        try:
-            takes_prior = "class_prior" in inspect.signature(criterion_class).parameters
-        except (TypeError, ValueError):
-            takes_prior = False
         prior = getattr(self, "_training_prior_", None)
-        if takes_prior and "class_prior" not in kwargs and prior is not None:
-            kwargs = {**kwargs, "class_prior": np.maximum(prior, PRIOR_FLOOR)}
+        if prior is None:
+            return kwargs
         try:
-            takes_counts = "class_counts" in inspect.signature(criterion_class).parameters
+            accepted = inspect.signature(criterion_class).parameters
         except (TypeError, ValueError):
-            takes_counts = False
-        if takes_counts and "class_counts" not in kwargs and prior is not None:
-            # LDAM's margins depend on the ratios of the class counts only.
-            kwargs = {**kwargs, "class_counts": prior}
-        return kwargs
+            return kwargs
+        # LDAM's margins depend on the ratios of the class counts only.
+        defaults = {"class_prior": np.maximum(prior, PRIOR_FLOOR), "class_counts": prior}
+        return {**{k: v for k, v in defaults.items() if k in accepted}, **kwargs}
 
     def _start_phase(self, phase):
         # A loss that adjusts for the class prior learns the one it will see

@@ -363,6 +363,8 @@ class TrainingLoop:
             cbs = tuple(cb for _, cb in self.callbacks_ if _overrides(cb, hook, Callback))
             hooks[hook] = (_overrides(self, hook, NeuralNet), cbs)
         optimizers = tuple(getattr(self, name + "_") for name in self._optimizers)
+        # L-BFGS re-evaluates the loss: skorch's closure-based step serves it.
+        closure = any(isinstance(opt, torch.optim.LBFGS) for opt in optimizers)
         return _LoopState(
             hooks=hooks,
             # Someone may read the batch's history record from a batch hook.
@@ -370,26 +372,25 @@ class TrainingLoop:
                              if hook != "on_grad_computed"),
             grads_heard=any(hooks["on_grad_computed"]),
             optimizers=optimizers,
-            # L-BFGS re-evaluates the loss: skorch's closure-based step serves it.
-            closure=any(isinstance(opt, torch.optim.LBFGS) for opt in optimizers),
+            closure=closure,
             autocast=self._autocast if self._use_amp() else _no_autocast,
             augment_generator=None if getattr(self, "augment", None) is None else (
                 torch.Generator(self.device_).manual_seed(self._seeds_.augment)
             ),
-            train_module=self._train_module(),
+            train_module=self._train_module(closure),
         )
 
-    def _train_module(self):
+    def _train_module(self, closure):
         """Return the network as the training steps call it.
 
         It is wrapped for data-parallel training, the plain ``module_``
-        otherwise.
+        otherwise; ``closure`` says whether the optimizer re-evaluates the
+        loss (L-BFGS), which data-parallel training cannot serve.
         """
         dp = self.__dict__.get("_dp_")
         if dp is None:
             return None
-        if any(isinstance(getattr(self, n + "_"), torch.optim.LBFGS)
-               for n in self._optimizers):
+        if closure:
             raise ValueError(
                 "L-BFGS re-evaluates the loss inside its step and cannot train "
                 "data-parallel; use another optimizer or distributed=False."

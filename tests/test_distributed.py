@@ -153,3 +153,16 @@ def test_distributed_parameter():
     X = np.zeros((4, 1, 4, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="distributed=True needs several processes"):
         CNNClassifier(distributed=True, max_epochs=1).fit(X, [0, 1, 0, 1])
+
+
+def test_lbfgs_is_refused_in_data_parallel_training():
+    X = np.random.default_rng(0).random((8, 1, 4, 4), dtype=np.float32)
+    clf = CNNClassifier(optimizer="lbfgs", max_epochs=1, module__channels=(2,),
+                        module__hidden_units=4).fit(X, [0, 1] * 4)
+    clf.__dict__["_dp_"] = DataParallel(0, 2, created=False)
+    try:
+        with pytest.raises(ValueError, match="L-BFGS re-evaluates the loss"):
+            clf._loop_state()
+    finally:
+        clf.__dict__.pop("_dp_")
+    assert clf._loop_state().closure and clf._loop_state().train_module is None
