@@ -43,7 +43,7 @@ from ._persistence import PersistenceMixin
 from ._seeding import draw_seeds, seeded_section
 from ._threads import worker_threads
 from ._training import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
-from ._validation import check_bool, check_real, check_sample_weight
+from ._validation import check_bool, check_int, check_real, check_sample_weight
 from ._weight_path import WeightPathMixin
 
 __all__ = ["BaseCNN", "resolve_device"]
@@ -219,12 +219,7 @@ class BaseCNN(PersistenceMixin, WeightPathMixin, TrainingLoop, NeuralNet):
         check_bool(self.channels_last, "channels_last")
         check_bool(self.warm_start, "warm_start")
         check_real(self.data_device_fraction, "data_device_fraction", low=0.0, high=1.0)
-        if not isinstance(self.max_epochs, numbers.Integral) or isinstance(
-            self.max_epochs, bool
-        ) or self.max_epochs < 0:
-            raise ValueError(
-                f"max_epochs must be a non-negative int, got {self.max_epochs!r}."
-            )
+        check_int(self.max_epochs, "max_epochs", low=0)
         bs = self.batch_size
         if not isinstance(bs, numbers.Integral) or isinstance(bs, bool) or (
             bs <= 0 and bs != -1
