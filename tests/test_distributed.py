@@ -77,24 +77,32 @@ def _run(script, out, nproc, user_group=False):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_two_processes_train_the_model_of_one(tmp_path):
-    script = tmp_path / "fit.py"
+def _launch(out, nproc, user_group=False):
+    """Run SCRIPT in ``nproc`` processes; return the run and each rank's result."""
+    out.mkdir()
+    script = out / "fit.py"
     script.write_text(SCRIPT)
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir()
-    two.mkdir()
-    single = _run(script, one, 1)
-    assert single.returncode == 0, single.stderr[-2000:]
-    double = _run(script, two, 2)
-    assert double.returncode == 0, double.stderr[-2000:]
-    ref = json.load(open(one / "result_0.json"))
-    ranks = [json.load(open(two / f"result_{r}.json")) for r in (0, 1)]
+    run = _run(script, out, nproc, user_group)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run, [json.load(open(out / f"result_{r}.json")) for r in range(nproc)]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The one-process fit both torchrun tests compare with."""
+    out = tmp_path_factory.mktemp("single") / "one"
+    _, (ref,) = _launch(out, 1)
+    return ref, torch.load(out / "params_0.pt")
+
+
+def test_two_processes_train_the_model_of_one(tmp_path, single):
+    ref, p1 = single
+    double, ranks = _launch(tmp_path / "two", 2)
     # each process served its half of every global batch
     assert ref["rows"] == 3 * 240
     assert [r["rows"] for r in ranks] == [3 * 120, 3 * 120]
-    p1 = torch.load(one / "params_0.pt")
     for rank in (0, 1):
-        p2 = torch.load(two / f"params_{rank}.pt")
+        p2 = torch.load(tmp_path / "two" / f"params_{rank}.pt")
         for name in p1:
             torch.testing.assert_close(p2[name], p1[name], rtol=1e-5, atol=1e-6)
         r = ranks[rank]
@@ -111,18 +119,10 @@ def test_two_processes_train_the_model_of_one(tmp_path):
     np.testing.assert_allclose(ranks[1]["lone"], ref["proba"][:7], atol=1e-6)
 
 
-def test_a_process_group_of_the_user_is_used_and_left_alone(tmp_path):
-    script = tmp_path / "fit.py"
-    script.write_text(SCRIPT)
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir()
-    two.mkdir()
-    assert _run(script, one, 1).returncode == 0
-    double = _run(script, two, 2, user_group=True)
-    assert double.returncode == 0, double.stderr[-2000:]
-    ref = json.load(open(one / "result_0.json"))
-    for rank in (0, 1):
-        r = json.load(open(two / f"result_{rank}.json"))
+def test_a_process_group_of_the_user_is_used_and_left_alone(tmp_path, single):
+    ref, _ = single
+    _, ranks = _launch(tmp_path / "two", 2, user_group=True)
+    for r in ranks:
         assert r["group_after_fit"]  # still there for the user's own use
         assert r["rows"] == 3 * 120
         np.testing.assert_allclose(r["train_loss"], ref["train_loss"], rtol=1e-6)
