@@ -21,6 +21,7 @@ __all__ = [
     "check_real",
     "check_sample_weight",
     "encode_labels",
+    "label_positions",
     "sample_weight_shape_message",
     "SAMPLE_WEIGHT_VALUES_MESSAGE",
 ]
@@ -229,6 +230,25 @@ def check_ignore_index(ignore_index, name="ignore_index"):
     return int(ignore_index)
 
 
+def label_positions(labels, classes):
+    """Find each label in sorted ``classes``.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n,)
+    classes : ndarray of shape (K,), sorted, K >= 1
+
+    Returns
+    -------
+    positions : ndarray of shape (n,)
+        The index in ``classes`` of each label (meaningless where unknown).
+    unknown : ndarray of bool of shape (n,)
+        Labels that are not among ``classes``.
+    """
+    positions = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
+    return positions, classes[positions] != labels
+
+
 def encode_labels(y, classes=None, name="y"):
     """Encode labels as ``0..K-1``, learning ``classes`` when not given.
 
@@ -252,8 +272,7 @@ def encode_labels(y, classes=None, name="y"):
     flat = y.ravel()
     if len(classes) == 0:
         raise ValueError(f"{name} cannot be encoded: no classes are known.")
-    idx = np.clip(np.searchsorted(classes, flat), 0, len(classes) - 1)
-    unknown = classes[idx] != flat
+    idx, unknown = label_positions(flat, classes)
     if np.any(unknown):
         raise ValueError(
             f"{name} contains labels not seen in fit: "

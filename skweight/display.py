@@ -23,7 +23,8 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_int, check_real, check_sample_weight
+from ._validation import check_int, check_real, check_sample_weight, label_positions
+from .weighting import _per_element
 
 __all__ = ["ReliabilityDisplay", "SegmentationDisplay", "TrainingCurveDisplay"]
 
@@ -628,8 +629,7 @@ def _encode_true(y_true, classes, n_classes):
             f"{classes.tolist()}."
         )
     order = np.argsort(classes, kind="stable")
-    pos = np.clip(np.searchsorted(classes[order], y_true), 0, n_classes - 1)
-    unknown = classes[order][pos] != y_true
+    pos, unknown = label_positions(y_true, classes[order])
     if np.any(unknown):
         raise ValueError(
             f"y_true contains labels that are not classes of y_prob: "
@@ -836,8 +836,8 @@ class ReliabilityDisplay:
                 f"shape {y.shape}."
             )
         weight = check_sample_weight(sample_weight, len(y), extra_shape=spatial[1:])
-        if weight is not None and weight.shape != spatial:
-            weight = np.broadcast_to(weight.reshape(-1, *[1] * (len(spatial) - 1)), spatial)
+        if weight is not None:
+            weight = _per_element(weight, spatial)
         rows = np.moveaxis(proba, 1, -1).reshape(-1, proba.shape[1])
         labels = y.ravel()
         weight = None if weight is None else weight.ravel()
