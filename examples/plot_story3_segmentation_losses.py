@@ -48,7 +48,7 @@ scoring = {
     "iou": iou_scorer,
     # negated by the scorer (greater is better); a missed or hallucinated
     # structure costs the image diagonal
-    "hd95": make_segmentation_scorer("hausdorff", percentile=95),
+    "hd95": make_segmentation_scorer("neg_hausdorff_distance", percentile=95),
 }
 search = GridSearchCV(
     CNNSegmenter(max_epochs=10, batch_size=8, random_state=0),

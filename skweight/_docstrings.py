@@ -116,6 +116,18 @@ _PARAMETERS = {
         sampler apply from this epoch on (counted from 1 over the training
         history); before it the network trains on the data with their sample
         weights only. ``None`` applies them from the start.""",
+    "prior_attributes": """\
+    train_prior_ : ndarray of shape (n_classes,)
+        The class frequencies of the training split as drawn: unweighted,
+        before any resampling (what ``class_prior="train"`` maps the
+        probabilities to).
+    effective_prior_ : ndarray of shape (n_classes,)
+        The class prior the network's outputs are calibrated for: the class
+        distribution the loss saw (the training rows as served, weighted by
+        the sample and class weights), and, after logit adjustment with
+        strength ``tau``, that distribution times ``prior ** -tau``,
+        renormalised. ``class_prior`` moves the probabilities from it to the
+        requested population by Bayes' rule.""",
     "kwargs": """\
     **kwargs
         Other skorch parameters with their prefixes: ``module__*``,

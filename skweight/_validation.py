@@ -22,6 +22,7 @@ __all__ = [
     "check_sample_weight",
     "encode_labels",
     "label_positions",
+    "per_element",
     "sample_weight_shape_message",
     "SAMPLE_WEIGHT_VALUES_MESSAGE",
 ]
@@ -113,6 +114,22 @@ def check_sample_weight(sample_weight, n_samples, *, extra_shape=None,
             f"weight must be positive."
         )
     return w
+
+
+def per_element(weights, shape):
+    """Broadcast per-sample weights ``(N,)`` over the trailing axes of ``shape``.
+
+    Parameters
+    ----------
+    weights : array-like of shape (N,) or ``shape``
+    shape : tuple of int
+
+    Returns
+    -------
+    weights : ndarray of dtype float64 and shape ``shape`` (a read-only view)
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
 
 
 def check_real(value, name, *, low=None, high=None, low_open=False):

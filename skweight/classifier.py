@@ -5,12 +5,14 @@ import torch
 from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._base import BaseCNN
-from ._data import to_numpy_1d
 from ._docstrings import fill_doc
-from ._labels import LabelledMixin
-from ._loader import LazyImageDataset
-from ._sampling import check_sampler, resample_training
+from ._fit.base import BaseCNN
+from ._fit.data import to_numpy_1d
+from ._fit.loader import LazyImageDataset
+from ._fit.sampling import check_sampler, resample_training
+from ._fit.targets import FittedAttribute, LabelTargets, check_class_prior
+from ._fit.weight_path import Served
+from ._validation import check_int
 from .losses import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 from .nets import SmallCNN
 
@@ -19,7 +21,7 @@ __all__ = ["CNNClassifier"]
 
 @fill_doc(lr="1e-3", max_epochs="20", batch_size="64",
           samples="samples", stratified=" and stratified by class")
-class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
+class CNNClassifier(ClassifierMixin, BaseCNN):
     """Convolutional image classifier with sample and class weights.
 
     A scikit-learn classifier built on skorch: ``fit(X, y, sample_weight,
@@ -96,6 +98,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
     class_weight_ : None or ndarray of shape (n_classes,)
         The class weights used in the last ``fit``, aligned with ``classes_``
         (computed on the training split, after any resampling).
+    %(prior_attributes)s
     %(fitted_attributes)s
 
     Examples
@@ -111,17 +114,20 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
 
     _named_criteria = {"cross_entropy": CrossEntropyLoss, "focal": FocalLoss,
                        "logit_adjusted": LogitAdjustedLoss}
-    _learned_attributes = BaseCNN._learned_attributes + (
-        "classes_", "class_weight_", "train_prior_", "effective_prior_",
-    )
+    _nested_params = BaseCNN._nested_params + ("sampler",)
+
+    classes_ = FittedAttribute("classes")
+    class_weight_ = FittedAttribute("class_weight")
+    train_prior_ = FittedAttribute("train_prior")
+    effective_prior_ = FittedAttribute("effective_prior")
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
-                 input_shape=None, sampler=None, random_state=None, device="auto",
+                 input_shape=None, sampler=None, class_prior=None,
+                 reweight_from_epoch=None, random_state=None, device="auto",
                  precision="32", channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20, batch_size=64,
                  train_split=None, callbacks=None, verbose=0, warm_start=False,
-                 compile=False, augment=None, distributed="auto", class_prior=None,
-                 reweight_from_epoch=None, **kwargs):
+                 compile=False, augment=None, distributed="auto", **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
@@ -154,7 +160,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         -------
         self : CNNClassifier
         """
-        return self._fit(X, y, sample_weight, fit_request={"class_weight": class_weight},
+        return self._fit(X, y, sample_weight, class_weight=class_weight,
                          fit_params=fit_params)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None, class_weight=None,
@@ -172,20 +178,18 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
         -------
         self : CNNClassifier
         """
-        return self._fit(X, y, sample_weight, fit_request={"class_weight": class_weight},
+        return self._fit(X, y, sample_weight, class_weight=class_weight,
                          classes=classes, partial=True, fit_params=fit_params)
 
     def _check_params(self):
         super()._check_params()
         check_sampler(self.sampler)
-        self._check_labelled_params()
+        check_int(self.reweight_from_epoch, "reweight_from_epoch", low=1, allow_none=True)
+        check_class_prior(self.class_prior)
 
-    _nested_params = BaseCNN._nested_params + ("sampler",)
+    # -- the hooks of the fit template ----------------------------------------
 
-    # -- the steps of the fit template -----------------------------------
-
-    def _validate_targets(self, y, image_shape, sample_weight, reset, classes=None):
-        n_samples = image_shape[0]
+    def _check_targets(self, y, n_samples, spatial):
         y = to_numpy_1d(y)
         if len(y) != n_samples:
             raise ValueError(
@@ -200,35 +204,14 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
                 f"CNNClassifier supports binary and multiclass targets, got "
                 f"{type_of_target(y)!r}."
             )
-        classes_, encoded = self._encode(y, reset, classes)
-        if reset:
-            if len(classes_) < 2:
-                raise ValueError(
-                    f"y has only one class ({classes_[0]!r}); a classifier "
-                    f"needs at least 2 classes."
-                )
-            self.classes_ = classes_
-        return torch.from_numpy(encoded), None
+        return y
 
-    def _decode_targets(self, target, weight):
-        return self._decode_labels(target)
-
-    def _check_output(self, out, n_samples, spatial):
-        expected = (n_samples, len(self.classes_))
-        if tuple(out.shape) != expected:
-            raise ValueError(
-                f"The module returned output of shape {tuple(out.shape)}, but a "
-                f"classifier of {expected[1]} classes needs logits of shape "
-                f"(N, n_classes) = {expected}."
-            )
-        return out
-
-    def _stratify_labels(self, dataset):
-        return dataset.target.numpy()
+    def _learn_targets(self, y, sample_weight, classes):
+        return LabelTargets.learn(y, classes=classes)
 
     def _resample(self, train):
         if self.sampler is None:
-            return train, None, None
+            return Served(train)
         if isinstance(train, LazyImageDataset):
             raise ValueError(
                 f"sampler={self.sampler!r} needs the images in memory; with a "
@@ -236,13 +219,7 @@ class CNNClassifier(LabelledMixin, ClassifierMixin, BaseCNN):
                 f"torch.utils.data.WeightedRandomSampler) instead."
             )
         rng = np.random.default_rng(self._seeds_.sampler)
-        sample = resample_training(self.sampler, train, self.classes_, rng)
-        return sample.dataset, sample.epochs, sample.counts
-
-    def _weight_sources(self):
-        return ", class_weight and the sampler" if self.sampler is not None else (
-            " and class_weight"
-        )
+        return resample_training(self.sampler, train, self.classes_, rng)
 
     def _default_module(self, **kwargs):
         c, h, w = self.input_shape_

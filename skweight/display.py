@@ -23,8 +23,8 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_int, check_real, check_sample_weight, label_positions
-from .weighting import _per_element
+from ._validation import check_int, check_real, check_sample_weight, per_element
+from .metrics import expected_calibration_error, reliability_curve
 
 __all__ = ["ReliabilityDisplay", "SegmentationDisplay", "TrainingCurveDisplay"]
 
@@ -592,86 +592,21 @@ class SegmentationDisplay:
 # ---------------------------------------------------------------------------
 
 
-def _check_proba(y_prob):
-    """Probabilities as a float64 (N, K) array; a 1-D array is P(second class)."""
-    proba = np.array(_to_numpy(y_prob, "y_prob"), dtype=np.float64)
-    if proba.ndim == 1:
-        proba = np.column_stack([1 - proba, proba])
-    if proba.ndim != 2 or proba.shape[1] < 2:
-        raise ValueError(
-            f"y_prob must have shape (N, n_classes) with n_classes >= 2, or (N,) for "
-            f"the positive class of a binary problem, got shape {proba.shape}."
-        )
-    if not np.all(np.isfinite(proba)) or proba.min() < 0 or proba.max() > 1:
-        raise ValueError(
-            f"y_prob must hold probabilities in [0, 1] (no NaN or infinity); got values "
-            f"from {float(np.nanmin(proba)):.4g} to {float(np.nanmax(proba)):.4g}."
-        )
-    sums = proba.sum(axis=1)
-    if not np.allclose(sums, 1, rtol=0, atol=1e-3):
-        worst = sums[np.argmax(np.abs(sums - 1))]
-        raise ValueError(
-            f"The rows of y_prob must sum to 1 (probabilities over the classes); one "
-            f"sums to {worst:.4g}. Pass predict_proba's output, not logits."
-        )
-    return proba
-
-
-def _encode_true(y_true, classes, n_classes):
-    """Column index of each true label in ``classes``."""
-    y_true = _to_numpy(y_true, "y_true").ravel()
-    hint = "" if classes is not None else (
-        " (pass classes= when the labels are not 0..n_classes-1)")
-    classes = np.arange(n_classes) if classes is None else _to_numpy(classes, "classes")
-    if classes.ndim != 1 or len(classes) != n_classes:
-        raise ValueError(
-            f"classes must list the {n_classes} labels of y_prob's columns, got "
-            f"{classes.tolist()}."
-        )
-    order = np.argsort(classes, kind="stable")
-    pos, unknown = label_positions(y_true, classes[order])
-    if np.any(unknown):
-        raise ValueError(
-            f"y_true contains labels that are not classes of y_prob: "
-            f"{np.unique(y_true[unknown])[:10].tolist()}; classes are "
-            f"{classes.tolist()}{hint}."
-        )
-    return order[pos]
-
-
-def _reliability_bins(correct, confidence, weight, n_bins):
-    """Per-bin accuracy, confidence and weight over equal-width bins of [0, 1].
-
-    Bin ``b`` is ``(edges[b], edges[b + 1]]`` (the first one also holds 0),
-    the binning of Guo et al. (2017).
-    """
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    bin_weight = np.bincount(bins, weights=weight, minlength=n_bins)
-    hits = np.bincount(bins, weights=weight * correct, minlength=n_bins)
-    sure = np.bincount(bins, weights=weight * confidence, minlength=n_bins)
-    filled = bin_weight > 0
-    accuracy = np.full(n_bins, np.nan)
-    mean_confidence = np.full(n_bins, np.nan)
-    accuracy[filled] = hits[filled] / bin_weight[filled]
-    mean_confidence[filled] = sure[filled] / bin_weight[filled]
-    gaps = np.abs(accuracy[filled] - mean_confidence[filled])
-    ece = float(np.sum(bin_weight[filled] * gaps) / bin_weight.sum())
-    return accuracy, mean_confidence, bin_weight, edges, ece
-
-
 class ReliabilityDisplay:
     """Top-label reliability diagram with the expected calibration error.
 
     For each prediction the confidence is the largest predicted
     probability and the prediction is right when that class is the true
-    one. Confidences are grouped into ``n_bins`` equal-width bins of [0,
-    1]; a calibrated model has, in each bin, an accuracy equal to the mean
-    confidence (the diagonal). The expected calibration error is
+    one. Confidences are grouped into ``n_bins`` bins; a calibrated model
+    has, in each bin, an accuracy equal to the mean confidence (the
+    diagonal). The expected calibration error is
     ``ECE = sum_b (W_b / W) |acc_b - conf_b|`` with ``W_b`` the (weighted)
-    number of predictions in bin ``b`` [1]_. Several displays can share
-    one axes, e.g. to compare a classifier's probabilities with
-    ``class_prior=None`` and ``class_prior="train"``.
+    number of predictions in bin ``b`` [1]_. The numbers are those of
+    :func:`skweight.metrics.reliability_curve` and
+    :func:`skweight.metrics.expected_calibration_error`, whose Notes define
+    them exactly. Several displays can share one axes, e.g. to compare a
+    classifier's probabilities with ``class_prior=None`` and
+    ``class_prior="train"``.
 
     Parameters
     ----------
@@ -699,6 +634,8 @@ class ReliabilityDisplay:
 
     See Also
     --------
+    skweight.metrics.reliability_curve : The numbers drawn.
+    skweight.metrics.expected_calibration_error : The number in the legend.
     sklearn.calibration.CalibrationDisplay : Calibration of one class's
         probability, for binary problems.
 
@@ -733,7 +670,8 @@ class ReliabilityDisplay:
 
     @classmethod
     def from_predictions(cls, y_true, y_prob, *, classes=None, n_bins=10,
-                         sample_weight=None, name=None, ref_line=True, ax=None, **kwargs):
+                         strategy="uniform", sample_weight=None, name=None, ref_line=True,
+                         ax=None, **kwargs):
         """Plot the reliability diagram of given probabilities.
 
         Parameters
@@ -747,7 +685,10 @@ class ReliabilityDisplay:
             The label of each column of ``y_prob`` (an estimator's
             ``classes_``); ``None`` means ``0..n_classes-1``.
         n_bins : int, default=10
-            Number of equal-width confidence bins over [0, 1].
+            Number of confidence bins.
+        strategy : {"uniform", "quantile"}, default="uniform"
+            Bins of equal width over [0, 1], or of about equal weight (see
+            :func:`skweight.metrics.reliability_curve`).
         sample_weight : array-like of shape (N,), default=None
             Weights of the predictions in the bins and the ECE.
         name : str, default=None
@@ -765,24 +706,20 @@ class ReliabilityDisplay:
         display : ReliabilityDisplay
             The display, drawn.
         """
-        n_bins = check_int(n_bins, "n_bins", low=1)
-        proba = _check_proba(y_prob)
-        n_samples, n_classes = proba.shape
-        true_index = _encode_true(y_true, classes, n_classes)
-        if len(true_index) != n_samples:
-            raise ValueError(
-                f"y_true has {len(true_index)} labels but y_prob has {n_samples} rows."
-            )
-        weight = check_sample_weight(sample_weight, n_samples)
-        weight = np.ones(n_samples) if weight is None else weight
-        correct = (proba.argmax(axis=1) == true_index).astype(np.float64)
-        values = _reliability_bins(correct, proba.max(axis=1), weight, n_bins)
-        display = cls(*values, estimator_name=name)
+        # Torch tensors are converted here: the metrics take NumPy arrays.
+        y_true, y_prob = _to_numpy(y_true, "y_true"), _to_numpy(y_prob, "y_prob")
+        if classes is not None:
+            classes = _to_numpy(classes, "classes")
+        options = {"n_bins": n_bins, "strategy": strategy,
+                   "sample_weight": sample_weight, "classes": classes}
+        curve = reliability_curve(y_true, y_prob, **options)
+        ece = expected_calibration_error(y_true, y_prob, **options)
+        display = cls(*curve, ece, estimator_name=name)
         return display.plot(ax=ax, ref_line=ref_line, **kwargs)
 
     @classmethod
-    def from_estimator(cls, estimator, X, y, *, n_bins=10, sample_weight=None, name=None,
-                       ref_line=True, ax=None, **kwargs):
+    def from_estimator(cls, estimator, X, y, *, n_bins=10, strategy="uniform",
+                       sample_weight=None, name=None, ref_line=True, ax=None, **kwargs):
         """Plot the reliability diagram of a fitted estimator's ``predict_proba``.
 
         Parameters
@@ -796,7 +733,10 @@ class ReliabilityDisplay:
         y : array-like of shape (N,) or (N, H, W)
             True labels, or label masks for a segmenter.
         n_bins : int, default=10
-            Number of equal-width confidence bins over [0, 1].
+            Number of confidence bins.
+        strategy : {"uniform", "quantile"}, default="uniform"
+            Bins of equal width over [0, 1], or of about equal weight (see
+            :func:`skweight.metrics.reliability_curve`).
         sample_weight : array-like of shape (N,) or (N, H, W), default=None
             Weights of the predictions: per sample, or for a segmenter per
             image or per pixel.
@@ -823,7 +763,8 @@ class ReliabilityDisplay:
         name = type(estimator).__name__ if name is None else name
         return cls.from_predictions(
             y, proba, classes=getattr(estimator, "classes_", None), n_bins=n_bins,
-            sample_weight=sample_weight, name=name, ref_line=ref_line, ax=ax, **kwargs,
+            strategy=strategy, sample_weight=sample_weight, name=name, ref_line=ref_line,
+            ax=ax, **kwargs,
         )
 
     @staticmethod
@@ -837,7 +778,7 @@ class ReliabilityDisplay:
             )
         weight = check_sample_weight(sample_weight, len(y), extra_shape=spatial[1:])
         if weight is not None:
-            weight = _per_element(weight, spatial)
+            weight = per_element(weight, spatial)
         rows = np.moveaxis(proba, 1, -1).reshape(-1, proba.shape[1])
         labels = y.ravel()
         weight = None if weight is None else weight.ravel()

@@ -8,9 +8,16 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from ._base import BaseCNN
 from ._docstrings import fill_doc
-from ._loader import LazyImageDataset
+from ._fit.base import BaseCNN
+from ._fit.loader import LazyImageDataset
+from ._fit.targets import (
+    FittedAttribute,
+    RealTargets,
+    column_scale,
+    constant_columns,
+    weighted_mean_std,
+)
 from ._validation import check_bool, check_sample_weight
 from .exceptions import PredictionCollapseWarning
 from .losses import HuberLoss, L1Loss, MSELoss
@@ -25,46 +32,6 @@ __all__ = ["COLLAPSE_STD_RATIO", "CNNRegressor"]
 #: was trained on: it predicts (nearly) the mean.
 COLLAPSE_STD_RATIO = 0.1
 
-# The smallest positive normal float32: targets the network must output
-# unscaled (standardize_target=False) need to be representable in float32.
-_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _column_scale(values):
-    """Largest magnitude of each column (1 for all-zero columns)."""
-    top = np.max(np.abs(values), axis=0)
-    return np.where(top > 0, top, 1.0)
-
-
-def _weighted_mean_std(values, weights):
-    """Column-wise weighted mean and (population) standard deviation.
-
-    Computed on the columns divided by their largest magnitude, so that
-    values of any unit (1e-20 or 1e200) neither underflow nor overflow when
-    squared. ``weights`` is None or non-negative weights of shape (N,).
-    """
-    scale = _column_scale(values)
-    v = values / scale
-    if weights is None:
-        mean, std = v.mean(axis=0), v.std(axis=0)
-    else:
-        w = weights / weights.sum()
-        mean = w @ v
-        std = np.sqrt(w @ np.square(v - mean))
-    return mean * scale, std * scale
-
-
-def _constant_columns(values, std):
-    """Columns whose spread is at rounding level relative to their magnitude.
-
-    Dividing such a column by its std would blow rounding noise up to O(1).
-    The test is relative to the column's largest magnitude, so it does not
-    depend on the target's unit.
-    """
-    return std <= 10 * np.finfo(np.float64).eps * _column_scale(values)
-
-
 def _ndim(value):
     try:
         return np.ndim(value)
@@ -73,7 +40,7 @@ def _ndim(value):
 
 
 def _validate_target_array(y, name="y"):
-    """Return ``y`` as float64 ``(N, T)`` and whether it was 1-D."""
+    """Return ``y`` as a new float64 array ``(N,)`` or ``(N, T)``."""
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     if hasattr(y, "to_numpy"):  # pandas Series / DataFrame
@@ -98,8 +65,7 @@ def _validate_target_array(y, name="y"):
         raise ValueError(f"{name} has 0 targets (shape {y.shape}); at least 1 is needed.")
     if not np.all(np.isfinite(y)):
         raise ValueError(f"Input {name} contains NaN or infinity.")
-    was_1d = y.ndim == 1
-    return (y[:, None] if was_1d else y), was_1d
+    return y
 
 
 @fill_doc(lr="3e-3", max_epochs="20", batch_size="64", samples="samples",
@@ -206,9 +172,11 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     """
 
     _named_criteria = {"mse": MSELoss, "l1": L1Loss, "huber": HuberLoss}
-    _learned_attributes = BaseCNN._learned_attributes + (
-        "n_outputs_", "target_mean_", "target_scale_", "target_weight_", "_target_1d_",
-    )
+
+    n_outputs_ = FittedAttribute("n_outputs")
+    target_mean_ = FittedAttribute("mean")
+    target_scale_ = FittedAttribute("scale")
+    target_weight_ = FittedAttribute("weight")
 
     def __init__(self, module=None, *, criterion="mse", target_weight=None,
                  standardize_target=True, input_shape=None, random_state=None,
@@ -282,102 +250,22 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         """
         return self._fit(X, y, sample_weight, partial=True, fit_params=fit_params)
 
-    # -- the steps of the fit template -----------------------------------
+    # -- the hooks of the fit template ----------------------------------------
 
-    def _validate_targets(self, y, image_shape, sample_weight, reset, classes=None):
-        n_samples = image_shape[0]
-        y, was_1d = _validate_target_array(y)
+    def _check_targets(self, y, n_samples, spatial):
+        y = _validate_target_array(y)
         if len(y) != n_samples:
             raise ValueError(
                 f"Found input variables with inconsistent numbers of samples: "
                 f"X has {n_samples}, y has {len(y)}."
             )
-        if reset:
-            # The scaling belongs to the network: it is learned exactly when
-            # the network is (re)initialised, and kept when training goes on.
-            self._fit_target_scaling(y, sample_weight)
-            self._target_1d_ = was_1d
-        elif y.shape[1] != self.n_outputs_:
-            raise ValueError(
-                f"y has {y.shape[1]} target(s), but the network being trained "
-                f"further has {self.n_outputs_} output(s)."
-            )
-        if not self.standardize_target:
-            self._check_representable(y)
-        scaled = (y - self.target_mean_) / self.target_scale_
-        return torch.from_numpy(scaled.astype(np.float32)), None
+        return y
 
-    def _check_representable(self, y):
-        nonzero = np.abs(y[y != 0])
-        if nonzero.size and (nonzero.max() > _FLOAT32_MAX / 10 or
-                             nonzero.min() < _FLOAT32_TINY):
-            raise ValueError(
-                f"y has values down to {nonzero.min():.3g} and up to "
-                f"{nonzero.max():.3g} in magnitude, which the network cannot output "
-                f"in float32 with standardize_target=False; use "
-                f"standardize_target=True (targets of any unit are then learned "
-                f"alike) or rescale y."
-            )
-
-    def _fit_target_scaling(self, targets, weights):
-        n_outputs = targets.shape[1]
-        mean, std = _weighted_mean_std(targets, weights)
-        constant = _constant_columns(targets, std)
-        scale = np.where(constant, 1.0, std)
-        if self.standardize_target:
-            self.target_mean_, self.target_scale_ = mean, scale
-            loss_scale = np.ones(n_outputs)
-        else:
-            self.target_mean_ = np.zeros(n_outputs)
-            self.target_scale_ = np.ones(n_outputs)
-            loss_scale = scale
-        self.n_outputs_ = n_outputs
-        self.target_weight_ = self._resolve_target_weight(n_outputs, loss_scale)
-
-    def _resolve_target_weight(self, n_outputs, loss_scale):
-        tw = self.target_weight
-        if tw is None:
-            return None
-        if isinstance(tw, str):  # "balanced", checked in _check_params
-            # 1 / variance, as ratios to the smallest variance: finite for
-            # any unit.
-            weights = np.square(loss_scale.min() / loss_scale)
-        else:
-            try:
-                weights = np.array(tw, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"target_weight must be an array of non-negative numbers, got "
-                    f"{tw!r}."
-                ) from exc
-            if weights.shape != (n_outputs,):
-                raise ValueError(
-                    f"target_weight has {weights.size} entries, but y has "
-                    f"{n_outputs} target(s); pass one weight per target."
-                )
-            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise ValueError(
-                    f"target_weight must contain finite non-negative numbers, got "
-                    f"{weights.tolist()}."
-                )
-            if not np.any(weights > 0):
-                raise ValueError(
-                    f"target_weight gives every target a weight of 0: "
-                    f"{weights.tolist()}."
-                )
-            weights = weights / weights.max()
-        return weights / weights.mean()
-
-    def _decode_targets(self, target, weight):
-        mean = torch.as_tensor(self.target_mean_, device=target.device)
-        scale = torch.as_tensor(self.target_scale_, device=target.device)
-        y = target.double() * scale + mean
-        return y.reshape(-1) if self._target_1d_ else y
-
-    def _duplicated_weights(self, fit_request):
-        if self.target_weight is None:
-            return None
-        return "target_weight", ("target_weight",), "target weights"
+    def _learn_targets(self, y, sample_weight, classes):
+        # The scaling belongs to the network: it is learned exactly when the
+        # network is (re)initialised, and kept when training goes on.
+        return RealTargets.learn(y, sample_weight, standardize=self.standardize_target,
+                                 target_weight=self.target_weight)
 
     def _default_module(self, **kwargs):
         c, h, w = self.input_shape_
@@ -390,28 +278,6 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         return SmallCNN(in_channels=c, n_outputs=self.n_outputs_, image_size=(h, w),
                         **kwargs)
 
-    def _weighted_loss(self, y_pred, y, w):
-        tw = self.target_weight_
-        if tw is not None:
-            # Target weights become per-element weights, so that any loss that
-            # accepts element weights (or returns element losses) applies them.
-            tw = torch.as_tensor(tw, dtype=y.dtype, device=y.device)
-            if w is None:
-                w = torch.ones(len(y), dtype=y.dtype, device=y.device)
-            w = w.reshape(-1, 1) * tw.reshape(1, -1)
-        return super()._weighted_loss(y_pred, y, w)
-
-    def _check_output(self, out, n_samples, spatial):
-        if out.ndim == 1 and self.n_outputs_ == 1:
-            return out.reshape(-1, 1)
-        if tuple(out.shape) != (n_samples, self.n_outputs_):
-            raise ValueError(
-                f"The module returned outputs of shape {tuple(out.shape)}, but "
-                f"({n_samples}, {self.n_outputs_}) was expected: one column per "
-                f"target."
-            )
-        return out
-
     # -- collapse check ---------------------------------------------------
 
     def _after_fit(self, data):
@@ -423,7 +289,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
             out = self.forward(data).float()
         else:
             out = self._forward_images(data.X)
-        pred = self._check_output(out, len(targets), None).numpy().astype(np.float64)
+        pred = self.targets_.check_output(out, len(targets), None).numpy()
+        pred = pred.astype(np.float64)
         if not np.all(np.isfinite(pred)):
             warnings.warn(
                 "The network's outputs on the training data are not finite: "
@@ -434,11 +301,11 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                 stacklevel=4,
             )
             return
-        _, pred_std = _weighted_mean_std(pred, weights)
-        _, target_std = _weighted_mean_std(targets, weights)
+        _, pred_std = weighted_mean_std(pred, weights)
+        _, target_std = weighted_mean_std(targets, weights)
         # Constant targets, and targets the user gave weight 0, have nothing
         # to learn: a flat prediction is right for them.
-        ignored = _constant_columns(targets, target_std)
+        ignored = constant_columns(targets, target_std)
         if self.target_weight_ is not None:
             ignored = ignored | (self.target_weight_ == 0)
         ratio = np.divide(pred_std, target_std, out=np.ones_like(pred_std),
@@ -494,17 +361,23 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         y : ndarray of shape (N,) or (N, n_targets)
             1-D when ``fit`` got a 1-D ``y``.
         """
-        out = self._outputs(X).numpy().astype(np.float64)
-        y = out * self.target_scale_ + self.target_mean_
-        return y.ravel() if self._target_1d_ else y
+        out = self._outputs(X)
+        return self.targets_.inverse(out.numpy())
 
     @property
     def predict_proba(self):
         """Not available: a regressor has no class probabilities."""
-        # skorch's NeuralNet defines predict_proba; scikit-learn tells
-        # regressors from classifiers by its presence.
+        # The base class defines the label estimators' probabilities;
+        # scikit-learn tells regressors from classifiers by their presence.
         raise AttributeError(
             f"{type(self).__name__} has no predict_proba; use predict."
+        )
+
+    @property
+    def predict_log_proba(self):
+        """Not available: a regressor has no class probabilities."""
+        raise AttributeError(
+            f"{type(self).__name__} has no predict_log_proba; use predict."
         )
 
     def score(self, X, y, sample_weight=None):
@@ -528,7 +401,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         score : float
         """
         y_pred = self.predict(X)
-        y_true, _ = _validate_target_array(y)
+        y_true = _validate_target_array(y)
+        y_true = y_true.reshape(len(y_true), -1)
         sw = check_sample_weight(sample_weight, len(y_pred))
         if sw is not None:
             sw = sw / sw.max()
@@ -538,7 +412,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                 f"y has shape {np.shape(y)}, but the predictions have shape "
                 f"{y_pred.shape}."
             )
-        scale = _column_scale(y_true)
+        scale = column_scale(y_true)
         return float(r2_score(y_true / scale, pred / scale, sample_weight=sw))
 
     def __sklearn_tags__(self):

@@ -1,35 +1,40 @@
-"""Class and sample weights: computation, folding and normalisation.
+"""Class and sample weights for imbalanced data.
 
-The estimators minimise the weighted mean ``sum_i w_i l_i / sum_i w_i`` with
-``w_i = sample_weight_i * class_weight[y_i]`` (per pixel for a segmenter).
-:func:`fold_weights` builds these weights, once, from the rows the network
-is trained on (after the validation split and any resampling), and
-:func:`normalize_weights` scales them once, in float64, to mean 1: a
-mini-batch mean of ``w_i l_i`` is then an unbiased estimate of the
-objective, and weights spanning 1e-100..1 survive the cast to float32 (the
-largest becomes O(1) instead of the smallest underflowing to 0 first).
+The estimators minimise the weighted mean ``sum_i w_i l_i / sum_i w_i``
+with ``w_i = sample_weight_i * class_weight[y_i]`` (per pixel for a
+segmenter), folded and normalised once inside ``fit``. This module holds
+the weights a user may want to compute, inspect or pass in:
+
+- :func:`compute_class_weight`: scikit-learn's function, with sample
+  weights counted as fractional samples;
+- :func:`effective_number_weights`: class weights from the effective number
+  of samples (Cui et al., 2019);
+- :func:`density_weights`: sample weights for imbalanced regression;
+- :func:`border_weights`: U-Net border weight maps for touching objects;
+- :func:`effective_sample_size`: Kish's effective sample size, which
+  ``fit`` checks against :data:`ESS_WARN_FRACTION`.
 """
-
-import numbers
-import warnings
 
 import numpy as np
 
 from ._border import border_weights
+from ._class_weight import resolve_class_weight
 from ._density import density_weights
-from ._validation import check_real, check_sample_weight, encode_labels
+from ._validation import (
+    check_real,
+    check_sample_weight,
+    encode_labels,
+    label_positions,
+    per_element,
+)
 
 __all__ = [
     "ESS_WARN_FRACTION",
     "border_weights",
-    "check_sample_weight",
     "compute_class_weight",
     "density_weights",
     "effective_number_weights",
     "effective_sample_size",
-    "fold_weights",
-    "normalize_weights",
-    "warn_if_small_ess",
 ]
 
 #: Below this fraction of the number of weighted elements, the effective
@@ -40,175 +45,65 @@ __all__ = [
 ESS_WARN_FRACTION = 0.01
 
 
-def _per_element(weights, shape):
-    """Per-sample weights ``(N,)`` broadcast over the trailing axes of ``shape``."""
-    w = np.asarray(weights, dtype=np.float64)
-    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+def compute_class_weight(class_weight, *, classes, y, sample_weight=None):
+    """Estimate class weights for imbalanced data, with sample weights.
 
-
-def _scaled_to_max(weights):
-    """Divide weights by their maximum.
-
-    The same ratios, with no overflow in sums and no need for their unit
-    (1e-300 and 1e300 scales alike).
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    top = w.max() if w.size else 0.0
-    return w / top if top > 0 else w
-
-
-def compute_class_weight(class_weight, y, classes, sample_weight=None):
-    """Per-class weights for encoded labels.
+    The signature of :func:`sklearn.utils.class_weight.compute_class_weight`
+    (``classes`` and ``y`` keyword-only, in its order), extended to sample
+    weights and to label masks.
 
     Parameters
     ----------
     class_weight : None, "balanced" or dict
         ``"balanced"`` gives class ``k`` the weight
-        ``sum(w) / (n_classes * sum(w[y == k]))``: the formula of
-        :func:`sklearn.utils.class_weight.compute_class_weight`, with counts
-        replaced by summed sample weights so that weighted classes are
-        balanced too. A class without weight gets 0. A dict maps original
-        labels to weights; labels it omits get weight 1.
-    y : ndarray of int
-        Encoded labels in ``0..len(classes) - 1`` (any shape; e.g. masks).
-    classes : ndarray
-        The original labels, ``classes[k]`` is encoded as ``k``.
-    sample_weight : None or ndarray
-        Non-negative weights of shape ``(N,)`` or ``y``'s shape, of any
-        magnitude.
+        ``sum(w) / (n_classes * sum(w[y == k]))``: scikit-learn's formula,
+        with counts replaced by summed sample weights so that weighted
+        classes are balanced too. A class without weight gets 0. A dict
+        maps labels to weights; labels it omits get weight 1. ``None``
+        gives every class the weight 1.
+    classes : array-like of shape (n_classes,)
+        The labels, each once; the weights follow their sorted order.
+    y : array-like of shape (n_samples,) or (n_samples, ...)
+        Labels, all among ``classes``; with more than one axis (e.g.
+        segmentation masks) every element counts.
+    sample_weight : None or array-like of shape (n_samples,) or y's shape
+        Non-negative weights of any magnitude, counted as fractional
+        samples.
 
     Returns
     -------
-    weights : None or ndarray of shape (n_classes,), dtype float64
+    class_weight : ndarray of shape (n_classes,), dtype float64
+        ``class_weight[k]`` is the weight of ``np.unique(classes)[k]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skweight.weighting import compute_class_weight
+    >>> y = np.array(["cat"] * 6 + ["dog"] * 2)
+    >>> compute_class_weight("balanced", classes=np.array(["cat", "dog"]), y=y)
+    array([0.66666667, 2.        ])
+    >>> compute_class_weight("balanced", classes=np.array(["cat", "dog"]), y=y,
+    ...                      sample_weight=[1] * 6 + [3] * 2)
+    array([1., 1.])
     """
-    if class_weight is None:
-        return None
-    n_classes = len(classes)
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict {{label: "
-                f"weight}}, got the string {class_weight!r}."
-            )
-        y = np.asarray(y)
-        if sample_weight is None:
-            counts = np.bincount(y.ravel(), minlength=n_classes).astype(np.float64)
-        else:
-            # The formula is invariant to the weights' scale; dividing by the
-            # maximum first keeps the sums finite for weights near 1e308.
-            sw = _per_element(_scaled_to_max(sample_weight), y.shape)
-            counts = np.bincount(y.ravel(), weights=sw.ravel(), minlength=n_classes)
-        present = counts > 0
-        weights = np.zeros(n_classes)
-        weights[present] = counts.sum() / (n_classes * counts[present])
-        return weights
-    if not isinstance(class_weight, dict):
-        raise TypeError(
-            f"class_weight must be None, 'balanced' or a dict {{label: weight}}, "
-            f"got {type(class_weight).__name__}: {class_weight!r}."
-        )
-    weights = np.ones(n_classes, dtype=np.float64)
-    index = {_label_key(c): k for k, c in enumerate(classes)}
-    unknown = [label for label in class_weight if _label_key(label) not in index]
-    if unknown:
+    classes = np.unique(np.asarray(classes))
+    y = np.asarray(y)
+    if y.size == 0:
+        raise ValueError(f"y must hold at least one label, got shape {y.shape}.")
+    codes, unknown = label_positions(y.ravel(), classes)
+    if unknown.any():
         raise ValueError(
-            f"class_weight has labels {unknown!r} that are not in the classes "
-            f"found in y: {list(classes)!r}."
+            f"y has labels {np.unique(y.ravel()[unknown]).tolist()} that are not "
+            f"among classes {classes.tolist()}."
         )
-    for label, value in class_weight.items():
-        if (
-            not isinstance(value, numbers.Real)
-            or isinstance(value, (bool, np.bool_))
-            or not np.isfinite(value)
-            or value < 0
-        ):
-            raise ValueError(
-                f"class_weight[{label!r}] must be a finite number >= 0, got "
-                f"{value!r}."
-            )
-        weights[index[_label_key(label)]] = float(value)
-    if not np.any(weights > 0):
-        raise ValueError("class_weight gives every class a weight of 0.")
-    return weights
-
-
-def _label_key(label):
-    # NumPy scalars and Python scalars of equal value must match (np.int64(3)
-    # vs 3, np.str_('a') vs 'a').
-    return label.item() if isinstance(label, np.generic) else label
-
-
-def fold_weights(y, sample_weight=None, class_weight=None, mask=None):
-    """Return the weight of every element the loss sees, or None if all are 1.
-
-    ``w = sample_weight * class_weight[y] * mask``, each factor optional.
-    This is the one place where the estimators combine weights; it runs
-    once, on the rows a network is trained (or validated) on.
-
-    Parameters
-    ----------
-    y : ndarray of int or None
-        Encoded labels ``(N,)`` or ``(N, *spatial)``; only needed with
-        ``class_weight``, and its shape with ``mask``.
-    sample_weight : None or ndarray
-        ``(N,)`` or ``y``'s shape, non-negative.
-    class_weight : None or ndarray of shape (n_classes,)
-    mask : None or ndarray of bool
-        ``y``'s shape; False marks elements that neither teach nor count
-        (e.g. ``ignore_index`` pixels).
-
-    Returns
-    -------
-    weights : None or ndarray of dtype float64
-        ``(N,)`` when only per-sample weights are given, else ``y``'s shape.
-        Every factor is divided by its maximum first, so that the product
-        neither overflows nor underflows for factors of any scale.
-    """
-    if class_weight is None and mask is None:
-        return None if sample_weight is None else _scaled_to_max(sample_weight)
-    shape = np.shape(y) if y is not None else np.shape(mask)
-    w = np.ones(shape) if sample_weight is None else np.array(
-        _per_element(_scaled_to_max(sample_weight), shape)
+    codes = codes.reshape(y.shape)
+    mass = check_sample_weight(
+        sample_weight, y.shape[0], extra_shape=y.shape[1:] if y.ndim > 1 else None,
+        allow_all_zero=True,
     )
-    if class_weight is not None:
-        w *= _scaled_to_max(class_weight)[y]
-    if mask is not None:
-        w *= mask
-    return w
-
-
-def _served(weights, counts):
-    """Weights and how often each element is served: ``counts`` per row."""
-    if counts is None:
-        return weights, None
-    return weights, _per_element(counts, np.shape(weights))
-
-
-def normalize_weights(weights, counts=None):
-    """Scale weights to mean 1, in float64, without underflow.
-
-    Parameters
-    ----------
-    weights : ndarray
-        Non-negative weights, at least one positive.
-    counts : None or ndarray of shape (N,)
-        How many times each row is served per epoch (a sampler's output);
-        the mean is then taken over the rows served.
-
-    Returns
-    -------
-    weights : ndarray of dtype float64, mean 1
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    top = w.max() if w.size else 0.0
-    if not top > 0:
-        raise ValueError("The training weights are all zero: nothing to learn from.")
-    # Dividing by the maximum first keeps the sum finite and away from the
-    # subnormal range whatever the original scale (1e-300 or 1e300).
-    w = w / top
-    w, c = _served(w, counts)
-    mean = w.mean() if c is None else np.sum(c * w) / np.sum(c)
-    return w / mean
+    if class_weight is None:
+        return np.ones(len(classes))
+    return resolve_class_weight(class_weight, codes, classes, mass)
 
 
 def effective_sample_size(weights, counts=None):
@@ -216,52 +111,32 @@ def effective_sample_size(weights, counts=None):
 
     Parameters
     ----------
-    weights : ndarray
-    counts : None or ndarray of shape (N,)
+    weights : array-like
+        Non-negative weights, at least one positive, of any magnitude.
+    counts : None or array-like of shape (N,)
         How many times each row is served (each counts that many times).
 
     Returns
     -------
     ess : float
+        Between 1 (one weight dominates) and the number of weights (all
+        equal).
+
+    Examples
+    --------
+    >>> from skweight.weighting import effective_sample_size
+    >>> effective_sample_size([1, 1, 1, 1])
+    4.0
+    >>> round(effective_sample_size([1, 1e-100, 1e-100]), 6)
+    1.0
     """
-    w = _scaled_to_max(np.asarray(weights, dtype=np.float64))
-    w, c = _served(w, counts)
-    if c is None:
+    w = np.asarray(weights, dtype=np.float64)
+    top = w.max() if w.size else 0.0
+    w = w / top if top > 0 else w
+    if counts is None:
         return float(w.sum() ** 2 / np.vdot(w, w))
+    c = per_element(counts, w.shape)
     return float(np.sum(c * w) ** 2 / np.sum(c * w * w))
-
-
-def warn_if_small_ess(weights, what="samples", counts=None):
-    """Warn when the effective sample size is below ``ESS_WARN_FRACTION * N``.
-
-    Parameters
-    ----------
-    weights : ndarray
-    what : str
-        What the weights are attached to, for the message.
-    counts : None or ndarray of shape (N,)
-        How many times each row is served per epoch.
-
-    Returns
-    -------
-    ess : float
-    """
-    n = np.size(weights) if counts is None else float(
-        np.sum(_per_element(counts, np.shape(weights)))
-    )
-    ess = effective_sample_size(weights, counts)
-    if ess < ESS_WARN_FRACTION * n:
-        warnings.warn(
-            f"The effective sample size of the training weights, "
-            f"(sum w)^2 / sum w^2 = {ess:.3g}, is below "
-            f"{ESS_WARN_FRACTION:.0%} of the {round(n)} weighted {what}: a few heavy "
-            f"{what} dominate the objective and mini-batch gradients are "
-            f"noisy. Consider flattening the weights (e.g. a power < 1 or a "
-            f"log transform), larger batches, or more data.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return ess
 
 
 #: Below this ``|n * log(beta)|``, ``log(1 - beta**n)`` is taken from its
@@ -377,7 +252,7 @@ def effective_number_weights(y, beta=0.999, sample_weight=None):
     )
     classes, encoded = encode_labels(y)
     if weight is not None:
-        weight = _per_element(weight, y.shape).ravel()
+        weight = per_element(weight, y.shape).ravel()
     counts = np.bincount(encoded.ravel(), weights=weight, minlength=len(classes))
     counts = counts.astype(np.float64)
     present = counts > 0

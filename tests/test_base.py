@@ -15,7 +15,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
 from skweight import CNNClassifier
-from skweight._base import resolve_device
+from skweight._fit.loop import resolve_device
 from skweight.losses import FocalLoss
 
 TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)

@@ -49,9 +49,7 @@ EXPECTED_FAILED_CHECKS = {
     "CNNClassifier": {
         "check_sample_weight_equivalence_on_dense_data": _FLOAT32_EQUIVALENCE,
     },
-    "CNNRegressor": {
-        "check_sample_weight_equivalence_on_dense_data": _FLOAT32_EQUIVALENCE,
-    },
+    "CNNRegressor": {},
     "CNNSegmenter": {name: _SEGMENTER_NEEDS_MASKS for name in _SEGMENTER_FITTING_CHECKS},
 }
 

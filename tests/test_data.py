@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from skweight._data import check_images, check_input_shape, to_numpy_1d
+from skweight._fit.data import check_images, check_input_shape, to_numpy_1d
 
 
 def test_four_three_and_two_dimensional_inputs():

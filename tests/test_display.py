@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression
 from skweight import CNNClassifier, CNNSegmenter, display
 from skweight.datasets import make_disk_scenes
 from skweight.display import ReliabilityDisplay, SegmentationDisplay, TrainingCurveDisplay
+from skweight.metrics import expected_calibration_error
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
@@ -358,6 +359,12 @@ def test_reliability_from_estimator(classifier, digits):
     direct = ReliabilityDisplay.from_predictions(y, classifier.predict_proba(X), n_bins=5)
     assert shown.ece == direct.ece
     assert shown.line_.get_label() == f"CNNClassifier (ECE = {shown.ece:.3f})"
+    # strategy reaches the metrics: bins of about equal count
+    quantile = ReliabilityDisplay.from_estimator(classifier, X, y, n_bins=5,
+                                                 strategy="quantile")
+    assert quantile.ece == expected_calibration_error(
+        y, classifier.predict_proba(X), n_bins=5, strategy="quantile")
+    assert quantile.bin_weight.max() - quantile.bin_weight.min() <= 0.05 * len(y)
     # prior correction after fit: a second curve on the same axes
     corrected = classifier.set_params(class_prior="train")
     try:

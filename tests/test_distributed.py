@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from skweight import CNNClassifier
-from skweight._distributed import DataParallel, check_distributed, wanted
-from skweight._loader import ArrayDataset, BatchIterator
+from skweight._fit.distributed import DataParallel, check_distributed, wanted
+from skweight._fit.loader import ArrayDataset, BatchIterator
 
 SCRIPT = textwrap.dedent('''
     import json, os, sys

@@ -20,9 +20,9 @@ from skorch.callbacks import Callback, EarlyStopping, EpochScoring, LRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
 
-import skweight._training as training_module
+import skweight._fit.loop as training_module
 from skweight import CNNClassifier
-from skweight._loader import ArrayDataset, BatchIterator, ShuffleSampler
+from skweight._fit.loader import ArrayDataset, BatchIterator, ShuffleSampler
 
 TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
 

@@ -1,5 +1,6 @@
 import copy
 import doctest
+import importlib
 import warnings
 
 import numpy as np
@@ -15,15 +16,17 @@ from skweight import metrics
 from skweight.metrics import (
     dice_score,
     dice_scorer,
+    expected_calibration_error,
     hausdorff_distance,
-    hausdorff_scorer,
     iou_score,
     iou_scorer,
     make_segmentation_scorer,
     mean_surface_distance,
-    mean_surface_distance_scorer,
+    neg_hausdorff_distance_scorer,
+    neg_mean_surface_distance_scorer,
     normalized_surface_dice,
     normalized_surface_dice_scorer,
+    reliability_curve,
 )
 
 OVERLAP_METRICS = [dice_score, iou_score]
@@ -461,32 +464,33 @@ def test_scorers_call_the_metrics(scorer_data):
     diagonal = np.hypot(12, 14)
     assert dice_scorer(est, X, y_true) == dice_score(y_true, y_pred)
     assert iou_scorer(est, X, y_true) == iou_score(y_true, y_pred)
-    assert hausdorff_scorer(est, X, y_true) == -hausdorff_distance(
+    assert neg_hausdorff_distance_scorer(est, X, y_true) == -hausdorff_distance(
         y_true, y_pred, empty_value=diagonal
     )
     w = np.array([1.0, 0.0, 2.0, 0.5])
     assert dice_scorer(est, X, y_true, sample_weight=w) == dice_score(
         y_true, y_pred, sample_weight=w
     )
-    assert hausdorff_scorer(est, X, y_true, sample_weight=w) == -hausdorff_distance(
-        y_true, y_pred, sample_weight=w, empty_value=diagonal
-    )
+    assert neg_hausdorff_distance_scorer(
+        est, X, y_true, sample_weight=w
+    ) == -hausdorff_distance(y_true, y_pred, sample_weight=w, empty_value=diagonal)
 
 
-def test_hausdorff_scorer_penalises_missed_structure():
+def test_neg_hausdorff_distance_scorer_penalises_missed_structure():
     y_true = np.zeros((1, 6, 8), dtype=int)
     y_true[0, 2, 2] = 1
     est = FixedSegmenter(np.zeros_like(y_true))
-    assert hausdorff_scorer(est, None, y_true) == -10.0
+    assert neg_hausdorff_distance_scorer(est, None, y_true) == -10.0
     hit = y_true.copy()
     est_hit = FixedSegmenter(np.roll(hit, 5, axis=-1))
-    assert -10.0 < hausdorff_scorer(est_hit, None, y_true) < 0
+    assert -10.0 < neg_hausdorff_distance_scorer(est_hit, None, y_true) < 0
 
 
 def test_make_segmentation_scorer_options(scorer_data):
     X, y_true, y_pred = scorer_data
     est = FixedSegmenter(y_pred)
-    hd95 = make_segmentation_scorer("hausdorff", percentile=95, empty_value=0.0)
+    hd95 = make_segmentation_scorer("neg_hausdorff_distance", percentile=95,
+                                    empty_value=0.0)
     assert hd95(est, X, y_true) == -hausdorff_distance(
         y_true, y_pred, percentile=95, empty_value=0.0
     )
@@ -496,10 +500,38 @@ def test_make_segmentation_scorer_options(scorer_data):
         make_segmentation_scorer("accuracy")
 
 
+def test_scorer_names_follow_one_rule():
+    """A scorer is named after its metric: scikit-learn's name plus _scorer.
+
+    scikit-learn's name is the function's without ``_score``, with ``neg_``
+    where the scorer negates a distance.
+    """
+    ready_made = {name: getattr(metrics, name) for name in metrics.__all__
+                  if name.endswith("_scorer") and name != "make_segmentation_scorer"}
+    assert sorted(ready_made) == [
+        "dice_scorer", "iou_scorer", "neg_hausdorff_distance_scorer",
+        "neg_mean_surface_distance_scorer", "normalized_surface_dice_scorer",
+    ]
+    for name, scorer in ready_made.items():
+        metric = name.removesuffix("_scorer")
+        func = scorer._score_func
+        prefix = "neg_" if scorer._sign == -1 else ""
+        assert metric == prefix + func.__name__.removesuffix("_score")
+        assert (scorer._sign == -1) == func.__name__.endswith("_distance")
+        made = make_segmentation_scorer(metric)
+        assert (made._score_func, made._sign, made._kwargs) == (
+            func, scorer._sign, scorer._kwargs)
+    # 0.2 was never released with the old names: no aliases.
+    for old in ("hausdorff", "mean_surface_distance", "hausdorff_distance"):
+        with pytest.raises(ValueError, match="metric must be one of"):
+            make_segmentation_scorer(old)
+        assert not hasattr(metrics, f"{old}_scorer")
+
+
 def test_grid_search_selects_best_shift():
     y = random_label_batch(24, (6, 12, 12))
     grid = {"shift": [2, 0, 1]}
-    for scorer in (dice_scorer, iou_scorer, hausdorff_scorer):
+    for scorer in (dice_scorer, iou_scorer, neg_hausdorff_distance_scorer):
         search = GridSearchCV(ShiftSegmenter(), grid, scoring=scorer, cv=2)
         search.fit(y, y)
         assert search.best_params_ == {"shift": 0}
@@ -620,8 +652,12 @@ def test_hausdorff_rejects_micro_and_bad_options():
         hausdorff_distance(y, y, empty_value="max")
 
 
-def test_docstring_examples():
-    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("room", ["_overlap", "_surface", "_scorers", "_calibration"])
+def test_docstring_examples(room):
+    # testmod only runs what a module defines itself, and the package's
+    # __init__ just imports: each of its modules is run in turn.
+    module = importlib.import_module(f"skweight.metrics.{room}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
 
@@ -1092,7 +1128,7 @@ def test_surface_scorers_call_the_metrics(scorer_data):
     diagonal = np.hypot(12, 14)
     msd = mean_surface_distance(y_true, y_pred, empty_value=diagonal)
     assert msd > 0
-    assert mean_surface_distance_scorer(est, X, y_true) == -msd
+    assert neg_mean_surface_distance_scorer(est, X, y_true) == -msd
     nsd = normalized_surface_dice(y_true, y_pred)
     assert 0 < nsd < 1
     assert normalized_surface_dice_scorer(est, X, y_true) == nsd
@@ -1100,7 +1136,7 @@ def test_surface_scorers_call_the_metrics(scorer_data):
     assert normalized_surface_dice_scorer(
         est, X, y_true, sample_weight=w
     ) == normalized_surface_dice(y_true, y_pred, sample_weight=w)
-    assert mean_surface_distance_scorer(
+    assert neg_mean_surface_distance_scorer(
         est, X, y_true, sample_weight=w
     ) == -mean_surface_distance(y_true, y_pred, sample_weight=w, empty_value=diagonal)
 
@@ -1109,7 +1145,7 @@ def test_surface_scorers_missed_structure_and_options(scorer_data):
     y_true = np.zeros((1, 6, 8), dtype=int)
     y_true[0, 2, 2] = 1
     missed = FixedSegmenter(np.zeros_like(y_true))
-    assert mean_surface_distance_scorer(missed, None, y_true) == -10.0
+    assert neg_mean_surface_distance_scorer(missed, None, y_true) == -10.0
     assert normalized_surface_dice_scorer(missed, None, y_true) == 0.0
     X, y_true, y_pred = scorer_data
     est = FixedSegmenter(y_pred)
@@ -1118,7 +1154,7 @@ def test_surface_scorers_missed_structure_and_options(scorer_data):
     assert nsd2(est, X, y_true) == normalized_surface_dice(
         y_true, y_pred, tolerance=2.0, spacing=(1.0, 0.5)
     )
-    msd0 = make_segmentation_scorer("mean_surface_distance", empty_value=0.0,
+    msd0 = make_segmentation_scorer("neg_mean_surface_distance", empty_value=0.0,
                                     labels=[1])
     assert msd0(est, X, y_true) == -mean_surface_distance(
         y_true, y_pred, empty_value=0.0, labels=[1]
@@ -1128,13 +1164,13 @@ def test_surface_scorers_missed_structure_and_options(scorer_data):
 def test_grid_search_with_surface_scorers_selects_best_shift():
     y = random_label_batch(24, (6, 12, 12))
     grid = {"shift": [2, 0, 1]}
-    for scorer in (mean_surface_distance_scorer, normalized_surface_dice_scorer):
+    for scorer in (neg_mean_surface_distance_scorer, normalized_surface_dice_scorer):
         search = GridSearchCV(ShiftSegmenter(), grid, scoring=scorer, cv=2)
         search.fit(y, y)
         assert search.best_params_ == {"shift": 0}
         scores = search.cv_results_["mean_test_score"]
         assert np.all(np.isfinite(scores))
-        assert scores[1] == (0.0 if scorer is mean_surface_distance_scorer else 1.0)
+        assert scores[1] == (0.0 if scorer is neg_mean_surface_distance_scorer else 1.0)
 
 
 @pytest.mark.parametrize("metric", DISTANCE_METRICS)
@@ -1177,3 +1213,233 @@ def test_bad_surface_metric_options():
         normalized_surface_dice(y, y, labels=[0, 1], tolerance=[1.0, -2.0])
     with pytest.raises(ValueError, match="metric must be one of"):
         make_segmentation_scorer("surface_dice")
+
+
+# ---------------------------------------------------------------------------
+# Calibration: reliability curve and expected calibration error
+# ---------------------------------------------------------------------------
+
+CALIBRATION_METRICS = [reliability_curve, expected_calibration_error]
+
+
+@pytest.fixture
+def probabilities():
+    """300 predictions over 4 classes, labels drawn from sharpened probabilities."""
+    rng = np.random.default_rng(1)
+    proba = rng.dirichlet(np.full(4, 0.7), size=300)
+    sharp = proba**0.5 / (proba**0.5).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=p) for p in sharp])
+    return y, proba, rng.integers(1, 4, size=300)
+
+
+def assert_same_calibration(first, second):
+    """Two calls of the metrics give the same curve, edges and ECE."""
+    (acc1, conf1, w1, edges1), ece1 = first
+    (acc2, conf2, w2, edges2), ece2 = second
+    np.testing.assert_array_equal(edges1, edges2)
+    np.testing.assert_allclose(acc1, acc2, rtol=1e-12)
+    np.testing.assert_allclose(conf1, conf2, rtol=1e-12)
+    np.testing.assert_allclose(w1, w2, rtol=1e-12)
+    assert ece1 == pytest.approx(ece2, rel=1e-12, abs=1e-15)
+
+
+def calibration(y, proba, **kwargs):
+    return (reliability_curve(y, proba, **kwargs),
+            expected_calibration_error(y, proba, **kwargs))
+
+
+def test_calibration_hand_computed():
+    y = np.array([0, 1, 1, 2])
+    proba = np.array([[0.9, 0.05, 0.05], [0.3, 0.6, 0.1],
+                      [0.7, 0.2, 0.1], [0.15, 0.15, 0.7]])
+    # confidences 0.9 (right), 0.6 (right), 0.7 (wrong), 0.7 (right)
+    accuracy, confidence, bin_weight, edges = reliability_curve(y, proba, n_bins=5)
+    np.testing.assert_allclose(edges, [0, 0.2, 0.4, 0.6, 0.8, 1])
+    np.testing.assert_array_equal(bin_weight, [0, 0, 1, 2, 1])
+    np.testing.assert_allclose(accuracy, [np.nan, np.nan, 1, 0.5, 1])
+    np.testing.assert_allclose(confidence, [np.nan, np.nan, 0.6, 0.7, 0.9])
+    ece = expected_calibration_error(y, proba, n_bins=5)
+    assert ece == pytest.approx((0.4 + 2 * 0.2 + 0.1) / 4)
+    weighted = expected_calibration_error(y, proba, n_bins=5, sample_weight=[1, 1, 2, 1])
+    assert weighted == pytest.approx((0.4 + 3 * abs(1 / 3 - 0.7) + 0.1) / 5)
+    # One bin: overall accuracy 3/4 against mean confidence 0.725.
+    assert expected_calibration_error(y, proba, n_bins=1) == pytest.approx(0.025)
+    # Two bins of equal count split at 0.7: {0.6, 0.7, 0.7} and {0.9}.
+    accuracy, confidence, bin_weight, edges = reliability_curve(
+        y, proba, n_bins=2, strategy="quantile")
+    np.testing.assert_array_equal(edges, [0, 0.7, 1])
+    np.testing.assert_array_equal(bin_weight, [3, 1])
+    np.testing.assert_allclose(accuracy, [2 / 3, 1])
+    np.testing.assert_allclose(confidence, [2 / 3, 0.9])
+    assert expected_calibration_error(
+        y, proba, n_bins=2, strategy="quantile") == pytest.approx(0.1 / 4)
+
+
+def test_calibration_binary_and_classes():
+    y = np.array([0, 1, 1, 0])
+    p = np.array([0.1, 0.7, 0.4, 0.25])
+    # 1-D: the probability of the second class; confidences max(p, 1 - p) are
+    # 0.9, 0.7, 0.6 (wrong: predicted 0) and 0.75.
+    assert expected_calibration_error(y, p, n_bins=5) == pytest.approx(
+        (0.4 * 0 + 0.6 + 2 * 0.275 + 0.1) / 4)
+    assert_same_calibration(calibration(y, p, n_bins=5),
+                            calibration(y, np.column_stack([1 - p, p]), n_bins=5))
+    names = np.array(["no", "yes"])
+    assert_same_calibration(calibration(names[y], p, classes=names),
+                            calibration(y, p))
+    # Columns in any order, as long as classes says which is which.
+    proba = np.column_stack([1 - p, p])
+    assert_same_calibration(calibration(1 - y, proba[:, ::-1], classes=[1, 0]),
+                            calibration(1 - y, proba))
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_calibration_perfect_gives_zero(strategy):
+    y = np.array([2, 0, 1, 1, 0])
+    assert expected_calibration_error(y, np.eye(3)[y], strategy=strategy) == 0.0
+    # Not only certainty: in each bin accuracy equals confidence.
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    proba = np.array([[0.75, 0.25]] * 4 + [[0.25, 0.75]] * 4)
+    assert expected_calibration_error(y, proba, n_bins=4, strategy=strategy) == 0.0
+    # Every prediction wrong with confidence 1: the worst case.
+    assert expected_calibration_error(1 - y, np.eye(2)[y], strategy=strategy) == 1.0
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+@pytest.mark.parametrize("n_bins", [1, 7, 10])
+def test_calibration_integer_weights_equal_repeated_rows(probabilities, strategy,
+                                                          n_bins):
+    y, proba, k = probabilities
+    options = {"n_bins": n_bins, "strategy": strategy}
+    weighted = calibration(y, proba, sample_weight=k, **options)
+    repeated = calibration(np.repeat(y, k), np.repeat(proba, k, axis=0), **options)
+    assert_same_calibration(weighted, repeated)
+    assert 0.01 < weighted[1] < 0.5
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_calibration_scaled_weights_change_nothing(probabilities, strategy):
+    y, proba, k = probabilities
+    for weight in (k, None):
+        expected = calibration(y, proba, sample_weight=weight, strategy=strategy)
+        base = np.ones(len(y)) if weight is None else weight
+        for scale in (1e-5, 0.1, 3.7, 1e7):
+            (acc, conf, bin_weight, edges), ece = calibration(
+                y, proba, sample_weight=base * scale, strategy=strategy)
+            # bin_weight is a sum of weights: it scales, nothing else does
+            assert_same_calibration(((acc, conf, bin_weight / scale, edges), ece),
+                                    expected)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_calibration_zero_weight_equals_removing_the_row(probabilities, strategy):
+    y, proba, k = probabilities
+    weight = k.astype(float)
+    weight[::3] = 0
+    kept = weight > 0
+    assert_same_calibration(
+        calibration(y, proba, sample_weight=weight, strategy=strategy),
+        calibration(y[kept], proba[kept], sample_weight=weight[kept], strategy=strategy),
+    )
+
+
+def test_quantile_edges_equal_an_exact_weighted_quantile(probabilities):
+    y, proba, k = probabilities
+    confidence = proba.max(axis=1)
+    order = np.argsort(confidence)
+    cumulative = np.cumsum(k[order])  # integers: exact
+    total = int(cumulative[-1])
+    for n_bins in (3, 10, 17):
+        *_, edges = reliability_curve(y, proba, n_bins=n_bins, strategy="quantile",
+                                      sample_weight=k)
+        # the smallest confidence whose cumulative weight reaches b / n_bins
+        first = [np.argmax(n_bins * cumulative >= b * total) for b in range(1, n_bins)]
+        np.testing.assert_array_equal(edges, [0, *confidence[order][first], 1])
+        _, _, bin_weight, _ = reliability_curve(y, proba, n_bins=n_bins,
+                                                strategy="quantile")
+        # 300 distinct confidences: the bins are as even as counts allow.
+        assert bin_weight.max() - bin_weight.min() <= 1
+
+
+def test_quantile_bins_with_tied_confidences():
+    y = np.array([0, 1, 1, 0, 1])
+    proba = np.eye(2)[[0, 1, 1, 0, 0]]  # all confidence 1, the last one wrong
+    accuracy, confidence, bin_weight, edges = reliability_curve(
+        y, proba, n_bins=4, strategy="quantile")
+    np.testing.assert_array_equal(edges, [0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(bin_weight, [5, 0, 0, 0])
+    assert accuracy[0] == 0.8 and np.all(np.isnan(accuracy[1:]))
+    assert expected_calibration_error(y, proba, n_bins=4,
+                                      strategy="quantile") == pytest.approx(0.2)
+
+
+def test_calibration_agrees_with_the_display(probabilities):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skweight.display import ReliabilityDisplay
+
+    y, proba, k = probabilities
+    try:
+        for strategy in ("uniform", "quantile"):
+            options = {"n_bins": 8, "strategy": strategy, "sample_weight": k}
+            shown = ReliabilityDisplay.from_predictions(y, proba, **options)
+            (accuracy, confidence, bin_weight, edges), ece = calibration(
+                y, proba, **options)
+            np.testing.assert_array_equal(shown.accuracy, accuracy)
+            np.testing.assert_array_equal(shown.confidence, confidence)
+            np.testing.assert_array_equal(shown.bin_weight, bin_weight)
+            np.testing.assert_array_equal(shown.bin_edges, edges)
+            assert shown.ece == ece
+    finally:
+        plt.close("all")
+
+
+def test_calibration_inputs_are_not_modified(probabilities):
+    y, proba, k = probabilities
+    copies = y.copy(), proba.copy(), k.copy()
+    calibration(y, proba, sample_weight=k, strategy="quantile")
+    for before, after in zip(copies, (y, proba, k), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("metric", CALIBRATION_METRICS)
+def test_calibration_bad_input_messages(metric, probabilities):
+    y, proba, _ = probabilities
+    outside, missing = proba.copy(), proba.copy()
+    outside[7] = [1.25, -0.25, 0, 0]  # sums to 1
+    missing[7, 1] = np.nan
+    cases = [
+        (ValueError, r"y_prob must hold probabilities in \[0, 1\]; got values from "
+                     r"-0\.25 to 1\.25\.", {"y_prob": outside}),
+        (ValueError, r"y_prob must hold probabilities in \[0, 1\]; it contains NaN",
+         {"y_prob": missing}),
+        (ValueError, r"rows of y_prob must sum to 1.*not logits", {"y_prob": proba / 2}),
+        (ValueError, r"y_prob must have shape \(N, n_classes\).*got shape \(300, 1\)",
+         {"y_prob": proba[:, :1]}),
+        (ValueError, "y_prob is empty", {"y_true": y[:0], "y_prob": proba[:0]}),
+        (TypeError, "y_prob must be an array of probabilities; got a list",
+         {"y_prob": [["a", "b"]] * 300}),
+        (ValueError, "y_true has 299 labels but y_prob has 300 rows", {"y_true": y[1:]}),
+        (ValueError, r"y_true contains labels that are not classes of y_prob: \[7\]"
+                     r".*pass classes=", {"y_true": np.r_[y[:-1], 7]}),
+        (ValueError, r"classes must list the 4 labels of y_prob's columns, got \[0, 1\]",
+         {"classes": [0, 1]}),
+        (ValueError, "n_bins must be an int >= 1; got 0", {"n_bins": 0}),
+        (ValueError, "n_bins must be an int >= 1; got 2.5", {"n_bins": 2.5}),
+        (ValueError, "n_bins must be an int >= 1; got True", {"n_bins": True}),
+        (ValueError, r"strategy must be \"uniform\" or \"quantile\"; got 'equal'",
+         {"strategy": "equal"}),
+        (ValueError, r"strategy must be \"uniform\" or \"quantile\"; got None",
+         {"strategy": None}),
+        (ValueError, r"sample_weight.*\(3,\)", {"sample_weight": np.ones(3)}),
+        (ValueError, "sample_weight contains negative values",
+         {"sample_weight": -np.ones(300)}),
+        (ValueError, "sample_weight has only zero weights",
+         {"sample_weight": np.zeros(300)}),
+    ]
+    for error, match, changes in cases:
+        args = {"y_true": y, "y_prob": proba, **changes}
+        with pytest.raises(error, match=match):
+            metric(args.pop("y_true"), args.pop("y_prob"), **args)

@@ -12,6 +12,7 @@ from skweight._validation import (
     check_real,
     check_sample_weight,
     encode_labels,
+    per_element,
 )
 from skweight.losses import CrossEntropyLoss
 from skweight.metrics import dice_score
@@ -105,3 +106,41 @@ def test_check_class_mass_one_rule_for_losses_and_estimators():
     for value, match in bad:
         with pytest.raises(ValueError, match=match):
             check_class_mass(value, "class_prior")
+
+
+def test_check_sample_weight_returns_float64_copy():
+    w = np.array([1, 2, 3], dtype=np.int32)
+    out = check_sample_weight(w, 3)
+    assert out.dtype == np.float64
+    out[0] = 100
+    assert w[0] == 1
+
+
+def test_check_sample_weight_accepts_lists_scalars_and_per_element():
+    np.testing.assert_array_equal(check_sample_weight([1, 0.5], 2), [1.0, 0.5])
+    np.testing.assert_array_equal(check_sample_weight(2.0, 3), [2.0, 2.0, 2.0])
+    w = check_sample_weight(np.ones((2, 4, 4)), 2, extra_shape=(4, 4))
+    assert w.shape == (2, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "w, match",
+    [
+        ([1.0, -1.0, 1.0], "negative"),
+        ([1.0, np.nan, 1.0], "NaN or infinity"),
+        ([1.0, np.inf, 1.0], "NaN or infinity"),
+        ([0.0, 0.0, 0.0], "only zero weights"),
+        ([1.0, 1.0], r"shape == \(2,\), expected \(3,\)"),
+        (["a", "b", "c"], "non-negative numbers"),
+    ],
+)
+def test_check_sample_weight_errors(w, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        check_sample_weight(w, 3)
+
+
+def test_per_element_broadcasts_per_sample_weights():
+    out = per_element([1, 2], (2, 3, 3))
+    assert out.shape == (2, 3, 3) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[1], np.full((3, 3), 2.0))
+    np.testing.assert_array_equal(per_element(np.ones((2, 3)), (2, 3)), np.ones((2, 3)))

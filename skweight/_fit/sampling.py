@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from ._validation import encode_labels
+from .._validation import encode_labels
+from .weight_path import Served
 
-__all__ = ["EpochRows", "ResampledTraining", "check_sampler", "resample_training"]
+__all__ = ["EpochRows", "check_sampler", "resample_training"]
 
 #: The built-in sampler that balances the class counts of every epoch.
 BALANCED = "balanced"
@@ -81,7 +82,7 @@ class EpochRows:
     """The rows of each training epoch, drawn afresh per epoch.
 
     It is the ``epoch_indices`` callable of
-    :class:`skweight._loader.BatchIterator`: calling it returns the rows of
+    :class:`skweight._fit.loader.BatchIterator`: calling it returns the rows of
     the next epoch, and ``len`` is the number of rows of the latest draw.
 
     Parameters
@@ -122,29 +123,6 @@ class EpochRows:
         return torch.from_numpy(rows)
 
 
-class ResampledTraining:
-    """The training data a sampler produced.
-
-    Attributes
-    ----------
-    dataset : ArrayDataset
-        The rows to train on, with their (unnormalised, float64) sample
-        weights or None.
-    epochs : None or EpochRows
-        Per-epoch rows of ``dataset``; None: every row once per epoch.
-    counts : ndarray of float64
-        How many times each row of ``dataset`` is served per epoch (the
-        expectation for ``"balanced"``, the first draw for other index
-        samplers). Class weights and the weight normalisation use it, so that
-        they refer to the data the network actually sees.
-    """
-
-    def __init__(self, dataset, epochs, counts):
-        self.dataset = dataset
-        self.epochs = epochs
-        self.counts = counts
-
-
 def resample_training(sampler, dataset, classes, rng):
     """Apply ``sampler`` to a training set of images.
 
@@ -164,7 +142,14 @@ def resample_training(sampler, dataset, classes, rng):
 
     Returns
     -------
-    resampled : ResampledTraining
+    served : Served
+        The rows to train on (``dataset``, with their unnormalised float64
+        sample weights or None), the per-epoch draws of rows
+        (``epoch_rows``, None: every row once per epoch) and how many times
+        each row is served per epoch (``counts``: the expectation for
+        ``"balanced"``, the first draw for other index samplers). Class
+        weights and the weight normalisation use the counts, so that they
+        refer to the data the network actually sees.
 
     Notes
     -----
@@ -190,7 +175,7 @@ def resample_training(sampler, dataset, classes, rng):
         per_class = len(keep) / np.count_nonzero(n_classes)
         counts = np.zeros(len(y))
         counts[keep] = per_class / n_classes[y[keep]]
-        return ResampledTraining(dataset, epochs, counts)
+        return Served(dataset, epochs, counts)
 
     labels = classes[y[keep]]
     label_only = _label_only(sampler)
@@ -224,7 +209,7 @@ def resample_training(sampler, dataset, classes, rng):
 
         epochs = EpochRows(first, draw, rng, fresh=_has_random_state(sampler))
         counts = np.bincount(first, minlength=len(y)).astype(np.float64)
-        return ResampledTraining(dataset, epochs, counts)
+        return Served(dataset, epochs, counts)
 
     return _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in)
 
@@ -270,7 +255,7 @@ def _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in):
                                    y_enc, len(classes))
         weight = torch.from_numpy(w_res)
     n = len(y_enc)
-    return ResampledTraining(
+    return Served(
         dataset.replace(X=images, target=torch.from_numpy(y_enc), weight=weight,
                         mask=None),
         None, np.ones(n),

@@ -29,7 +29,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, Checkpoint, TrainEndCheckpoint
 from skorch.utils import TeeGenerator, to_tensor
 
-from ._loader import (
+from .loader import (
     ArrayDataset,
     BatchIterator,
     LazyImageDataset,
@@ -180,19 +180,13 @@ class TrainingLoop:
             module = self.module_.to(self.device_)
             self._channels_last_ = _is_2d(self) and (
                 (self.channels_last and self.device_.type == "cuda")
-                or (self.device_.type == "cpu" and self._channels_last_on_cpu())
+                or (self.device_.type == "cpu" and self.module is None
+                    and self._default_channels_last_on_cpu)
             )
             if self._channels_last_:
                 module = module.to(memory_format=torch.channels_last)
             self.module_ = self.torch_compile(module, name="module")
         return self
-
-    def _channels_last_on_cpu(self):
-        """Whether the network runs in the channels-last memory format on the CPU.
-
-        True where oneDNN's convolutions are faster in it (the default U-Net).
-        """
-        return False
 
     def _initialize_criterion(self, reason=None):
         with self._current_init_context("criterion"):
@@ -337,7 +331,10 @@ class TrainingLoop:
                     iterator_train = self.get_iterator(
                         phase.dataset, training=True, epoch_rows=phase.epoch_rows
                     )
-                    self._start_phase(phase)
+                    # A loss that adjusts for the class prior learns the
+                    # one this phase shows it.
+                    self.targets_.start_phase(self.criterion_, phase.class_prior,
+                                              self.get_params_for("criterion"))
                 on_epoch_kwargs = {"dataset_train": phase.dataset, "dataset_valid": valid}
                 self.notify("on_epoch_begin", **on_epoch_kwargs)
                 self.run_single_epoch(iterator_train, training=True, prefix="train",
@@ -347,14 +344,8 @@ class TrainingLoop:
                 self.notify("on_epoch_end", **on_epoch_kwargs)
         finally:
             self.__dict__.pop("_loop_", None)
-            self._end_training(phase or phases[0])
+            self.targets_.end_training(self.criterion_, (phase or phases[0]).class_prior)
         return self
-
-    def _start_phase(self, phase):
-        """Start a phase of training: a hook (e.g. the loss learns its prior)."""
-
-    def _end_training(self, phase):
-        """End training in ``phase``: a hook (e.g. learn what it calibrated for)."""
 
     def _loop_state(self):
         """Work out what every step needs to know, once per fit."""
@@ -532,7 +523,7 @@ class TrainingLoop:
         weight 0 (they neither teach nor count, whatever label the transform
         filled in).
         """
-        from .augment import apply_weighted
+        from ..augment import apply_weighted
 
         device = self.device_
         for X, y in iterator:
@@ -590,11 +581,7 @@ class TrainingLoop:
             y, w = y
         else:
             w = None
-        return X, (None if y is None else self._decode_targets(y, w))
-
-    def _decode_targets(self, target, weight):
-        """Return the targets of a batch as the user gave them (subclasses map back)."""
-        return target
+        return X, (None if y is None else self.targets_.decode(y, w))
 
     # -- steps ----------------------------------------------------------------
 
@@ -740,15 +727,8 @@ class TrainingLoop:
         if y.device != device:
             y = y.to(device, non_blocking=True)
         spatial = None if X is None else tuple(X.shape[2:])
-        y_pred = self._check_output(y_pred, len(y), spatial)
-        return self._weighted_loss(y_pred, y, w)
-
-    def _check_output(self, out, n_samples, spatial):
-        """Check (and shape) the module output for ``n_samples`` inputs.
-
-        ``spatial`` is the inputs' spatial shape (None when unknown).
-        """
-        return out
+        y_pred = self.targets_.check_output(y_pred, len(y), spatial)
+        return self._weighted_loss(y_pred, y, self.targets_.element_weights(w, y))
 
     def _weighted_loss(self, y_pred, y, w):
         call = self.criterion_call_

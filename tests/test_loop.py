@@ -7,7 +7,7 @@ from sklearn.datasets import load_digits
 from skorch.callbacks import Callback, GradientNormClipping
 
 from skweight import CNNClassifier
-from skweight._training import OPTIMIZERS, resolve_optimizer
+from skweight._fit.loop import OPTIMIZERS, resolve_optimizer
 
 TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
 

@@ -1,0 +1,727 @@
+"""What an estimator's targets are: one object per kind, held as ``targets_``.
+
+The fit template (:mod:`skweight._fit.base`) asks the estimator's target
+object everything that depends on what ``y`` is:
+
+===========================  ============================  ==========================
+step                         :class:`LabelTargets`         :class:`RealTargets`
+===========================  ============================  ==========================
+learn (``learn``)            the classes                   the scaling of each target
+encode / decode              labels <-> 0..K-1             standardise / unscale
+stratify the split           by label (per image only)     no
+class weights, priors        from the training rows        none
+the loss and its prior       prior-aware losses learn it   per-target weights
+check the network's output   ``(N, K[, H, W])``            ``(N, T)``
+predict                      (log-)probabilities, labels   values in the user's units
+===========================  ============================  ==========================
+
+:class:`Targets` states the protocol with the defaults of a target kind
+that has nothing to say at a step; the two kinds override what differs.
+What a target object learns in ``fit`` is what the estimator exposes as
+fitted attributes (``classes_``, ``class_weight_``, ``target_mean_``, ...,
+see :class:`FittedAttribute`), and what ``save_params`` stores with the
+network's weights (:meth:`Targets.get_state`).
+"""
+
+import inspect
+import numbers
+
+import numpy as np
+import torch
+
+from .._class_weight import resolve_class_weight
+from .._validation import check_class_mass, encode_labels, per_element
+from .weight_path import fold_weights
+
+__all__ = ["PRIOR_FLOOR", "FittedAttribute", "LabelTargets", "RealTargets", "Targets",
+           "check_class_prior", "targets_from_state"]
+
+# Floor of a class prior wherever one enters a logarithm: a class that no
+# training sample carries gets log(1e-12) = -27.6, finite.
+PRIOR_FLOOR = 1e-12
+
+
+class FittedAttribute:
+    """A fitted attribute of an estimator, read from its target object.
+
+    The target object (``targets_``) is the one place where what ``fit``
+    learned about the targets lives; the estimator's attribute reads it,
+    and raises ``AttributeError`` before ``fit`` as scikit-learn expects.
+
+    Parameters
+    ----------
+    name : str
+        The attribute of the target object.
+    """
+
+    def __init__(self, name):
+        self.name = name
+
+    def __set_name__(self, owner, public):
+        self.public = public
+
+    def __get__(self, estimator, owner=None):
+        if estimator is None:
+            return self
+        targets = estimator.__dict__.get("targets_")
+        if targets is None or not hasattr(targets, self.name):
+            raise AttributeError(
+                f"{type(estimator).__name__!r} object has no attribute {self.public!r}"
+            )
+        return getattr(targets, self.name)
+
+
+class Targets:
+    """The protocol of a target kind, with the defaults of one that has no classes.
+
+    Every method is called by the fit template or the training loop; a
+    target kind overrides those where it has something to do.
+    """
+
+    #: The fitted state, saved by ``get_state`` (attribute names).
+    _state = ()
+
+    def encode(self, y):
+        """Return the targets as the loss sees them, and a mask of the elements that count.
+
+        Parameters
+        ----------
+        y : ndarray
+            Checked targets of this kind.
+
+        Returns
+        -------
+        target : torch.Tensor
+        mask : None or ndarray of bool
+        """
+        raise NotImplementedError
+
+    def decode(self, target, weight=None):
+        """Return targets as the user gave them (callbacks compare them with ``predict``).
+
+        Parameters
+        ----------
+        target : torch.Tensor
+        weight : None or torch.Tensor
+            The normalised weights of the same rows.
+
+        Returns
+        -------
+        y : torch.Tensor or ndarray
+        """
+        return target
+
+    def stratify(self, dataset):
+        """Return the labels to stratify a hold-out split by (None: no stratification)."""
+        return None
+
+    def learn_class_weights(self, requested, served):
+        """Learn and return per-class weights from the rows served (None: no classes)."""
+        return None
+
+    def learn_training_prior(self, split):
+        """Learn the unweighted class frequencies of the training split (if any)."""
+
+    def seen_prior(self, dataset, counts):
+        """Return the class distribution the loss sees in ``dataset`` (None: no classes)."""
+        return None
+
+    def criterion_defaults(self, criterion_class, kwargs, prior):
+        """Return the loss's settings with what the targets supply (e.g. a class prior)."""
+        return kwargs
+
+    def start_phase(self, criterion, prior, criterion_params):
+        """Start a phase of training whose loss sees the class distribution ``prior``."""
+
+    def end_training(self, criterion, prior):
+        """End training: learn what the network's outputs are calibrated for."""
+
+    def element_weights(self, weight, target):
+        """Return the weights the loss applies to a batch's elements (default: as given)."""
+        return weight
+
+    def duplicated_weights(self, requested):
+        """Return weights the estimator applies that the loss must not repeat.
+
+        Returns None, or ``(setting, criterion attribute names, what)``.
+        """
+        return None
+
+    def check_output(self, out, n_samples, spatial):
+        """Check (and shape) the network's output for ``n_samples`` inputs."""
+        return out
+
+    def get_state(self):
+        """Return the fitted state in types ``torch.load(weights_only=True)`` takes."""
+        state = {"kind": type(self).__name__}
+        for name in self._state:
+            state[name] = _to_plain(getattr(self, name))
+        return state
+
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild a target object from :meth:`get_state`'s output."""
+        obj = cls.__new__(cls)
+        for name in cls._state:
+            setattr(obj, name, _from_plain(state.get(name)))
+        return obj
+
+
+def targets_from_state(state):
+    """Rebuild the target object that :meth:`Targets.get_state` saved."""
+    kinds = {kind.__name__: kind for kind in (LabelTargets, RealTargets)}
+    return kinds[state["kind"]].from_state(state)
+
+
+# ---------------------------------------------------------------------------
+# Class labels
+# ---------------------------------------------------------------------------
+
+
+class LabelTargets(Targets):
+    """Class labels, one per image (classifier) or per pixel (segmenter).
+
+    Parameters
+    ----------
+    classes : ndarray
+        The labels, sorted; label ``classes[k]`` is encoded as ``k``.
+    per_pixel : bool
+        Whether there is one label per pixel (the network outputs
+        ``(N, K, H, W)``) rather than one per image (``(N, K)``).
+    ignore_index : None or int
+        The label of pixels that neither teach nor count.
+
+    Attributes
+    ----------
+    class_weight : None or ndarray of shape (n_classes,)
+        The class weights of the last fit.
+    train_prior : ndarray of shape (n_classes,)
+        The unweighted class frequencies of the training split.
+    effective_prior : ndarray of shape (n_classes,)
+        The class prior the network's outputs are calibrated for.
+    """
+
+    _state = ("classes", "per_pixel", "ignore_index", "class_weight", "train_prior",
+              "effective_prior")
+
+    def __init__(self, classes, *, per_pixel=False, ignore_index=None):
+        self.classes = classes
+        self.per_pixel = per_pixel
+        self.ignore_index = ignore_index
+        self.class_weight = None
+        self.train_prior = None
+        self.effective_prior = None
+
+    @classmethod
+    def learn(cls, labels, *, classes=None, per_pixel=False, ignore_index=None):
+        """Learn the classes of ``labels`` (and of ``classes``, ``partial_fit``'s list).
+
+        Parameters
+        ----------
+        labels : ndarray
+            The labels of ``y`` (``ignore_index`` pixels removed).
+        classes : None or array-like
+        per_pixel : bool
+        ignore_index : None or int
+
+        Returns
+        -------
+        targets : LabelTargets
+        """
+        if classes is not None and ignore_index is not None:
+            classes = np.setdiff1d(classes, [ignore_index])
+        known = None if classes is None else np.unique(classes)
+        classes_, _ = encode_labels(labels, known)
+        if len(classes_) < 2:
+            where = " outside ignore_index" if ignore_index is not None else ""
+            what = ("a segmenter needs at least 2 classes (e.g. background and object)"
+                    if per_pixel else "a classifier needs at least 2 classes")
+            raise ValueError(f"y has only one class ({classes_[0]!r}){where}; {what}.")
+        return cls(classes_, per_pixel=per_pixel, ignore_index=ignore_index)
+
+    def encode(self, y, continuing=False):
+        """Encode labels as ``0..K-1``; pixels of ``ignore_index`` get 0 and mask False.
+
+        Parameters
+        ----------
+        y : ndarray
+            Labels (``(N,)``) or label masks (``(N, *spatial)``).
+        continuing : bool
+            Whether a fitted network is trained further, which cannot take
+            labels it has no output for (the message says so).
+
+        Returns
+        -------
+        target : torch.Tensor of int64
+        mask : None or ndarray of bool
+        """
+        ignore = self.ignore_index
+        kept = None if ignore is None else y != ignore
+        if kept is not None and kept.all():
+            kept = None
+        labels = y if kept is None else y[kept]
+        try:
+            _, encoded = encode_labels(labels, self.classes)
+        except ValueError as exc:
+            if not continuing:
+                raise
+            raise ValueError(
+                f"{exc} The network being trained further (warm_start=True or "
+                f"partial_fit) has one output per fitted class: fit afresh with "
+                f"warm_start=False, or pass every label to the first "
+                f"partial_fit(classes=...)."
+            ) from None
+        if kept is None:
+            return torch.from_numpy(encoded.reshape(y.shape)), None
+        # Ignored pixels get a label the loss can index (0) and mask False,
+        # which folds into weight 0: they count in no sum and no gradient.
+        target = np.zeros(y.shape, dtype=np.int64)
+        target[kept] = encoded
+        return torch.from_numpy(target), kept
+
+    def decode(self, target, weight=None):
+        """Map encoded labels (any tensor) back to ``classes``.
+
+        The result is a tensor when the labels are numbers, so that no device
+        sync is needed. Pixels of weight 0 (with ``ignore_index`` set) are
+        shown with the ignore label: they neither teach nor count.
+        """
+        classes = self.classes
+        if classes.dtype.kind in "biuf":
+            labels = torch.as_tensor(classes, device=target.device)[target]
+        else:
+            labels = classes[target.cpu().numpy()]
+        ignore = self.ignore_index
+        if ignore is None or weight is None or weight.ndim < 2:
+            return labels
+        dropped = weight == 0
+        if isinstance(labels, torch.Tensor):
+            return labels.masked_fill(dropped, ignore)
+        labels = labels.copy()
+        labels[dropped.cpu().numpy()] = ignore
+        return labels
+
+    def stratify(self, dataset):
+        """Return the per-image labels (a segmenter's hold-out split is not stratified)."""
+        return None if self.per_pixel else dataset.target.numpy()
+
+    def learn_class_weights(self, requested, served):
+        """Learn the class weights from the rows served per epoch.
+
+        Parameters
+        ----------
+        requested : None, "balanced" or dict
+        served : Served
+            The training rows, with how often each is served per epoch.
+
+        Returns
+        -------
+        class_weight : None or ndarray of shape (n_classes,)
+        """
+        train, counts = served.dataset, served.counts
+        target = train.target.numpy()
+        # Each element's share of the objective before class weights: its
+        # sample weight, its mask, and how often its row is served.
+        mass = fold_weights(
+            target, None if train.weight is None else train.weight.numpy(), None,
+            None if train.mask is None else train.mask.numpy(),
+        )
+        if counts is not None:
+            mass = counts if mass is None else mass * per_element(counts, mass.shape)
+        self.class_weight = resolve_class_weight(requested, target, self.classes, mass)
+        return self.class_weight
+
+    def learn_training_prior(self, split):
+        """Learn the class frequencies of the training split as drawn.
+
+        No weights, no resampling: what ``class_prior="train"`` maps back to.
+        """
+        target = split.target.numpy()
+        if split.mask is not None:
+            target = target[split.mask.numpy()]
+        counts = np.bincount(target.ravel(), minlength=len(self.classes))
+        self.train_prior = counts / counts.sum()
+
+    def seen_prior(self, dataset, counts):
+        """Return the class distribution the loss sees.
+
+        That is the normalised weights (times how often each row is served),
+        summed per class.
+        """
+        target = dataset.target.numpy()
+        mass = np.ones(target.shape) if dataset.weight is None else (
+            per_element(dataset.weight.numpy(), target.shape)
+        )
+        if counts is not None:
+            mass = mass * per_element(counts, target.shape)
+        prior = np.bincount(target.ravel(), weights=np.ravel(mass),
+                            minlength=len(self.classes))
+        return prior / prior.sum()
+
+    def criterion_defaults(self, criterion_class, kwargs, prior):
+        """Give a prior-aware loss class the prior it will see, unless the user gave one."""
+        if prior is None:
+            return kwargs
+        try:
+            accepted = inspect.signature(criterion_class).parameters
+        except (TypeError, ValueError):
+            return kwargs
+        # LDAM's margins depend on the ratios of the class counts only.
+        defaults = {"class_prior": np.maximum(prior, PRIOR_FLOOR), "class_counts": prior}
+        return {**{k: v for k, v in defaults.items() if k in accepted}, **kwargs}
+
+    def start_phase(self, criterion, prior, criterion_params):
+        """Let a loss that adjusts for the class prior learn the one it will see.
+
+        Unless the user gave it one (in ``criterion_params``).
+        """
+        crit = getattr(criterion, "_orig_mod", criterion)
+        if (callable(getattr(crit, "set_class_prior", None))
+                and "class_prior" not in criterion_params):
+            crit.set_class_prior(np.maximum(prior, PRIOR_FLOOR))
+        if callable(getattr(crit, "set_class_counts", None)) and (
+            "class_counts" not in criterion_params
+        ):
+            crit.set_class_counts(prior)
+
+    def end_training(self, criterion, prior):
+        """Learn the class prior the network's (unadjusted) outputs are calibrated for.
+
+        A loss trained on weighted data with prior ``seen`` makes
+        ``softmax(f)`` estimate the posterior under ``seen``; logit
+        adjustment trains ``softmax(f + tau log seen)`` for that, so that
+        ``softmax(f)`` corresponds to the prior ``seen^(1 - tau)``.
+        """
+        crit = getattr(criterion, "_orig_mod", criterion)
+        effective = np.maximum(np.asarray(prior, dtype=np.float64), PRIOR_FLOOR)
+        if isinstance(getattr(crit, "class_prior", None), torch.Tensor) and hasattr(
+            crit, "tau"
+        ):
+            used = np.maximum(crit.class_prior.detach().cpu().double().numpy(),
+                              PRIOR_FLOOR)
+            effective = effective * used ** (-float(crit.tau))
+        self.effective_prior = effective / effective.sum()
+
+    def duplicated_weights(self, requested):
+        """Class weights, when the estimator applies them (None otherwise)."""
+        if requested is None:
+            return None
+        return "class_weight", None, "class weights"
+
+    def check_output(self, out, n_samples, spatial):
+        """Check the logits' shape: ``(N, K)``, or ``(N, K, *spatial)`` per pixel."""
+        expected = (n_samples, len(self.classes))
+        got = tuple(out.shape)
+        if not self.per_pixel:
+            if got != expected:
+                raise ValueError(
+                    f"The module returned output of shape {got}, but a classifier of "
+                    f"{expected[1]} classes needs logits of shape (N, n_classes) = "
+                    f"{expected}."
+                )
+            return out
+        if got[:2] != expected or (spatial is not None and got[2:] != spatial):
+            want = (*expected, *spatial) if spatial is not None else (*expected, "H", "W")
+            raise ValueError(
+                f"The module returned output of shape {got}; a segmenter needs "
+                f"logits of shape (N, n_classes, H, W) = {want}."
+            )
+        return out
+
+    def log_proba(self, logits, class_prior=None):
+        """Log-probabilities of the network's logits, moved to ``class_prior``.
+
+        Bayes' rule moves the posterior from the prior the outputs are
+        calibrated for (``effective_prior``) to the requested one:
+        ``p(y|x) ~ q(y|x) * prior(y) / effective_prior(y)``.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (N, K) or (N, K, ...)
+        class_prior : None, "train" or ndarray
+            The checked ``class_prior`` parameter.
+
+        Returns
+        -------
+        log_proba : torch.Tensor (float64)
+        """
+        log_q = torch.log_softmax(logits.double(), dim=1)
+        if class_prior is None:
+            return log_q
+        target = self.train_prior if isinstance(class_prior, str) else class_prior
+        shape = (1, -1) + (1,) * (log_q.ndim - 2)
+        with np.errstate(divide="ignore"):
+            shift = np.log(target) - np.log(np.maximum(self.effective_prior, PRIOR_FLOOR))
+        return torch.log_softmax(log_q + torch.as_tensor(shift).reshape(shape), dim=1)
+
+
+def check_class_prior(prior, n_classes=None):
+    """Validate ``class_prior``: None, "train" or non-negative frequencies.
+
+    Parameters
+    ----------
+    prior : None, "train" or array-like
+    n_classes : None or int
+        The number of classes the frequencies must match (None: any).
+
+    Returns
+    -------
+    prior : None, "train" or ndarray summing to 1
+    """
+    if prior is None or (isinstance(prior, str) and prior == "train"):
+        return prior
+    if isinstance(prior, str) or isinstance(prior, numbers.Number):
+        raise ValueError(
+            f"class_prior must be None, 'train' or an array of class frequencies "
+            f"aligned with classes_, got {prior!r}."
+        )
+    values = check_class_mass(prior, "class_prior")
+    if n_classes is not None and len(values) != n_classes:
+        raise ValueError(
+            f"class_prior has shape {values.shape}, but there are {n_classes} classes "
+            f"(classes_); pass one frequency per class, in the order of classes_."
+        )
+    return values / values.sum()
+
+
+# ---------------------------------------------------------------------------
+# Real-valued targets
+# ---------------------------------------------------------------------------
+
+# The smallest positive normal float32: targets the network must output
+# unscaled (standardize_target=False) need to be representable in float32.
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class RealTargets(Targets):
+    """Real-valued targets ``(N, T)``, standardised for the loss.
+
+    Parameters
+    ----------
+    mean, scale : ndarray of shape (n_outputs,)
+        The loss sees ``(y - mean) / scale``; predictions are
+        ``output * scale + mean``.
+    weight : None or ndarray of shape (n_outputs,)
+        Per-target loss weights with mean 1.
+    one_d : bool
+        Whether ``fit`` got a 1-D ``y`` (predictions are then 1-D).
+    standardize : bool
+        Whether ``mean`` and ``scale`` standardise (else they are 0 and 1,
+        and targets must be representable in float32).
+    """
+
+    _state = ("mean", "scale", "weight", "one_d", "standardize")
+
+    def __init__(self, mean, scale, weight, one_d, standardize):
+        self.mean = mean
+        self.scale = scale
+        self.weight = weight
+        self.one_d = one_d
+        self.standardize = standardize
+
+    @property
+    def n_outputs(self):
+        """Number of targets."""
+        return len(self.mean)
+
+    @classmethod
+    def learn(cls, y, sample_weight, *, standardize, target_weight):
+        """Learn the scaling of each target and the per-target loss weights.
+
+        Parameters
+        ----------
+        y : ndarray of shape (N,) or (N, T), float64
+            1-D ``y`` gives 1-D predictions.
+        sample_weight : None or ndarray of shape (N,)
+        standardize : bool
+            Standardise with the weighted mean and standard deviation
+            (constant targets get scale 1).
+        target_weight : None, "balanced" or array-like of shape (T,)
+
+        Returns
+        -------
+        targets : RealTargets
+        """
+        one_d = y.ndim == 1
+        y = y.reshape(len(y), -1)
+        n_outputs = y.shape[1]
+        mean, std = weighted_mean_std(y, sample_weight)
+        scale = np.where(constant_columns(y, std), 1.0, std)
+        if standardize:
+            loss_scale = np.ones(n_outputs)
+        else:
+            mean, scale, loss_scale = np.zeros(n_outputs), np.ones(n_outputs), scale
+        weight = _resolve_target_weight(target_weight, n_outputs, loss_scale)
+        return cls(mean, scale, weight, one_d, standardize)
+
+    def encode(self, y, continuing=False):
+        """Return ``(y - mean) / scale`` as float32 (the mask is always None).
+
+        Parameters
+        ----------
+        y : ndarray of shape (N,) or (N, T), float64
+        continuing : bool
+            Whether a fitted network is trained further.
+
+        Returns
+        -------
+        target : torch.Tensor of float32 and shape (N, T)
+        mask : None
+        """
+        y = y.reshape(len(y), -1)
+        if y.shape[1] != self.n_outputs:
+            raise ValueError(
+                f"y has {y.shape[1]} target(s), but the network being trained "
+                f"further has {self.n_outputs} output(s)."
+            )
+        if not self.standardize:
+            _check_representable(y)
+        scaled = (y - self.mean) / self.scale
+        return torch.from_numpy(scaled.astype(np.float32)), None
+
+    def decode(self, target, weight=None):
+        """Return targets in the user's units (float64), 1-D if ``y`` was."""
+        mean = torch.as_tensor(self.mean, device=target.device)
+        scale = torch.as_tensor(self.scale, device=target.device)
+        y = target.double() * scale + mean
+        return y.reshape(-1) if self.one_d else y
+
+    def element_weights(self, weight, target):
+        """Turn per-target weights into per-element weights ``(N, T)``.
+
+        Then any loss that accepts element weights (or returns element
+        losses) applies them.
+        """
+        if self.weight is None:
+            return weight
+        tw = torch.as_tensor(self.weight, dtype=target.dtype, device=target.device)
+        if weight is None:
+            weight = torch.ones(len(target), dtype=target.dtype, device=target.device)
+        return weight.reshape(-1, 1) * tw.reshape(1, -1)
+
+    def duplicated_weights(self, requested):
+        """Per-target weights, when the estimator applies them (None otherwise)."""
+        if requested is None:
+            return None
+        return "target_weight", ("target_weight",), "target weights"
+
+    def check_output(self, out, n_samples, spatial):
+        """Check the outputs' shape ``(N, T)`` (``(N,)`` for one target)."""
+        if out.ndim == 1 and self.n_outputs == 1:
+            return out.reshape(-1, 1)
+        if tuple(out.shape) != (n_samples, self.n_outputs):
+            raise ValueError(
+                f"The module returned outputs of shape {tuple(out.shape)}, but "
+                f"({n_samples}, {self.n_outputs}) was expected: one column per "
+                f"target."
+            )
+        return out
+
+    def inverse(self, out):
+        """Return the network's outputs ``(N, T)`` in the user's units (float64 ndarray)."""
+        y = np.asarray(out, dtype=np.float64) * self.scale + self.mean
+        return y.ravel() if self.one_d else y
+
+
+def column_scale(values):
+    """Largest magnitude of each column (1 for all-zero columns)."""
+    top = np.max(np.abs(values), axis=0)
+    return np.where(top > 0, top, 1.0)
+
+
+def weighted_mean_std(values, weights):
+    """Column-wise weighted mean and (population) standard deviation.
+
+    Computed on the columns divided by their largest magnitude, so that
+    values of any unit (1e-20 or 1e200) neither underflow nor overflow when
+    squared. ``weights`` is None or non-negative weights of shape (N,).
+    """
+    scale = column_scale(values)
+    v = values / scale
+    if weights is None:
+        mean, std = v.mean(axis=0), v.std(axis=0)
+    else:
+        w = weights / weights.sum()
+        mean = w @ v
+        std = np.sqrt(w @ np.square(v - mean))
+    return mean * scale, std * scale
+
+
+def constant_columns(values, std):
+    """Columns whose spread is at rounding level relative to their magnitude.
+
+    Dividing such a column by its std would blow rounding noise up to O(1).
+    The test is relative to the column's largest magnitude, so it does not
+    depend on the target's unit.
+    """
+    return std <= 10 * np.finfo(np.float64).eps * column_scale(values)
+
+
+def _check_representable(y):
+    nonzero = np.abs(y[y != 0])
+    if nonzero.size and (nonzero.max() > _FLOAT32_MAX / 10 or
+                         nonzero.min() < _FLOAT32_TINY):
+        raise ValueError(
+            f"y has values down to {nonzero.min():.3g} and up to "
+            f"{nonzero.max():.3g} in magnitude, which the network cannot output "
+            f"in float32 with standardize_target=False; use "
+            f"standardize_target=True (targets of any unit are then learned "
+            f"alike) or rescale y."
+        )
+
+
+def _resolve_target_weight(tw, n_outputs, loss_scale):
+    """Per-target loss weights with mean 1 (None: every target weighs the same)."""
+    if tw is None:
+        return None
+    if isinstance(tw, str):  # "balanced", checked with the parameters
+        # 1 / variance, as ratios to the smallest variance: finite for any unit.
+        weights = np.square(loss_scale.min() / loss_scale)
+    else:
+        try:
+            weights = np.array(tw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"target_weight must be an array of non-negative numbers, got {tw!r}."
+            ) from exc
+        if weights.shape != (n_outputs,):
+            raise ValueError(
+                f"target_weight has {weights.size} entries, but y has {n_outputs} "
+                f"target(s); pass one weight per target."
+            )
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError(
+                f"target_weight must contain finite non-negative numbers, got "
+                f"{weights.tolist()}."
+            )
+        if not np.any(weights > 0):
+            raise ValueError(
+                f"target_weight gives every target a weight of 0: {weights.tolist()}."
+            )
+        weights = weights / weights.max()
+    return weights / weights.mean()
+
+
+# ---------------------------------------------------------------------------
+# Plain types for save_params
+# ---------------------------------------------------------------------------
+
+
+def _to_plain(value):
+    """Convert a fitted value to types ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {"tuple": [_to_plain(v) for v in value]}
+    return value
+
+
+def _from_plain(value):
+    if isinstance(value, dict) and "ndarray" in value:
+        return np.array(value["ndarray"], dtype=np.dtype(value["dtype"]))
+    if isinstance(value, dict) and "tuple" in value:
+        return tuple(_from_plain(v) for v in value["tuple"])
+    return value

@@ -1,0 +1,82 @@
+"""The weight path: split, fold, normalise (skweight._fit.weight_path)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from skweight._fit.loader import ArrayDataset
+from skweight._fit.weight_path import (
+    fold_weights,
+    normalize_weights,
+    split_validation,
+    warn_if_small_ess,
+    weigh,
+)
+from skweight.weighting import ESS_WARN_FRACTION
+
+
+def test_normalize_weights_tiny_and_huge_scales():
+    rng = np.random.default_rng(0)
+    w = 10.0 ** rng.uniform(-100, 0, size=1000)
+    ref = normalize_weights(w)
+    assert np.isclose(ref.mean(), 1.0)
+    for scale in (1e-200, 1e-100, 1e200):
+        np.testing.assert_allclose(normalize_weights(w * scale), ref, rtol=1e-12)
+    # The float32 cast keeps the heavy weights exactly where they matter.
+    assert np.all(np.isfinite(ref.astype(np.float32)))
+    assert ref.astype(np.float32).max() > 1
+
+
+def test_small_effective_sample_size_warns():
+    w = np.r_[1.0, np.full(999, 1e-60)]
+    with pytest.warns(UserWarning, match="effective sample size"):
+        ess = warn_if_small_ess(w)
+    assert ess < ESS_WARN_FRACTION * w.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_small_ess(np.linspace(0.5, 1.5, 100))
+
+
+
+
+def test_fold_weights_multiplies_factors_of_any_scale():
+    y = np.array([0, 1, 1, 2])
+    sw = np.array([1e-300, 2e-300, 4e-300, 1e-300])
+    cw = np.array([1e200, 2e200, 4e200])
+    mask = np.array([True, True, False, True])
+    w = fold_weights(y, sw, cw, mask)
+    np.testing.assert_allclose(w, [1 / 16, 1 / 4, 0.0, 1 / 4])
+    assert fold_weights(y) is None
+    np.testing.assert_allclose(fold_weights(y, sw), sw / sw.max())
+
+
+def test_normalize_weights_counts_rows_as_served():
+    w = np.array([1.0, 3.0])
+    # row 0 served three times: the mean over served rows is (3 + 3) / 4
+    np.testing.assert_allclose(normalize_weights(w, np.array([3.0, 1.0])), w / 1.5)
+    with pytest.raises(ValueError, match="all zero"):
+        normalize_weights(np.zeros(3))
+
+
+def test_weigh_normalises_once_to_float32_mean_one():
+    data = ArrayDataset(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 1, 1]),
+                        torch.tensor([1e-100, 1e-100, 3e-100, 0.0], dtype=torch.float64))
+    out = weigh(data, np.array([3.0, 1.0]), None, training=True, unit="sample",
+                sources=" and class_weight")
+    assert out.weight.dtype == torch.float32
+    np.testing.assert_allclose(out.weight.numpy(), np.array([3, 1, 3, 0]) / 1.75, rtol=1e-6)
+    zero = data.replace(weight=torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="Every training sample has weight 0"):
+        weigh(zero, None, None, training=True, unit="sample", sources="")
+
+
+def test_split_validation_is_seeded_and_stratified():
+    y = np.repeat([0, 1], [40, 10])
+    data = ArrayDataset(torch.arange(50.0).reshape(50, 1, 1, 1), torch.from_numpy(y))
+    train, valid = split_validation(data, 0.2, seed=0, stratify=y, split_params={})
+    again, _ = split_validation(data, 0.2, seed=0, stratify=y, split_params={})
+    assert len(valid) == 10 and np.bincount(valid.target.numpy()).tolist() == [8, 2]
+    torch.testing.assert_close(train.X, again.X)
+    assert split_validation(data, None, seed=0, stratify=y, split_params={}) == (data, None)
