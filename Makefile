@@ -52,8 +52,11 @@ docs: $(DOCS_STAMP)
 	@n=$$(grep -cE 'WARNING|ERROR|CRITICAL' docs/_build/warnings.log); \
 	 echo "docs: $$n warning(s), see docs/_build/warnings.log; open docs/_build/html/index.html"
 
+# ruff, then numpydoc's validation of the public API's docstrings (the checks
+# and their exceptions: [tool.numpydoc_validation] in pyproject.toml).
 lint: setup
-	$(PY) -m ruff check skweight tests examples benchmarks
+	$(PY) -m ruff check skweight tests examples benchmarks docs
+	$(PY) docs/check_docstrings.py
 
 examples: $(DOCS_STAMP)
 	@for f in examples/plot_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f || exit 1; done

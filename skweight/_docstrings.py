@@ -19,6 +19,16 @@ _PARAMETERS = {
         ``(C, H, W)`` to reshape flattened 2-D ``X`` (as imbalanced-learn
         samplers and scikit-learn transformers produce). Without it, 2-D
         ``X`` is treated as ``(N, 1, 1, n_features)``.""",
+    "input_scale": """\
+    input_scale : "auto", None or float, default="auto"
+        How integer inputs reach the network; they are stored as they come
+        (no float copy of ``X``) and converted per batch on the device.
+        ``"auto"``: ``uint8`` images are divided by 255 and ``uint16`` ones
+        by 65535; other integers (e.g. token ids) reach a module of your own
+        unscaled as int64, and the default network as float32; floats as
+        they are. ``None``: every integer input reaches the network
+        unscaled as int64 (ids stored as ``uint8``). A number multiplies
+        every input (integers as float32).""",
     "random_state": """\
     random_state : None, int or RandomState, default=None
         Seeds weight initialisation, shuffling, dropout, the validation
@@ -64,7 +74,7 @@ _PARAMETERS = {
         A callable such as ``skorch.dataset.ValidSplit`` is used as in skorch.""",
     "callbacks": """\
     callbacks : None, "disable" or list, default=None
-        skorch callbacks. Those that listen to every batch
+        The skorch callbacks. Those that listen to every batch
         (``on_batch_begin``/``on_batch_end``/``on_grad_computed``) see
         ``batch=(X, y)`` with ``y`` as given to ``fit``.""",
     "verbose": """\
@@ -136,7 +146,9 @@ _PARAMETERS = {
     "X": """\
     X : array-like, torch.Tensor or torch Dataset
         Images ``(N, C, H, W)`` or ``(N, H, W)``, or flattened
-        ``(N, C*H*W)`` with ``input_shape``; ``uint8`` is scaled to [0, 1].
+        ``(N, C*H*W)`` with ``input_shape``; ``uint8`` is scaled to [0, 1]
+        per batch (see ``input_scale``), and a read-only memmap is read, not
+        copied.
         A ``torch.utils.data.Dataset`` of images (items ``x`` or
         ``(x, ...)``) is read lazily, item by item.""",
     "sample_weight": """\

@@ -59,6 +59,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         resampling. A dict maps labels to weights (others get 1).
         ``fit(class_weight=...)`` overrides it for that call.
     %(input_shape)s
+    %(input_scale)s
     sampler : None, "balanced" or imbalanced-learn sampler, default=None
         Resampling of the training data (never of the validation split),
         with ``X``, ``y`` and ``sample_weight`` resampled together and
@@ -122,14 +123,16 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     effective_prior_ = FittedAttribute("effective_prior")
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
-                 input_shape=None, sampler=None, class_prior=None,
-                 reweight_from_epoch=None, random_state=None, device="auto",
-                 precision="32", channels_last=False, data_device_fraction=0.5,
+                 input_shape=None, input_scale="auto", sampler=None,
+                 class_prior=None, reweight_from_epoch=None, random_state=None,
+                 device="auto", precision="32", channels_last=False,
+                 data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20, batch_size=64,
                  train_split=None, callbacks=None, verbose=0, warm_start=False,
                  compile=False, augment=None, distributed="auto", **kwargs):
         super().__init__(
-            module, criterion, input_shape=input_shape, random_state=random_state,
+            module, criterion, input_shape=input_shape, input_scale=input_scale,
+            random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
@@ -159,6 +162,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         Returns
         -------
         self : CNNClassifier
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, class_weight=class_weight,
                          fit_params=fit_params)
@@ -169,14 +173,23 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
         Parameters
         ----------
-        X, y, sample_weight, class_weight, **fit_params
-            As in :meth:`fit`.
+        X : array-like, torch.Tensor or torch Dataset
+            Images, as in :meth:`fit`.
+        y : array-like of shape (N,)
+            Labels, as in :meth:`fit`.
         classes : None or array-like
             All labels; needed on the first call if ``y`` lacks some of them.
+        sample_weight : None or array-like of shape (N,)
+            Non-negative weights, as in :meth:`fit`.
+        class_weight : None, "balanced" or dict
+            Overrides the constructor's ``class_weight`` for this call.
+        **fit_params
+            Passed to the module's ``forward``, as in skorch.
 
         Returns
         -------
         self : CNNClassifier
+            The estimator, trained further.
         """
         return self._fit(X, y, sample_weight, class_weight=class_weight,
                          classes=classes, partial=True, fit_params=fit_params)

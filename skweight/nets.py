@@ -42,14 +42,27 @@ def conv_norm_act(in_channels, out_channels, norm="group", ndim=2):
 
     Parameters
     ----------
-    in_channels, out_channels : int
-    norm : {"group", "batch", None}
+    in_channels : int
+        Channels of the input.
+    out_channels : int
+        Channels of the output (the convolution's filters).
+    norm : {"group", "batch", None}, default="group"
+        GroupNorm (``gcd(out_channels, 8)`` groups), BatchNorm or no
+        normalisation; only without one does the convolution have a bias.
     ndim : {2, 3}, default=2
         Images or volumes.
 
     Returns
     -------
-    block : nn.Sequential
+    block : torch.nn.Sequential
+        The convolution, the normalisation and the ReLU, in that order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.nets import conv_norm_act
+    >>> conv_norm_act(1, 8)(torch.zeros(2, 1, 5, 7)).shape
+    torch.Size([2, 8, 5, 7])
     """
     conv = _LAYERS[ndim][0]
     return nn.Sequential(
@@ -96,8 +109,16 @@ class SmallCNN(nn.Module):
     head_size : int, default=4
         Spatial size the features are pooled to before the head.
     norm : {"group", "batch", None}, default="group"
+        Normalisation after each convolution (see :func:`conv_norm_act`).
     dropout : float, default=0.0
         Dropout before the last layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.nets import SmallCNN
+    >>> SmallCNN(1, 3, image_size=(8, 8))(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 3])
     """
 
     def __init__(self, in_channels, n_outputs, image_size, channels=(16, 32),
@@ -128,7 +149,18 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x):
-        """Map images ``(N, C, H, W)`` to raw outputs ``(N, n_outputs)``."""
+        """Map images ``(N, C, H, W)`` to raw outputs ``(N, n_outputs)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            The images, with ``in_channels`` channels.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, n_outputs)
+            The raw outputs: logits (classes) or regression targets.
+        """
         return self.head(self.pool(self.features(x)))
 
 
@@ -171,6 +203,13 @@ class UNet(nn.Module):
     ndim : {2, 3}, default=2
         Images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)``.
 
+    References
+    ----------
+    O. Ronneberger, P. Fischer and T. Brox, "U-Net: Convolutional Networks
+    for Biomedical Image Segmentation", MICCAI 2015. O. Cicek et al., "3D
+    U-Net: Learning Dense Volumetric Segmentation from Sparse Annotation",
+    MICCAI 2016.
+
     Examples
     --------
     >>> import torch
@@ -179,13 +218,6 @@ class UNet(nn.Module):
     torch.Size([2, 3, 33, 47])
     >>> UNet(1, 2, channels=(4, 8), ndim=3)(torch.zeros(1, 1, 5, 8, 9)).shape
     torch.Size([1, 2, 5, 8, 9])
-
-    References
-    ----------
-    O. Ronneberger, P. Fischer and T. Brox, "U-Net: Convolutional Networks
-    for Biomedical Image Segmentation", MICCAI 2015. O. Cicek et al., "3D
-    U-Net: Learning Dense Volumetric Segmentation from Sparse Annotation",
-    MICCAI 2016.
     """
 
     def __init__(self, in_channels, n_classes, channels=(12, 24, 48), norm="group",
@@ -223,8 +255,17 @@ class UNet(nn.Module):
     def forward(self, x):
         """Map images or volumes ``x`` to logits of shape ``(N, n_classes, ...)``.
 
-        ``x`` is ``(N, C, H, W)`` or, for a 3-D U-Net, ``(N, C, D, H, W)``, of
-        any size; the logits have the spatial size of ``x``.
+        Parameters
+        ----------
+        x : torch.Tensor
+            Images ``(N, C, H, W)`` or, for a 3-D U-Net, volumes
+            ``(N, C, D, H, W)``, of any size.
+
+        Returns
+        -------
+        torch.Tensor
+            The logits, ``(N, n_classes, H, W)`` or ``(N, n_classes, D, H,
+            W)``: the spatial size of ``x``.
         """
         size = tuple(x.shape[2:])
         if len(size) != self.ndim:

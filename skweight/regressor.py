@@ -10,7 +10,6 @@ from sklearn.metrics import r2_score
 
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
-from ._fit.loader import LazyImageDataset
 from ._fit.targets import (
     FittedAttribute,
     RealTargets,
@@ -125,6 +124,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         the same thing for every target. Without it, targets must be
         representable in float32 (the network outputs them as they are).
     %(input_shape)s
+    %(input_scale)s
     %(training_parameters)s
 
     Attributes
@@ -179,14 +179,15 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     target_weight_ = FittedAttribute("weight")
 
     def __init__(self, module=None, *, criterion="mse", target_weight=None,
-                 standardize_target=True, input_shape=None, random_state=None,
-                 device="auto", precision="32", channels_last=False,
+                 standardize_target=True, input_shape=None, input_scale="auto",
+                 random_state=None, device="auto", precision="32", channels_last=False,
                  data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=3e-3,
                  max_epochs=20, batch_size=64, train_split=None, callbacks=None,
                  verbose=0, warm_start=False, compile=False, augment=None,
                  distributed="auto", **kwargs):
         super().__init__(
-            module, criterion, input_shape=input_shape, random_state=random_state,
+            module, criterion, input_shape=input_shape, input_scale=input_scale,
+            random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
@@ -228,6 +229,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         Returns
         -------
         self : CNNRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, fit_params=fit_params)
 
@@ -238,15 +240,22 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
         Parameters
         ----------
-        X, y, sample_weight, **fit_params
-            As in :meth:`fit`.
+        X : array-like, torch.Tensor or torch Dataset
+            Images, as in :meth:`fit`.
+        y : array-like of shape (N,) or (N, n_targets)
+            Finite targets, as in :meth:`fit`.
+        sample_weight : None or array-like of shape (N,)
+            Non-negative weights, as in :meth:`fit`.
         classes : None
             Ignored. skorch's ``partial_fit`` has it and declares it unused
             for metadata routing, which then requires it in the signature.
+        **fit_params
+            Passed to the module's ``forward``, as in skorch.
 
         Returns
         -------
         self : CNNRegressor
+            The estimator, trained further.
         """
         return self._fit(X, y, sample_weight, partial=True, fit_params=fit_params)
 
@@ -285,10 +294,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
             return
         targets = data.target.numpy().astype(np.float64)
         weights = None if data.weight is None else data.weight.numpy()
-        if isinstance(data, LazyImageDataset):
-            out = self.forward(data).float()
-        else:
-            out = self._forward_images(data.X)
+        out = self._forward_images(data)
         pred = self.targets_.check_output(out, len(targets), None).numpy()
         pred = pred.astype(np.float64)
         if not np.all(np.isfinite(pred)):
@@ -329,8 +335,10 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     def _collapse_hints(self, images):
         hints = []
-        # A lazily read Dataset is not scanned again just for this hint.
-        top = float(images.abs().max()) if images is not None and images.numel() else 0.0
+        # Integer images are scaled by input_scale; a lazily read Dataset is
+        # not scanned again just for this hint.
+        floats = images is not None and images.is_floating_point() and images.numel()
+        top = float(images.abs().max()) if floats else 0.0
         if top > 10:
             hints.append(
                 f"scale the inputs, which reach {top:.4g} (pass uint8 images, "
@@ -394,11 +402,15 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         X : array-like, torch.Tensor or torch Dataset
             Images.
         y : array-like of shape (N,) or (N, n_targets)
+            True targets, on the scale of the ``y`` given to ``fit``.
         sample_weight : None or array-like of shape (N,)
+            Non-negative weights of the samples.
 
         Returns
         -------
         score : float
+            R^2, averaged over the targets: 1 for perfect predictions, 0 for
+            predicting the (weighted) mean, negative for worse.
         """
         y_pred = self.predict(X)
         y_true = _validate_target_array(y)

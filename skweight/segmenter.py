@@ -103,6 +103,7 @@ class CNNSegmenter(BaseCNN):
         Label of pixels that are left out of training, of ``classes_`` and
         of :meth:`score` (e.g. 255 for unannotated borders).
     %(input_shape)s
+    %(input_scale)s
     %(class_prior)s
     %(reweight_from_epoch)s
     %(training_parameters)s
@@ -120,8 +121,9 @@ class CNNSegmenter(BaseCNN):
 
     See Also
     --------
-    skweight.metrics.dice_score, skweight.metrics.iou_score,
-    skweight.metrics.hausdorff_distance : Metrics for the predicted masks.
+    skweight.metrics.dice_score : Dice coefficient of the predicted masks.
+    skweight.metrics.iou_score : Intersection over union of the predicted masks.
+    skweight.metrics.hausdorff_distance : Hausdorff distance of their boundaries.
 
     Notes
     -----
@@ -177,14 +179,16 @@ class CNNSegmenter(BaseCNN):
     effective_prior_ = FittedAttribute("effective_prior")
 
     def __init__(self, module=None, *, criterion="dice_ce", class_weight=None,
-                 ignore_index=None, input_shape=None, class_prior=None,
-                 reweight_from_epoch=None, random_state=None, device="auto",
-                 precision="32", channels_last=False, data_device_fraction=0.5,
+                 ignore_index=None, input_shape=None, input_scale="auto",
+                 class_prior=None, reweight_from_epoch=None, random_state=None,
+                 device="auto", precision="32", channels_last=False,
+                 data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=3e-3, max_epochs=15, batch_size=16,
                  train_split=None, callbacks=None, verbose=0, warm_start=False,
                  compile=False, augment=None, distributed="auto", **kwargs):
         super().__init__(
-            module, criterion, input_shape=input_shape, random_state=random_state,
+            module, criterion, input_shape=input_shape, input_scale=input_scale,
+            random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
@@ -218,6 +222,7 @@ class CNNSegmenter(BaseCNN):
         Returns
         -------
         self : CNNSegmenter
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, class_weight=class_weight,
                          fit_params=fit_params)
@@ -226,16 +231,27 @@ class CNNSegmenter(BaseCNN):
                     **fit_params):
         """Continue training (or start, on the first call) for ``max_epochs``.
 
+        Later calls may use other image sizes.
+
         Parameters
         ----------
-        X, y, sample_weight, class_weight, **fit_params
-            As in :meth:`fit`; later calls may use other image sizes.
+        X : array-like, torch.Tensor or torch Dataset
+            Images, as in :meth:`fit`.
+        y : array-like of shape (N, H, W)
+            Integer label masks, as in :meth:`fit`.
         classes : None or array-like
             All labels; needed on the first call if ``y`` lacks some of them.
+        sample_weight : None or array-like of shape (N,) or (N, H, W)
+            Non-negative weights per image or per pixel, as in :meth:`fit`.
+        class_weight : None, "balanced" or dict
+            Overrides the constructor's ``class_weight`` for this call.
+        **fit_params
+            Passed to the module's ``forward``, as in skorch.
 
         Returns
         -------
         self : CNNSegmenter
+            The estimator, trained further.
         """
         return self._fit(X, y, sample_weight, class_weight=class_weight,
                          classes=classes, partial=True, fit_params=fit_params)

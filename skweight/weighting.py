@@ -107,7 +107,7 @@ def compute_class_weight(class_weight, *, classes, y, sample_weight=None):
 
 
 def effective_sample_size(weights, counts=None):
-    """Kish's effective sample size ``(sum w)^2 / sum w^2``.
+    """Compute Kish's effective sample size ``(sum w)^2 / sum w^2``.
 
     Parameters
     ----------

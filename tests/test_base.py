@@ -10,7 +10,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
@@ -18,20 +17,19 @@ from skweight import CNNClassifier
 from skweight._fit.loop import resolve_device
 from skweight.losses import FocalLoss
 
-TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
-
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    rng = np.random.default_rng(0)
-    idx = rng.permutation(len(y))[:240]
-    X = (X[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    return X, y[idx]
+def digits(digit_images):
+    return digit_images(n=240, shuffle_rng=np.random.default_rng(0))
 
 
-def full_batch(**kw):
-    return CNNClassifier(**{**TINY, "batch_size": -1, "max_epochs": 8, "lr": 1e-2, **kw})
+@pytest.fixture
+def full_batch(tiny_cnn):
+    def make(**kw):
+        return CNNClassifier(
+            **{**tiny_cnn, "batch_size": -1, "max_epochs": 8, "lr": 1e-2, **kw})
+
+    return make
 
 
 def params_of(est):
@@ -42,7 +40,7 @@ def assert_same_model(a, b, X, atol=2e-5):
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=atol)
 
 
-def test_scaling_all_weights_changes_nothing(digits):
+def test_scaling_all_weights_changes_nothing(digits, full_batch):
     X, y = digits
     w = np.random.default_rng(1).uniform(0.1, 3, len(y))
     ref = full_batch().fit(X, y, sample_weight=w)
@@ -51,7 +49,7 @@ def test_scaling_all_weights_changes_nothing(digits):
         assert_same_model(ref, other, X, atol=1e-6)
 
 
-def test_zero_weight_equals_leaving_the_sample_out(digits):
+def test_zero_weight_equals_leaving_the_sample_out(digits, full_batch):
     X, y = digits
     w = np.ones(len(y))
     w[::3] = 0.0
@@ -61,7 +59,7 @@ def test_zero_weight_equals_leaving_the_sample_out(digits):
     assert_same_model(a, b, X)
 
 
-def test_integer_weight_equals_repeating_the_sample(digits):
+def test_integer_weight_equals_repeating_the_sample(digits, full_batch):
     X, y = digits
     k = np.random.default_rng(2).integers(1, 4, len(y))
     a = full_batch().fit(X, y, sample_weight=k)
@@ -69,7 +67,7 @@ def test_integer_weight_equals_repeating_the_sample(digits):
     assert_same_model(a, b, X)
 
 
-def test_weights_are_not_ignored(digits):
+def test_weights_are_not_ignored(digits, full_batch):
     # The equivalences above would also hold if weights were dropped; here
     # they must change the model.
     X, y = digits
@@ -80,32 +78,33 @@ def test_weights_are_not_ignored(digits):
     assert b.predict_proba(X)[:, 3].mean() > a.predict_proba(X)[:, 3].mean()
 
 
-def test_same_random_state_same_model_with_minibatches(digits):
+def test_same_random_state_same_model_with_minibatches(digits, tiny_cnn):
     X, y = digits
-    make = lambda: CNNClassifier(batch_size=16, max_epochs=3, **TINY)  # noqa: E731
+    make = lambda: CNNClassifier(batch_size=16, max_epochs=3, **tiny_cnn)  # noqa: E731
     a, b = make().fit(X, y), make().fit(X, y)
     for pa, pb in zip(params_of(a), params_of(b), strict=True):
         assert torch.equal(pa, pb)
-    c = CNNClassifier(batch_size=16, max_epochs=3, **{**TINY, "random_state": 1}).fit(X, y)
+    c = CNNClassifier(batch_size=16, max_epochs=3,
+                      **{**tiny_cnn, "random_state": 1}).fit(X, y)
     assert not all(torch.equal(pa, pc) for pa, pc in
                    zip(params_of(a), params_of(c), strict=True))
 
 
-def test_seeding_does_not_touch_global_rng(digits):
+def test_seeding_does_not_touch_global_rng(digits, tiny_cnn):
     X, y = digits
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    CNNClassifier(max_epochs=1, **tiny_cnn).fit(X, y)
     np.testing.assert_array_equal(torch.rand(3), expected)
 
 
-def test_minibatch_loss_is_unbiased_weighted_mean(digits):
+def test_minibatch_loss_is_unbiased_weighted_mean(digits, tiny_cnn):
     # With weights normalised over the training set, the batch-size weighted
     # mean of the batch losses is the full weighted objective.
     X, y = digits
     w = np.random.default_rng(3).uniform(0, 2, len(y))
-    clf = CNNClassifier(batch_size=50, max_epochs=1, lr=1e-9, **TINY)
+    clf = CNNClassifier(batch_size=50, max_epochs=1, lr=1e-9, **tiny_cnn)
     clf.fit(X, y, sample_weight=w)
     logits = clf.forward(X).double()
     lp = torch.log_softmax(logits, 1)[torch.arange(len(y)), torch.as_tensor(
@@ -120,10 +119,10 @@ def test_minibatch_loss_is_unbiased_weighted_mean(digits):
     assert clf.history[-1, "train_loss"] == pytest.approx(full, rel=1e-4)
 
 
-def test_validation_loss_is_weighted_and_split_is_stratified(digits):
+def test_validation_loss_is_weighted_and_split_is_stratified(digits, tiny_cnn):
     X, y = digits
     w = np.random.default_rng(4).uniform(0, 2, len(y))
-    clf = CNNClassifier(max_epochs=2, train_split=0.25, **TINY)
+    clf = CNNClassifier(max_epochs=2, train_split=0.25, **tiny_cnn)
     clf.fit(X, y, sample_weight=w)
     valid_loss = clf.history[-1, "valid_loss"]
     # Recompute the weighted validation loss from the same seeded split.
@@ -139,21 +138,21 @@ def test_validation_loss_is_weighted_and_split_is_stratified(digits):
     assert counts.max() - counts.min() <= 3  # stratified
 
 
-def test_skorch_validsplit_and_early_stopping_work(digits):
+def test_skorch_validsplit_and_early_stopping_work(digits, tiny_cnn):
     X, y = digits
     clf = CNNClassifier(max_epochs=30, train_split=ValidSplit(4, stratified=True),
                         callbacks=[EarlyStopping(patience=1, threshold=0.5)],
-                        **TINY)
+                        **tiny_cnn)
     clf.fit(X, y, sample_weight=np.ones(len(y)))
     assert len(clf.history) < 30
     assert np.isfinite(clf.history[-1, "valid_loss"])
 
 
-def test_class_weight_acts_as_focal_alpha_once(digits):
+def test_class_weight_acts_as_focal_alpha_once(digits, tiny_cnn):
     X, y = digits
     cw = {k: float(k + 1) for k in range(10)}
     clf = CNNClassifier(criterion="focal", class_weight=cw, batch_size=-1,
-                        max_epochs=1, lr=1e-9, **TINY).fit(X, y)
+                        max_epochs=1, lr=1e-9, **tiny_cnn).fit(X, y)
     alpha = torch.tensor([cw[k] for k in range(10)])
     logits = clf.forward(X)
     target = torch.as_tensor(y)
@@ -163,15 +162,15 @@ def test_class_weight_acts_as_focal_alpha_once(digits):
     assert clf.history[-1, "train_loss"] == pytest.approx(expected, rel=1e-4)
 
 
-def test_class_weight_with_criterion_alpha_is_refused(digits):
+def test_class_weight_with_criterion_alpha_is_refused(digits, tiny_cnn):
     X, y = digits
     clf = CNNClassifier(criterion="focal", class_weight="balanced",
-                        criterion__alpha=np.ones(10), max_epochs=1, **TINY)
+                        criterion__alpha=np.ones(10), max_epochs=1, **tiny_cnn)
     with pytest.raises(ValueError, match="applied twice"):
         clf.fit(X, y)
 
 
-def test_user_torch_loss_gets_weights_through_reduction_none(digits):
+def test_user_torch_loss_gets_weights_through_reduction_none(digits, full_batch):
     X, y = digits
     crit = torch.nn.CrossEntropyLoss()  # reduction="mean" on the user's object
     w = np.where(y == 0, 0.0, 1.0)
@@ -181,16 +180,16 @@ def test_user_torch_loss_gets_weights_through_reduction_none(digits):
     assert_same_model(clf, ref, X)
 
 
-def test_scalar_loss_with_weights_is_refused(digits):
+def test_scalar_loss_with_weights_is_refused(digits, tiny_cnn):
     X, y = digits
 
     class ScalarLoss(torch.nn.Module):
         def forward(self, logits, target):
             return torch.nn.functional.cross_entropy(logits, target)
 
-    CNNClassifier(criterion=ScalarLoss, max_epochs=1, **TINY).fit(X, y)
+    CNNClassifier(criterion=ScalarLoss, max_epochs=1, **tiny_cnn).fit(X, y)
     with pytest.raises(ValueError, match="cannot apply sample or class weights"):
-        CNNClassifier(criterion=ScalarLoss, max_epochs=1, **TINY).fit(
+        CNNClassifier(criterion=ScalarLoss, max_epochs=1, **tiny_cnn).fit(
             X, y, sample_weight=np.ones(len(y)))
 
 
@@ -205,9 +204,9 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-def test_device_auto_param_survives_fit_and_pickle(digits):
+def test_device_auto_param_survives_fit_and_pickle(digits, tiny_cnn):
     X, y = digits
-    clf = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    clf = CNNClassifier(max_epochs=1, **tiny_cnn).fit(X, y)
     assert clf.device == "auto"
     assert clf.get_params()["device"] == "auto"
     again = pickle.loads(pickle.dumps(clf))
@@ -215,14 +214,14 @@ def test_device_auto_param_survives_fit_and_pickle(digits):
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X))
 
 
-def test_warm_start_and_partial_fit_continue_training(digits):
+def test_warm_start_and_partial_fit_continue_training(digits, tiny_cnn):
     X, y = digits
-    clf = CNNClassifier(max_epochs=2, warm_start=True, **TINY).fit(X, y)
+    clf = CNNClassifier(max_epochs=2, warm_start=True, **tiny_cnn).fit(X, y)
     first = params_of(clf)
     clf.fit(X, y)
     assert len(clf.history) == 4
     assert not all(torch.equal(a, b) for a, b in zip(first, params_of(clf), strict=True))
-    pf = CNNClassifier(max_epochs=1, **TINY)
+    pf = CNNClassifier(max_epochs=1, **tiny_cnn)
     pf.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))
     np.testing.assert_array_equal(pf.classes_, np.arange(10))
     pf.partial_fit(X, y)
@@ -231,7 +230,7 @@ def test_warm_start_and_partial_fit_continue_training(digits):
         pf.partial_fit(X[:5], np.array([0, 1, 2, 3, 99]))
 
 
-def test_criterion_and_hyperparameter_validation(digits):
+def test_criterion_and_hyperparameter_validation(digits, tiny_cnn):
     X, y = digits
     bad = [
         (dict(criterion="hinge"), ValueError, "criterion='hinge' is not a known loss"),
@@ -248,40 +247,32 @@ def test_criterion_and_hyperparameter_validation(digits):
     ]
     for params, exc, match in bad:
         with pytest.raises(exc, match=match):
-            CNNClassifier(**{**TINY, **params}).fit(X, y)
+            CNNClassifier(**{**tiny_cnn, **params}).fit(X, y)
 
 
-def test_precision_and_channels_last_are_ignored_on_cpu(digits):
+def test_precision_and_channels_last_are_ignored_on_cpu(digits, tiny_cnn):
     if torch.cuda.is_available():
         pytest.skip("CPU behaviour")
     X, y = digits
-    a = CNNClassifier(max_epochs=1, precision="bf16", channels_last=True, **TINY).fit(X, y)
-    b = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+    a = CNNClassifier(max_epochs=1, precision="bf16", channels_last=True,
+                      **tiny_cnn).fit(X, y)
+    b = CNNClassifier(max_epochs=1, **tiny_cnn).fit(X, y)
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X))
 
 
 # -- persistence: skorch's idioms with device="auto" -------------------------
 
 
-class Linear(torch.nn.Module):
-    def __init__(self, n_classes=10):
-        super().__init__()
-        self.fc = torch.nn.Linear(64, n_classes)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-
-
-def test_save_and_load_params_with_device_auto(digits, tmp_path):
+def test_save_and_load_params_with_device_auto(digits, tmp_path, tiny_cnn):
     X, y = digits
     labels = np.array(list("abcdefghij"))[y]
-    clf = CNNClassifier(max_epochs=2, **TINY).fit(X, labels)
+    clf = CNNClassifier(max_epochs=2, **tiny_cnn).fit(X, labels)
     files = dict(f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt",
                  f_history=tmp_path / "h.json")
     clf.save_params(**files)
     # A fresh estimator with the default network: load_params restores what
     # fit learned (classes, input shape) and builds the network from it.
-    fresh = CNNClassifier(max_epochs=2, **TINY)
+    fresh = CNNClassifier(max_epochs=2, **tiny_cnn)
     fresh.load_params(**files)
     assert fresh.device == "auto"
     np.testing.assert_array_equal(fresh.predict_proba(X), clf.predict_proba(X))
@@ -292,12 +283,13 @@ def test_save_and_load_params_with_device_auto(digits, tmp_path):
     clf.module_.load_state_dict(state)
 
 
-def test_user_module_restored_by_initialize_and_load_params(digits, tmp_path):
+def test_user_module_restored_by_initialize_and_load_params(digits, tmp_path,
+                                                             linear_module):
     X, y = digits
     labels = y * 10 + 5  # classes the network's outputs cannot know by themselves
-    clf = CNNClassifier(Linear, max_epochs=3, random_state=0).fit(X, labels)
+    clf = CNNClassifier(linear_module, max_epochs=3, random_state=0).fit(X, labels)
     clf.save_params(f_params=tmp_path / "p.pt")
-    fresh = CNNClassifier(Linear).initialize()
+    fresh = CNNClassifier(linear_module).initialize()
     fresh.load_params(f_params=tmp_path / "p.pt")
     np.testing.assert_array_equal(fresh.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(fresh.predict(X), clf.predict(X))
@@ -309,17 +301,17 @@ def test_default_module_cannot_initialize_before_fit():
         CNNClassifier().initialize()
 
 
-def test_checkpoint_load_best_with_device_auto(digits, tmp_path):
+def test_checkpoint_load_best_with_device_auto(digits, tmp_path, tiny_cnn):
     from skorch.callbacks import Checkpoint
 
     X, y = digits
     checkpoint = Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best",
                             load_best=True)
     clf = CNNClassifier(max_epochs=4, train_split=0.25, callbacks=[checkpoint],
-                        **TINY).fit(X, y)
+                        **tiny_cnn).fit(X, y)
     assert clf.device == "auto"
     best = int(np.argmin(clf.history[:, "valid_loss"]))
-    reloaded = CNNClassifier(max_epochs=1, **TINY)
+    reloaded = CNNClassifier(max_epochs=1, **tiny_cnn)
     reloaded.load_params(checkpoint=checkpoint)
     np.testing.assert_array_equal(reloaded.predict_proba(X), clf.predict_proba(X))
     assert clf.history[best, "valid_loss_best"]
@@ -328,9 +320,9 @@ def test_checkpoint_load_best_with_device_auto(digits, tmp_path):
 # -- continuing training on data that do not fit the network ----------------
 
 
-def test_warm_start_and_partial_fit_refuse_new_classes_and_channels(digits):
+def test_warm_start_and_partial_fit_refuse_new_classes_and_channels(digits, tiny_cnn):
     X, y = digits
-    clf = CNNClassifier(warm_start=True, max_epochs=1, **TINY).fit(X[y < 5], y[y < 5])
+    clf = CNNClassifier(warm_start=True, max_epochs=1, **tiny_cnn).fit(X[y < 5], y[y < 5])
     before = params_of(clf)
     with pytest.raises(ValueError, match=r"labels not seen in fit: \[5, 6, 7, 8, 9\].*"
                                          r"trained further"):
@@ -349,7 +341,8 @@ def test_warm_start_and_partial_fit_refuse_new_classes_and_channels(digits):
 
 @pytest.mark.parametrize("class_weight", [None, "balanced"])
 @pytest.mark.parametrize("scale", [1e-300, 1e-150, 1e150, 1e300])
-def test_extreme_weight_scales_train_like_weights_near_one(digits, class_weight, scale):
+def test_extreme_weight_scales_train_like_weights_near_one(digits, class_weight, scale,
+                                                            full_batch):
     X, y = digits
     w = np.random.default_rng(1).uniform(0.1, 0.5, len(y))
     ref = full_batch(max_epochs=4, class_weight=class_weight).fit(X, y, sample_weight=w)

@@ -25,7 +25,6 @@ from imblearn.under_sampling import RandomUnderSampler
 from joblib import parallel_backend
 from scipy.stats import loguniform, uniform
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score, make_scorer
 from sklearn.model_selection import (
     GridSearchCV,
@@ -46,12 +45,9 @@ from skweight.datasets import make_disk_scenes
 N_CLASS = 4
 
 
-
-
-def _digits():
-    X, y = load_digits(n_class=N_CLASS, return_X_y=True)
-    perm = np.random.RandomState(0).permutation(len(y))
-    return (X[perm] / 16).astype(np.float32), y[perm]
+def _digits(digit_images):
+    """The digits of N_CLASS classes, flat, in a fixed shuffled order (new arrays)."""
+    return digit_images(n_class=N_CLASS, flat=True, shuffle_rng=np.random.RandomState(0))
 
 
 def _net(**params):
@@ -89,15 +85,15 @@ def _with_copies(X, y, wrong):
             np.concatenate([np.ones(n), np.zeros(n)]))
 
 
-def _classifier_case():
-    X, y = _digits()
+def _classifier_case(digit_images):
+    X, y = _digits(digit_images)
     Xc, yc, w = _with_copies(X[:300], y[:300], (y[:300] + 1) % N_CLASS)
     return _net, Xc, yc, w, X[300:], y[300:], True
 
 
-def _regressor_case():
+def _regressor_case(digit_images):
     # The digit's label as a number; the copies' targets are shifted by 2.
-    X, y = _digits()
+    X, y = _digits(digit_images)
     y = y.astype(np.float64)
     Xc, yc, w = _with_copies(X[:300], y[:300], y[:300] + 2.0)
     return _regressor, Xc, yc, w, X[300:], y[300:], False
@@ -123,21 +119,23 @@ BLIND = 0.6
 
 
 @pytest.fixture(scope="module", params=list(CASES))
-def case(request):
+def case(request, digit_images):
     """(make_estimator, X with copies, y, w, X_test, y_test, stratify)."""
-    return CASES[request.param]()
+    build = CASES[request.param]
+    # The segmenter's case is made of disk scenes, not of digits.
+    return build() if request.param == "segmenter" else build(digit_images)
 
 
 @pytest.fixture(scope="module")
-def copies():
-    return _classifier_case()[1:6]
+def copies(digit_images):
+    return _classifier_case(digit_images)[1:6]
 
 
 # -- pipelines ---------------------------------------------------------------
 
 
-def test_pipeline_scaler_before_net_on_flattened_images():
-    X, y = _digits()
+def test_pipeline_scaler_before_net_on_flattened_images(digit_images):
+    X, y = _digits(digit_images)
     pipe = make_pipeline(StandardScaler(), _net()).fit(X[:400] * 16, y[:400])
     assert pipe.score(X[400:] * 16, y[400:]) > 0.9
     assert pipe[-1].input_shape_ == (1, 8, 8)
@@ -243,8 +241,8 @@ def test_legacy_grid_search_and_cross_validate_pass_weights_to_fit(case):
 # -- searches over network, optimiser, loss and weighting -------------------
 
 
-def test_grid_search_over_module_lr_criterion_and_class_weight():
-    X, y = _digits()
+def test_grid_search_over_module_lr_criterion_and_class_weight(digit_images):
+    X, y = _digits(digit_images)
     grid = [
         {"criterion": ["cross_entropy"], "class_weight": [None, "balanced"],
          "module__hidden_units": [8, 16]},
@@ -261,8 +259,8 @@ def test_grid_search_over_module_lr_criterion_and_class_weight():
     assert focal.criterion_.gamma == params[-1]["criterion__gamma"]
 
 
-def test_randomized_search():
-    X, y = _digits()
+def test_randomized_search(digit_images):
+    X, y = _digits(digit_images)
     search = RandomizedSearchCV(
         _net(max_epochs=3, criterion="focal"),
         {"lr": loguniform(1e-3, 3e-2), "criterion__gamma": uniform(0.0, 3.0),
@@ -275,8 +273,9 @@ def test_randomized_search():
     assert len(set(gammas)) == 3
 
 
-def test_grid_search_n_jobs_2_matches_n_jobs_1():
-    X, y = _digits()
+@pytest.mark.slow
+def test_grid_search_n_jobs_2_matches_n_jobs_1(digit_images):
+    X, y = _digits(digit_images)
     grid = {"lr": [3e-3, 1e-2]}
     serial = GridSearchCV(_net(max_epochs=2), grid, cv=_cv(2)).fit(X[:200], y[:200])
     parallel = GridSearchCV(_net(max_epochs=2), grid, cv=_cv(2), n_jobs=2).fit(
@@ -285,8 +284,8 @@ def test_grid_search_n_jobs_2_matches_n_jobs_1():
                                serial.cv_results_["mean_test_score"], atol=0.02)
 
 
-def test_cross_val_score_and_learning_curve():
-    X, y = _digits()
+def test_cross_val_score_and_learning_curve(digit_images):
+    X, y = _digits(digit_images)
     scores = cross_val_score(_net(max_epochs=4), X[:400], y[:400], cv=_cv(2))
     assert scores.shape == (2,) and scores.min() > 0.75
     sizes, train_scores, test_scores = learning_curve(
@@ -298,8 +297,8 @@ def test_cross_val_score_and_learning_curve():
 # -- clone and pickle ---------------------------------------------------------
 
 
-def test_clone_keeps_params_and_drops_fitted_state():
-    X, y = _digits()
+def test_clone_keeps_params_and_drops_fitted_state(digit_images):
+    X, y = _digits(digit_images)
     clf = _net(max_epochs=1, class_weight="balanced", criterion="focal",
                criterion__gamma=3.0, sampler=RandomUnderSampler()).fit(X[:100], y[:100])
     twin = clone(clf)
@@ -325,8 +324,8 @@ def test_pickled_models_predict_identically(case):
                                           model.predict_proba(Xte))
 
 
-def test_regressor_grid_search_and_learning_curve():
-    X, y = _digits()
+def test_regressor_grid_search_and_learning_curve(digit_images):
+    X, y = _digits(digit_images)
     y = y.astype(np.float64)
     grid = [{"criterion": ["mse"], "module__hidden_units": [8, 16]},
             {"criterion": ["huber"], "criterion__delta": [0.5, 2.0], "lr": [5e-3]}]
@@ -357,14 +356,14 @@ def test_segmenter_grid_search_over_loss_and_class_weight():
 # -- imbalanced-learn ------------------------------------------------------------
 
 
-def _imbalanced_digits():
-    X, y = _digits()
+def _imbalanced_digits(digit_images):
+    X, y = _digits(digit_images)
     keep = (y < 2) | (np.arange(len(y)) % 8 == 0)  # classes 2 and 3: ~1/8 kept
     return X[keep], y[keep]
 
 
-def test_imblearn_pipeline_feeds_flattened_samples_to_the_net():
-    X, y = _imbalanced_digits()
+def test_imblearn_pipeline_feeds_flattened_samples_to_the_net(digit_images):
+    X, y = _imbalanced_digits(digit_images)
     pipe = ImbPipeline([("sampler", RandomOverSampler(random_state=0)),
                         ("net", _net(max_epochs=3))]).fit(X, y)
     assert pipe.predict(X).shape == y.shape
@@ -375,8 +374,8 @@ def test_imblearn_pipeline_feeds_flattened_samples_to_the_net():
         np.ceil(N_CLASS * counts.max() / 64))
 
 
-def test_imblearn_grid_search_chooses_between_samplers():
-    X, y = _imbalanced_digits()
+def test_imblearn_grid_search_chooses_between_samplers(digit_images):
+    X, y = _imbalanced_digits(digit_images)
     pipe = ImbPipeline([("sampler", "passthrough"), ("net", _net(max_epochs=3))])
     search = GridSearchCV(
         pipe,
@@ -442,6 +441,7 @@ def _worker_pids(client):
     return set(client.run(os.getpid).values())
 
 
+@pytest.mark.slow
 def test_dask_grid_search_scores_like_sequential_with_weights_in_every_fit(
         dask_client, copies):
     Xc, yc, w, Xte, yte = copies
@@ -469,6 +469,7 @@ def test_dask_grid_search_scores_like_sequential_with_weights_in_every_fit(
     assert on_dask.score(Xte, yte) > GOOD
 
 
+@pytest.mark.slow
 def test_dask_randomized_search_with_routed_weights(dask_client, copies):
     Xc, yc, w, Xte, yte = copies
     with sklearn.config_context(enable_metadata_routing=True):
@@ -492,6 +493,7 @@ def test_dask_randomized_search_with_routed_weights(dask_client, copies):
     np.testing.assert_array_equal(on_dask.predict_proba(Xte), serial.predict_proba(Xte))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("routed", [False, True], ids=["legacy", "routed"])
 def test_dask_cross_validate_returns_fitted_estimators(dask_client, copies, routed):
     Xc, yc, w, Xte, yte = copies
@@ -522,6 +524,7 @@ def test_dask_cross_validate_returns_fitted_estimators(dask_client, copies, rout
         assert _seen(local)[2] == os.getpid()
 
 
+@pytest.mark.slow
 def test_dask_worker_threads_capped_during_fit_and_restored(dask_client, copies):
     # torch's default in a worker whose OMP_NUM_THREADS is not honoured would be
     # every core; raise it to 2 in the threads that run the workers' tasks (torch's
@@ -551,6 +554,7 @@ def test_dask_worker_threads_capped_during_fit_and_restored(dask_client, copies)
         set_in_workers(1)
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
 def test_dask_workers_train_on_the_gpu_they_see(dask_client, copies):
     # The workers see this process's GPUs; with one GPU per worker (dask-cuda's
@@ -568,6 +572,7 @@ def test_dask_workers_train_on_the_gpu_they_see(dask_client, copies):
         assert est.score(Xte, yte) > GOOD
 
 
+@pytest.mark.slow
 def test_loky_workers_fit_on_the_threads_joblib_allows(copies):
     Xc, yc, _, _, _ = copies
     result = cross_validate(_net(max_epochs=1, callbacks=[("probe", _thread_probe())]),
@@ -616,6 +621,7 @@ def _seeded_study(optuna):
     return optuna.create_study(direction="maximize", sampler=sampler)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("routed", [False, True], ids=["legacy", "routed"])
 def test_optuna_search_weights_reach_every_fit(optuna_search, copies, routed):
     OptunaSearchCV, optuna = optuna_search
@@ -647,6 +653,7 @@ def test_optuna_search_weights_reach_every_fit(optuna_search, copies, routed):
     assert {name: best[name] for name in space} == search.best_params_
 
 
+@pytest.mark.slow
 def test_optuna_pruning_cannot_take_sample_weight(optuna_search, copies):
     # With enable_pruning, optuna-integration calls partial_fit on each fold's rows
     # with the full-length fit parameters: the weights do not match the rows.

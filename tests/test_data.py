@@ -4,7 +4,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from skweight._fit.data import check_images, check_input_shape, to_numpy_1d
+from skweight._fit.data import (
+    check_images,
+    check_input_scale,
+    check_input_shape,
+    scale_inputs,
+    to_numpy_1d,
+)
 
 
 def test_four_three_and_two_dimensional_inputs():
@@ -27,12 +33,16 @@ def test_four_three_and_two_dimensional_inputs():
     np.testing.assert_allclose(img.numpy(), x4.astype(np.float32))
 
 
-def test_uint8_scaled_and_tensor_and_dataframe_inputs():
+def test_uint8_kept_then_scaled_per_batch_and_tensor_and_dataframe_inputs():
     x = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
     img, _ = check_images(x)
-    np.testing.assert_allclose(img.numpy().ravel(), [0, 1, 0.2, 0.4], rtol=1e-6)
+    # stored as given (shared, not copied), scaled per batch on the device
+    assert img.dtype == torch.uint8 and np.shares_memory(img.numpy(), x)
+    scaled = scale_inputs(img, "auto", user_module=False)
+    expected = x.astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(scaled.numpy()[:, 0], expected)
     img, _ = check_images(torch.from_numpy(x))
-    np.testing.assert_allclose(img.numpy().ravel(), [0, 1, 0.2, 0.4], rtol=1e-6)
+    assert img.dtype == torch.uint8
     df = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
     img, _ = check_images(df)
     assert img.shape == (2, 1, 1, 2)
@@ -130,3 +140,52 @@ def test_channels_first_layout_is_not_warned_about(shape):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_images(np.zeros(shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize("dtype, expected", [
+    (np.uint8, np.array([0, 255, 51], np.float32) / np.float32(255)),
+    (np.uint16, np.array([0, 255, 51], np.float32) / np.float32(65535)),
+])
+def test_auto_scale_of_image_integers(dtype, expected):
+    x = torch.from_numpy(np.array([0, 255, 51], dtype=dtype))
+    for user_module in (True, False):
+        out = scale_inputs(x, "auto", user_module=user_module)
+        assert out.dtype == torch.float32
+        np.testing.assert_array_equal(out.numpy(), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_other_integers_are_ids_for_a_users_module(dtype):
+    x = torch.from_numpy(np.array([0, 3, 7], dtype=dtype))
+    ids = scale_inputs(x, "auto", user_module=True)
+    assert ids.dtype == torch.int64 and ids.tolist() == [0, 3, 7]
+    floats = scale_inputs(x, "auto", user_module=False)
+    assert floats.dtype == torch.float32 and floats.tolist() == [0, 3, 7]
+
+
+def test_input_scale_none_and_numbers():
+    x = torch.tensor([0, 3, 255], dtype=torch.uint8)
+    assert scale_inputs(x, None, user_module=True).tolist() == [0, 3, 255]
+    assert scale_inputs(x, None, user_module=True).dtype == torch.int64
+    np.testing.assert_allclose(scale_inputs(x, 0.5, user_module=False).numpy(),
+                               [0, 1.5, 127.5])
+    f = torch.tensor([1.0, 2.0])
+    assert scale_inputs(f, "auto", user_module=True) is f
+    np.testing.assert_allclose(scale_inputs(f, 2.0, user_module=True).numpy(), [2, 4])
+
+
+@pytest.mark.parametrize("bad", ["none", 0, -1.0, float("nan"), True, [255]])
+def test_bad_input_scale(bad):
+    with pytest.raises(ValueError, match=r"input_scale must be 'auto'.*got"):
+        check_input_scale(bad)
+
+
+def test_integer_images_are_not_checked_for_finiteness_and_are_not_copied(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (6, 3, 4, 4), dtype=np.uint8)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")
+    img, _ = check_images(mm)
+    assert img.dtype == torch.uint8 and np.shares_memory(img.numpy(), mm)
+    other, _ = check_images(x.astype(np.uint32))
+    assert other.dtype == torch.int64  # too few torch kernels for uint32

@@ -1,6 +1,5 @@
 """Tests of skweight.display: the numbers each display computes and draws."""
 
-import doctest
 import os
 import subprocess
 import sys
@@ -8,11 +7,10 @@ import sys
 import matplotlib
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression
 
-from skweight import CNNClassifier, CNNSegmenter, display
+from skweight import CNNClassifier, CNNSegmenter
 from skweight.datasets import make_disk_scenes
 from skweight.display import ReliabilityDisplay, SegmentationDisplay, TrainingCurveDisplay
 from skweight.metrics import expected_calibration_error
@@ -28,9 +26,8 @@ def _close_figures():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(n_class=4, return_X_y=True)
-    return (X / 16).astype(np.float32), y
+def digits(digit_images):
+    return digit_images(n_class=4, flat=True)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +49,7 @@ def segmenter(scenes):
     return CNNSegmenter(max_epochs=2, module__channels=(4, 8), random_state=0).fit(X, y)
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(display, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 10 and result.failed == 0
-
-
+@pytest.mark.slow
 def test_import_does_not_load_matplotlib():
     code = "import sys, skweight.display; print('matplotlib' in sys.modules)"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

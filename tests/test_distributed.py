@@ -95,6 +95,7 @@ def single(tmp_path_factory):
     return ref, torch.load(out / "params_0.pt")
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_model_of_one(tmp_path, single):
     ref, p1 = single
     double, ranks = _launch(tmp_path / "two", 2)
@@ -119,6 +120,7 @@ def test_two_processes_train_the_model_of_one(tmp_path, single):
     np.testing.assert_allclose(ranks[1]["lone"], ref["proba"][:7], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_process_group_of_the_user_is_used_and_left_alone(tmp_path, single):
     ref, _ = single
     _, ranks = _launch(tmp_path / "two", 2, user_group=True)

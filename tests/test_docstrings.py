@@ -1,12 +1,34 @@
-"""Shared parameter docs: every parameter is documented, nothing left unfilled."""
+"""Docstrings: every parameter is documented, nothing is left unfilled, and
+every example runs."""
 
+import doctest
+import importlib
 import inspect
+import pkgutil
 import re
 
 import pytest
 
+import skweight
 from skweight import CNNClassifier, CNNRegressor, CNNSegmenter
 from skweight._docstrings import fill_doc
+
+#: Every module of the package, public and private, subpackages included.
+MODULES = ["skweight", *sorted(info.name for info in pkgutil.walk_packages(
+    skweight.__path__, prefix="skweight."))]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    # doctest skips what it cannot find (an object another module defines, a
+    # docstring replaced by a decorator): every example written in the file
+    # must be among those it runs. A ">>> #" line is a comment, not an example.
+    written = len(re.findall(r"^\s*>>> ?(?!#)\S", inspect.getsource(module), re.M))
+    result = doctest.testmod(module, verbose=False,
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert result.attempted == written
 
 
 @pytest.mark.parametrize("Estimator", [CNNClassifier, CNNRegressor, CNNSegmenter])

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from skorch.callbacks import Callback, EarlyStopping, EpochScoring, LRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
@@ -24,18 +23,12 @@ import skweight._fit.loop as training_module
 from skweight import CNNClassifier
 from skweight._fit.loader import ArrayDataset, BatchIterator, ShuffleSampler
 
-TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
-
-
-
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    idx = np.random.default_rng(0).permutation(len(y))[:240]
-    X = (X[idx] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    w = np.random.default_rng(1).uniform(0.2, 2.0, len(idx))
-    return X, y[idx], w
+def digits(digit_images):
+    X, y = digit_images(n=240, shuffle_rng=np.random.default_rng(0))
+    w = np.random.default_rng(1).uniform(0.2, 2.0, len(y))
+    return X, y, w
 
 
 def params_of(est):
@@ -154,7 +147,8 @@ def test_unshuffled_batches_are_views_not_copies():
 def test_array_dataset_take_with_weight_and_items():
     ds = tagged(6)
     sub = ds.take([4, 1])
-    assert sub.X.flatten().tolist() == [4.0, 1.0] and sub.y.tolist() == [40, 10]
+    assert sub.images().flatten().tolist() == [4.0, 1.0] and sub.y.tolist() == [40, 10]
+    assert sub.X.data_ptr() == ds.X.data_ptr()  # the images are not copied
     assert len(sub) == 2 and sub.weight.tolist() == pytest.approx([0.004, 0.001])
     other = ds.with_weight(torch.ones(6))
     assert other.X is ds.X and other.y is ds.y
@@ -182,10 +176,10 @@ def test_shuffle_sampler_and_dataloader_serve_the_slicing_iterators_batches():
 
 
 @pytest.mark.parametrize("batch_size", [-1, 32])
-def test_fast_path_and_dataloader_path_train_the_same_model(digits, batch_size):
+def test_fast_path_and_dataloader_path_train_the_same_model(digits, batch_size, tiny_cnn):
     X, y, w = digits
     common = dict(batch_size=batch_size, max_epochs=3, lr=1e-2, class_weight="balanced",
-                  train_split=0.25, **TINY)
+                  train_split=0.25, **tiny_cnn)
     fast = CNNClassifier(**common)
     # Any iterator setting besides batch_size/shuffle/drop_last needs a DataLoader.
     slow = CNNClassifier(iterator_train__num_workers=0, iterator_train__shuffle=True,
@@ -202,9 +196,9 @@ def test_fast_path_and_dataloader_path_train_the_same_model(digits, batch_size):
     np.testing.assert_allclose(fast.predict_proba(X), slow.predict_proba(X), atol=1e-6)
 
 
-def test_fixed_random_state_repeats_itself_on_the_fast_path(digits):
+def test_fixed_random_state_repeats_itself_on_the_fast_path(digits, tiny_cnn):
     X, y, w = digits
-    clf = CNNClassifier(batch_size=16, max_epochs=2, **TINY)
+    clf = CNNClassifier(batch_size=16, max_epochs=2, **tiny_cnn)
     first = params_of(clf.fit(X, y, sample_weight=w))
     losses = clf.history[:, "train_loss"]
     again = params_of(clf.fit(X, y, sample_weight=w))
@@ -214,9 +208,9 @@ def test_fixed_random_state_repeats_itself_on_the_fast_path(digits):
     assert clf.history[:, "train_loss"] == losses
 
 
-def test_history_losses_are_batch_size_weighted_means(digits):
+def test_history_losses_are_batch_size_weighted_means(digits, tiny_cnn):
     X, y, w = digits
-    clf = CNNClassifier(batch_size=50, max_epochs=2, train_split=0.25, **TINY)
+    clf = CNNClassifier(batch_size=50, max_epochs=2, train_split=0.25, **tiny_cnn)
     clf.fit(X, y, sample_weight=w)
     for epoch in clf.history:
         for prefix in ("train", "valid"):
@@ -230,12 +224,12 @@ def test_history_losses_are_batch_size_weighted_means(digits):
         assert [b["train_batch_size"] for b in epoch["batches"][:4]] == [50, 50, 50, 30]
 
 
-def test_deferred_loss_readback_records_the_same_history(digits, monkeypatch):
+def test_deferred_loss_readback_records_the_same_history(digits, monkeypatch, tiny_cnn):
     # On a GPU the batch losses are read back once per epoch; force that
     # path here and compare with the per-batch read-back.
     X, y, w = digits
     make = lambda: CNNClassifier(batch_size=50, max_epochs=2,  # noqa: E731
-                                 train_split=0.25, **TINY)
+                                 train_split=0.25, **tiny_cnn)
     eager = make().fit(X, y, sample_weight=w)
     monkeypatch.setattr(CNNClassifier, "_defer_loss_readback", lambda self: True)
     lazy = make().fit(X, y, sample_weight=w)
@@ -244,20 +238,20 @@ def test_deferred_loss_readback_records_the_same_history(digits, monkeypatch):
     assert lazy.history[:, "batches"] == eager.history[:, "batches"]
 
 
-def test_full_batch_train_loss_is_the_weighted_loss_of_all_data(digits):
+def test_full_batch_train_loss_is_the_weighted_loss_of_all_data(digits, tiny_cnn):
     X, y, w = digits
-    start = CNNClassifier(batch_size=-1, max_epochs=0, **TINY).fit(X, y)
+    start = CNNClassifier(batch_size=-1, max_epochs=0, **tiny_cnn).fit(X, y)
     with torch.no_grad():
         logits = start.module_(torch.as_tensor(X)).double()
     labels = torch.as_tensor(np.searchsorted(start.classes_, y))
     nll = torch.nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
     expected = float(np.sum(w * nll) / np.sum(w))
-    clf = CNNClassifier(batch_size=-1, max_epochs=1, **TINY).fit(X, y, sample_weight=w)
+    clf = CNNClassifier(batch_size=-1, max_epochs=1, **tiny_cnn).fit(X, y, sample_weight=w)
     assert clf.history[-1, "train_batch_count"] == 1
     assert clf.history[-1, "train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_skorch_callbacks_still_work(digits, capsys):
+def test_skorch_callbacks_still_work(digits, capsys, tiny_cnn):
     X, y, w = digits
     clf = CNNClassifier(
         batch_size=32, max_epochs=30, lr=1e-2, train_split=0.25, verbose=1,
@@ -267,7 +261,7 @@ def test_skorch_callbacks_still_work(digits, capsys):
             LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="train_loss",
                         step_every="batch"),
         ],
-        **TINY,
+        **tiny_cnn,
     ).fit(X, y, sample_weight=w)
     out = capsys.readouterr().out
     for column in ("epoch", "train_loss", "valid_loss", "dur"):
@@ -282,15 +276,15 @@ class TargetsSeen(Callback):
         self.y = batch[1]
 
 
-def test_callbacks_see_targets_not_weights(digits):
+def test_callbacks_see_targets_not_weights(digits, tiny_cnn):
     X, y, w = digits
     spy = TargetsSeen()
-    CNNClassifier(batch_size=32, max_epochs=1, callbacks=[spy], **TINY).fit(
+    CNNClassifier(batch_size=32, max_epochs=1, callbacks=[spy], **tiny_cnn).fit(
         X, y, sample_weight=w)
     assert isinstance(spy.y, torch.Tensor) and spy.y.dtype == torch.int64
 
 
-def test_epoch_scoring(digits):
+def test_epoch_scoring(digits, tiny_cnn):
     # skorch's EpochScoring predicts on the internal validation dataset and
     # compares with its encoded targets; string labels must not break that.
     X, y, _ = digits
@@ -298,21 +292,21 @@ def test_epoch_scoring(digits):
     clf = CNNClassifier(
         batch_size=32, max_epochs=12, lr=1e-2, train_split=0.25,
         callbacks=[EpochScoring("accuracy", lower_is_better=False, name="valid_acc")],
-        **TINY,
+        **tiny_cnn,
     ).fit(X, names)
     accs = clf.history[:, "valid_acc"]
     assert all(0 <= a <= 1 for a in accs)
     assert accs[-1] > 0.5
 
 
-def test_epoch_scoring_regressor_uses_internal_targets(digits):
+def test_epoch_scoring_regressor_uses_internal_targets(digits, tiny_cnn):
     from skweight import CNNRegressor
 
     X, y, _ = digits
     reg = CNNRegressor(
         batch_size=32, max_epochs=12, lr=1e-2, train_split=0.25,
         callbacks=[EpochScoring("r2", lower_is_better=False, name="valid_r2")],
-        **TINY,
+        **tiny_cnn,
     ).fit(X, y * 100.0 + 1e3)
     assert reg.history[-1, "valid_r2"] > 0.3
 
@@ -349,9 +343,10 @@ def test_training_steps_run_in_train_mode_and_the_rest_in_eval_mode(digits):
         assert top == sub == grad
 
 
-def test_predictions_equal_a_raw_forward_and_do_not_depend_on_chunking(digits, monkeypatch):
+def test_predictions_equal_a_raw_forward_and_do_not_depend_on_chunking(digits, monkeypatch,
+                                                                       tiny_cnn):
     X, y, _ = digits
-    clf = CNNClassifier(batch_size=50, max_epochs=1, **TINY).fit(X, y)
+    clf = CNNClassifier(batch_size=50, max_epochs=1, **tiny_cnn).fit(X, y)
     module = clf.module_.eval()
     with torch.no_grad():
         expected = torch.softmax(module(torch.as_tensor(X)).double(), 1).numpy()
@@ -361,7 +356,7 @@ def test_predictions_equal_a_raw_forward_and_do_not_depend_on_chunking(digits, m
     np.testing.assert_array_equal(clf.predict_proba(X), proba)
 
 
-def test_training_batches_share_memory_with_the_callers_images(digits):
+def test_training_batches_share_memory_with_the_callers_images(digits, tiny_cnn):
     X, y, _ = digits
     seen = []
 
@@ -371,7 +366,7 @@ def test_training_batches_share_memory_with_the_callers_images(digits):
                 seen.append(np.shares_memory(batch[0].numpy(), X))
 
     CNNClassifier(batch_size=60, max_epochs=1, iterator_train__shuffle=False,
-                  callbacks=[Spy()], **TINY).fit(X, y)
+                  callbacks=[Spy()], **tiny_cnn).fit(X, y)
     assert seen == [True] * 4
 
 
@@ -380,10 +375,11 @@ def test_training_batches_share_memory_with_the_callers_images(digits):
     dict(precision="bf16"), dict(precision="fp16"), dict(channels_last=True),
     dict(precision="fp16", channels_last=True, data_device_fraction=1.0),
 ])
-def test_cuda_options_are_ignored_on_the_cpu(digits, options):
+def test_cuda_options_are_ignored_on_the_cpu(digits, options, tiny_cnn):
     X, y, w = digits
-    plain = CNNClassifier(batch_size=32, max_epochs=1, **TINY).fit(X, y, sample_weight=w)
-    clf = CNNClassifier(batch_size=32, max_epochs=1, **options, **TINY)
+    plain = CNNClassifier(batch_size=32, max_epochs=1, **tiny_cnn).fit(X, y,
+                                                                     sample_weight=w)
+    clf = CNNClassifier(batch_size=32, max_epochs=1, **options, **tiny_cnn)
     clf.fit(X, y, sample_weight=w)
     assert clf.device_.type == "cpu" and clf.grad_scaler_ is None
     for a, b in zip(params_of(plain), params_of(clf), strict=True):
@@ -394,10 +390,10 @@ def test_cuda_options_are_ignored_on_the_cpu(digits, options):
 @pytest.mark.skipif(os.environ.get("SKWEIGHT_TEST_COMPILE") != "1",
                     reason="torch.compile spends 30 s (idle 2-core CPU) to minutes "
                            "building kernels; set SKWEIGHT_TEST_COMPILE=1 to run it")
-def test_compile_is_usable(digits):
+def test_compile_is_usable(digits, tiny_cnn):
     X, y, _ = digits
-    clf = CNNClassifier(compile=True, batch_size=64, max_epochs=2, **TINY).fit(X, y)
-    plain = CNNClassifier(batch_size=64, max_epochs=2, **TINY).fit(X, y)
+    clf = CNNClassifier(compile=True, batch_size=64, max_epochs=2, **tiny_cnn).fit(X, y)
+    plain = CNNClassifier(batch_size=64, max_epochs=2, **tiny_cnn).fit(X, y)
     assert type(clf.module_).__name__ == "OptimizedModule"
     np.testing.assert_allclose(clf.predict_proba(X), plain.predict_proba(X), atol=1e-4)
 
@@ -417,11 +413,11 @@ class BatchDevices(Callback):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("fraction", [0.5, 0.0])  # on the GPU; pinned host memory
-def test_cuda_placement_and_prediction(digits, fraction):
+def test_cuda_placement_and_prediction(digits, fraction, tiny_cnn):
     X, y, w = digits
     spy = BatchDevices()
     clf = CNNClassifier(batch_size=32, max_epochs=2, train_split=0.25, callbacks=[spy],
-                        data_device_fraction=fraction, **TINY)
+                        data_device_fraction=fraction, **tiny_cnn)
     assert clf.device == "auto"
     clf.fit(X, y, sample_weight=w, class_weight="balanced")
     assert clf.device_.type == "cuda"
@@ -447,10 +443,10 @@ def test_cuda_placement_and_prediction(digits, fraction):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_training_on_cuda(digits, precision):
+def test_mixed_precision_training_on_cuda(digits, precision, tiny_cnn):
     X, y, w = digits
     clf = CNNClassifier(batch_size=32, max_epochs=10, lr=1e-2, precision=precision,
-                        **TINY).fit(X, y, sample_weight=w, class_weight="balanced")
+                        **tiny_cnn).fit(X, y, sample_weight=w, class_weight="balanced")
     assert (clf.grad_scaler_ is not None) == (precision == "fp16")
     losses = np.array(clf.history[:, "train_loss"])
     assert np.all(np.isfinite(losses))
@@ -461,17 +457,18 @@ def test_mixed_precision_training_on_cuda(digits, precision):
 
 
 @pytest.mark.cuda
-def test_channels_last_on_cuda(digits):
+def test_channels_last_on_cuda(digits, tiny_cnn):
     X, y, _ = digits
-    clf = CNNClassifier(batch_size=32, max_epochs=2, channels_last=True, **TINY).fit(X, y)
-    plain = CNNClassifier(batch_size=32, max_epochs=2, **TINY).fit(X, y)
+    clf = CNNClassifier(batch_size=32, max_epochs=2, channels_last=True,
+                        **tiny_cnn).fit(X, y)
+    plain = CNNClassifier(batch_size=32, max_epochs=2, **tiny_cnn).fit(X, y)
     conv = next(m for m in clf.module_.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(clf.predict_proba(X), plain.predict_proba(X), atol=1e-2)
 
 
 @pytest.mark.cuda
-def test_batch_listeners_get_the_loss_on_cuda(digits):
+def test_batch_listeners_get_the_loss_on_cuda(digits, tiny_cnn):
     # A callback reading the batch loss in on_batch_end turns the lazy
     # read-back off.
     X, y, _ = digits
@@ -479,7 +476,7 @@ def test_batch_listeners_get_the_loss_on_cuda(digits):
         batch_size=32, max_epochs=2,
         callbacks=[LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau,
                                monitor="train_loss", step_every="batch")],
-        **TINY,
+        **tiny_cnn,
     ).fit(X, y)
     assert np.all(np.isfinite(clf.history[:, "train_loss"]))
 
@@ -499,13 +496,13 @@ class ImageFolderLike(torch.utils.data.Dataset):
         return self.images[i], self.labels[i]
 
 
-def test_user_dataset_trains_like_arrays(digits):
+def test_user_dataset_trains_like_arrays(digits, tiny_cnn):
     # Same seeded permutations on both paths, so the models match with
     # shuffled mini-batches, weights, class weights and a hold-out split.
     X, y, w = digits
     X8 = (X[:, 0] * 255).round().astype(np.uint8)
     params = dict(batch_size=32, max_epochs=2, train_split=0.2, class_weight="balanced",
-                  **TINY)
+                  **tiny_cnn)
     source = ImageFolderLike(X8, y)
     lazy = CNNClassifier(**params).fit(source, y, sample_weight=w)
     eager = CNNClassifier(**params).fit(X8, y, sample_weight=w)
@@ -521,7 +518,7 @@ def test_user_dataset_trains_like_arrays(digits):
 # One epoch on 24 scenes is a shape check, not a fit: the regressor's
 # collapse warning is right to fire and is not what this test is about.
 @pytest.mark.filterwarnings("ignore::skweight.exceptions.PredictionCollapseWarning")
-def test_user_dataset_for_segmenter_and_regressor():
+def test_user_dataset_for_segmenter_and_regressor(tiny_cnn):
     from skweight import CNNRegressor, CNNSegmenter
     from skweight.datasets import make_disk_scenes
 
@@ -529,22 +526,22 @@ def test_user_dataset_for_segmenter_and_regressor():
     seg = CNNSegmenter(max_epochs=1, random_state=0, module__channels=(4, 8))
     seg.fit(ImageFolderLike(X[:, 0] if X.ndim == 4 else X, masks), masks)
     assert seg.predict(X).shape == masks.shape
-    reg = CNNRegressor(max_epochs=1, **TINY)
+    reg = CNNRegressor(max_epochs=1, **tiny_cnn)
     targets = masks.reshape(len(masks), -1).mean(1)
     reg.fit(ImageFolderLike(X[:, 0] if X.ndim == 4 else X, targets), targets)
     assert reg.predict(X).shape == targets.shape
 
 
-def test_user_dataset_errors(digits):
+def test_user_dataset_errors(digits, tiny_cnn):
     X, y, _ = digits
     with pytest.raises(ValueError, match="0 sample"):
-        CNNClassifier(**TINY).fit(ImageFolderLike(X[:0], y[:0]), y[:0])
+        CNNClassifier(**tiny_cnn).fit(ImageFolderLike(X[:0], y[:0]), y[:0])
     with pytest.raises(ValueError, match=r"images of shape \(C, H, W\)"):
-        CNNClassifier(**TINY).fit(ImageFolderLike(X.reshape(-1, 1, 1, 8, 8), y), y)
+        CNNClassifier(**tiny_cnn).fit(ImageFolderLike(X.reshape(-1, 1, 1, 8, 8), y), y)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        CNNClassifier(**TINY).fit(ImageFolderLike(X, y), y[:-1])
+        CNNClassifier(**tiny_cnn).fit(ImageFolderLike(X, y), y[:-1])
     with pytest.raises(ValueError, match="needs the images in memory"):
-        CNNClassifier(sampler="balanced", **TINY).fit(ImageFolderLike(X, y), y)
-    clf = CNNClassifier(max_epochs=1, **TINY).fit(X, y)
+        CNNClassifier(sampler="balanced", **tiny_cnn).fit(ImageFolderLike(X, y), y)
+    clf = CNNClassifier(max_epochs=1, **tiny_cnn).fit(X, y)
     with pytest.raises(ValueError, match=r"3 channel\(s\)"):
         clf.predict(ImageFolderLike(np.zeros((2, 3, 8, 8)), [0, 0]))

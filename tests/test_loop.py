@@ -3,36 +3,32 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from skorch.callbacks import Callback, GradientNormClipping
 
 from skweight import CNNClassifier
 from skweight._fit.loop import OPTIMIZERS, resolve_optimizer
 
-TINY = dict(module__channels=(4,), module__hidden_units=16, random_state=0)
-
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16).reshape(-1, 1, 8, 8).astype(np.float32)[:240], y[:240]
+def digits(digit_images):
+    return digit_images(n=240)
 
 
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("SGD", torch.optim.SGD),
                                        ("RMSprop", torch.optim.RMSprop)])
-def test_optimizer_by_name(digits, name, cls):
+def test_optimizer_by_name(digits, name, cls, tiny_cnn):
     X, y = digits
-    clf = CNNClassifier(optimizer=name, max_epochs=1, **TINY).fit(X, y)
+    clf = CNNClassifier(optimizer=name, max_epochs=1, **tiny_cnn).fit(X, y)
     assert type(clf.optimizer_) is cls
     assert clf.optimizer == name  # the parameter is kept as given
-    by_class = CNNClassifier(optimizer=cls, max_epochs=1, **TINY).fit(X, y)
+    by_class = CNNClassifier(optimizer=cls, max_epochs=1, **tiny_cnn).fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), by_class.predict_proba(X))
 
 
-def test_lbfgs_by_name_trains(digits):
+def test_lbfgs_by_name_trains(digits, tiny_cnn):
     X, y = digits
     clf = CNNClassifier(optimizer="lbfgs", lr=0.5, batch_size=-1, max_epochs=3,
-                        **TINY).fit(X, y)
+                        **tiny_cnn).fit(X, y)
     losses = clf.history[:, "train_loss"]
     assert losses[-1] < losses[0]
 
@@ -41,10 +37,10 @@ def test_lbfgs_by_name_trains(digits):
     ("adamm", ValueError, r"optimizer='adamm' is not a known optimizer name"),
     (3, TypeError, "optimizer must be a torch.optim.Optimizer class"),
 ])
-def test_bad_optimizer_is_named(digits, bad, error, match):
+def test_bad_optimizer_is_named(digits, bad, error, match, tiny_cnn):
     X, y = digits
     with pytest.raises(error, match=match):
-        CNNClassifier(optimizer=bad, **TINY).fit(X, y)
+        CNNClassifier(optimizer=bad, **tiny_cnn).fit(X, y)
     with pytest.raises(error, match=match):
         resolve_optimizer(bad)
     assert all(issubclass(c, torch.optim.Optimizer) for c in OPTIMIZERS.values())
@@ -70,9 +66,9 @@ class Counter(Callback):
         assert all(p.grad is not None for _, p in named_parameters)
 
 
-def test_listening_callbacks_hear_every_batch_and_history_is_the_same(digits):
+def test_listening_callbacks_hear_every_batch_and_history_is_the_same(digits, tiny_cnn):
     X, y = digits
-    common = dict(batch_size=50, max_epochs=2, train_split=0.25, **TINY)
+    common = dict(batch_size=50, max_epochs=2, train_split=0.25, **tiny_cnn)
     quiet = CNNClassifier(**common).fit(X, y)
     counter = Counter()
     loud = CNNClassifier(callbacks=[counter], **common).fit(X, y)
@@ -87,10 +83,10 @@ def test_listening_callbacks_hear_every_batch_and_history_is_the_same(digits):
     np.testing.assert_array_equal(quiet.predict_proba(X), loud.predict_proba(X))
 
 
-def test_gradient_clipping_callback_acts(digits):
+def test_gradient_clipping_callback_acts(digits, tiny_cnn):
     X, y = digits
-    plain = CNNClassifier(max_epochs=1, lr=0.1, **TINY).fit(X, y)
-    clipped = CNNClassifier(max_epochs=1, lr=0.1, **TINY,
+    plain = CNNClassifier(max_epochs=1, lr=0.1, **tiny_cnn).fit(X, y)
+    clipped = CNNClassifier(max_epochs=1, lr=0.1, **tiny_cnn,
                             callbacks=[GradientNormClipping(1e-3)]).fit(X, y)
     assert np.abs(plain.predict_proba(X) - clipped.predict_proba(X)).max() > 1e-3
 
@@ -109,32 +105,33 @@ class Spy:
         return X, y
 
 
-def test_identity_augmentation_trains_the_same_model(digits):
+def test_identity_augmentation_trains_the_same_model(digits, tiny_cnn):
     from skweight.augment import RandomFlip
 
     X, y = digits
     w = np.random.default_rng(0).uniform(0.5, 2, len(y))
-    plain = CNNClassifier(max_epochs=2, batch_size=32, **TINY).fit(X, y, sample_weight=w)
+    plain = CNNClassifier(max_epochs=2, batch_size=32, **tiny_cnn).fit(X, y,
+                                                                     sample_weight=w)
     same = CNNClassifier(max_epochs=2, batch_size=32, augment=RandomFlip(p=0.0),
-                         **TINY).fit(X, y, sample_weight=w)
+                         **tiny_cnn).fit(X, y, sample_weight=w)
     np.testing.assert_array_equal(plain.predict_proba(X), same.predict_proba(X))
     flipped = CNNClassifier(max_epochs=2, batch_size=32, augment=RandomFlip(p=0.5),
-                            **TINY).fit(X, y, sample_weight=w)
+                            **tiny_cnn).fit(X, y, sample_weight=w)
     assert np.abs(plain.predict_proba(X) - flipped.predict_proba(X)).max() > 1e-3
 
 
-def test_augmentation_is_seeded_and_only_for_training_batches(digits):
+def test_augmentation_is_seeded_and_only_for_training_batches(digits, tiny_cnn):
     from skweight.augment import Compose, GaussianNoise, RandomFlip
 
     X, y = digits
     aug = Compose([RandomFlip(axes=(-1, -2)), GaussianNoise(0.1)])
-    a = CNNClassifier(max_epochs=2, augment=aug, train_split=0.25, **TINY).fit(X, y)
-    b = CNNClassifier(max_epochs=2, augment=aug, train_split=0.25, **TINY).fit(X, y)
+    a = CNNClassifier(max_epochs=2, augment=aug, train_split=0.25, **tiny_cnn).fit(X, y)
+    b = CNNClassifier(max_epochs=2, augment=aug, train_split=0.25, **tiny_cnn).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert a.history[:, "valid_loss"] == b.history[:, "valid_loss"]
     spy = Spy()
     clf = CNNClassifier(max_epochs=2, batch_size=60, augment=spy, train_split=0.25,
-                        **TINY).fit(X, y)
+                        **tiny_cnn).fit(X, y)
     # 180 training rows in 3 batches per epoch; the 60 validation rows never
     assert len(spy.calls) == 2 * 3
     assert sum(shape[0] for shape, _ in spy.calls) == 2 * 180
@@ -169,24 +166,24 @@ def test_augmentation_moves_masks_and_ignores_pixels_from_outside():
     assert np.isfinite(seg.history[-1, "train_loss"])
 
 
-def test_augment_parameters_are_nested_and_grid_searchable(digits):
+def test_augment_parameters_are_nested_and_grid_searchable(digits, tiny_cnn):
     from sklearn.base import clone
     from sklearn.model_selection import GridSearchCV
 
     from skweight.augment import RandomFlip
 
     X, y = digits
-    clf = CNNClassifier(max_epochs=1, augment=RandomFlip(), **TINY)
+    clf = CNNClassifier(max_epochs=1, augment=RandomFlip(), **tiny_cnn)
     assert clf.get_params()["augment__p"] == 0.5
     clf.set_params(augment__p=0.2)
     assert clf.augment.p == 0.2 and clone(clf).augment.p == 0.2
     search = GridSearchCV(clf, {"augment__p": [0.0, 1.0]}, cv=2).fit(X, y)
     assert search.best_params_["augment__p"] in (0.0, 1.0)
     with pytest.raises(TypeError, match="augment must be None or a callable"):
-        CNNClassifier(augment=3, **TINY).fit(X, y)
+        CNNClassifier(augment=3, **tiny_cnn).fit(X, y)
 
 
-def test_prediction_calls_a_subclass_evaluation_step_for_every_batch(digits):
+def test_prediction_calls_a_subclass_evaluation_step_for_every_batch(digits, tiny_cnn):
     X, y = digits
 
     class Counting(CNNClassifier):
@@ -194,8 +191,9 @@ def test_prediction_calls_a_subclass_evaluation_step_for_every_batch(digits):
             self.__dict__["steps"] = self.__dict__.get("steps", 0) + 1
             return super().evaluation_step(batch, training) * 0  # uniform proba
 
-    clf = Counting(max_epochs=1, batch_size=100, train_split=None, **TINY).fit(X, y)
-    lean = CNNClassifier(max_epochs=1, batch_size=100, train_split=None, **TINY).fit(X, y)
+    clf = Counting(max_epochs=1, batch_size=100, train_split=None, **tiny_cnn).fit(X, y)
+    lean = CNNClassifier(max_epochs=1, batch_size=100, train_split=None,
+                         **tiny_cnn).fit(X, y)
     clf.__dict__["steps"] = 0
     proba = clf.predict_proba(X)
     assert clf.__dict__["steps"] == 3  # 240 rows in batches of 100
@@ -207,8 +205,8 @@ def test_prediction_calls_a_subclass_evaluation_step_for_every_batch(digits):
     np.testing.assert_allclose(proba, expected, atol=1e-6)
 
 
-def test_prediction_of_an_unfitted_estimator_is_refused_before_any_batch(digits):
+def test_prediction_of_an_unfitted_estimator_is_refused_before_any_batch(digits, tiny_cnn):
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):
-        CNNClassifier(**TINY).predict_proba(digits[0])
+        CNNClassifier(**tiny_cnn).predict_proba(digits[0])

@@ -7,6 +7,10 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from skweight.losses import (
+    AsymmetricLoss,
+    BalancedMSELoss,
+    BinaryCrossEntropyLoss,
+    BinaryLogitAdjustedLoss,
     CrossEntropyLoss,
     DiceCELoss,
     DiceLoss,
@@ -1090,3 +1094,667 @@ def test_ldam_buffer_state_dict_and_in_place_update():
 def test_ldam_bad_params_raise(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+# --- Multi-label losses
+
+ML_ELEMENTWISE = ["bce", "sigmoid_focal", "asl", "binary_logit_adjusted"]
+ML_OVERLAP = ["sigmoid_dice", "sigmoid_tversky"]
+MULTILABEL = ML_ELEMENTWISE + ML_OVERLAP + ["sigmoid_dice_ce"]
+ML_PRIOR = [0.3, 0.05, 0.6, 0.5]
+ML_SHAPES = [(6, 4), (3, 4, 3, 5)]
+
+
+def make_multilabel(name, **kwargs):
+    """Build a multi-label loss for 4 labels (or channels), away from its BCE case."""
+    if name == "bce":
+        return BinaryCrossEntropyLoss(**kwargs)
+    if name == "sigmoid_focal":
+        kwargs = {"gamma": 2.0, "alpha": [0.25, 0.5, 0.75, 0.9], **kwargs}
+        return SigmoidFocalLoss(**kwargs)
+    if name == "asl":
+        kwargs = {"gamma_neg": 3.0, "gamma_pos": 1.0, "clip": 0.05, **kwargs}
+        return AsymmetricLoss(**kwargs)
+    if name == "binary_logit_adjusted":
+        return BinaryLogitAdjustedLoss(**{"class_prior": ML_PRIOR, **kwargs})
+    kwargs = {"sigmoid": True, **kwargs}
+    if name == "sigmoid_dice":
+        return DiceLoss(**kwargs)
+    if name == "sigmoid_tversky":
+        return TverskyLoss(**{"alpha": 0.3, "beta": 0.7, **kwargs})
+    return DiceCELoss(**{"lambda_ce": 0.7, **kwargs})
+
+
+def multilabel_data(shape=(6, 4), seed=20, scale=2.0, dtype=torch.float32):
+    """Logits and 0/1 float targets, label prevalences from 0.1 to 0.7."""
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+    rate = torch.linspace(0.1, 0.7, shape[1]).reshape((1, -1) + (1,) * (len(shape) - 2))
+    y = (torch.rand(shape, generator=gen) < rate).to(dtype)
+    return x, y
+
+
+def exact_reduction(name):
+    """The reduction under which weights and copies must agree exactly.
+
+    Element-wise losses and DiceCE: "sum" (the numerator of the weighted mean
+    the estimator normalises); Dice and Tversky: "mean", 1 - mean_k D_k.
+    """
+    return "mean" if name in ML_OVERLAP else "sum"
+
+
+def objective(name, loss, x, y, weight=None):
+    """The training objective: for element-wise losses, sum_i w_i l_i / sum_i w_i."""
+    value = loss(x, y, weight)
+    if name not in ML_ELEMENTWISE:
+        return value
+    if weight is None:
+        return value / y.numel()
+    return value / weight.reshape(weight.shape + (1,) * (y.ndim - weight.ndim)).expand(
+        y.shape).sum()
+
+
+def per_channel_copies(x, y, counts):
+    """Repeat each element ``counts`` times among its own channel's elements.
+
+    Returns (1, C, L) logits and targets with a 0/1 weight that is 0 on the
+    padding (channels get different numbers of copies).
+    """
+    n_channels = x.shape[1]
+    xs = [x[:, c].reshape(-1).repeat_interleave(counts[:, c].reshape(-1))
+          for c in range(n_channels)]
+    ys = [y[:, c].reshape(-1).repeat_interleave(counts[:, c].reshape(-1))
+          for c in range(n_channels)]
+    length = max(len(v) for v in xs)
+    big_x, big_y, weight = (torch.zeros(1, n_channels, length) for _ in range(3))
+    for c in range(n_channels):
+        big_x[0, c, : len(xs[c])] = xs[c]
+        big_y[0, c, : len(ys[c])] = ys[c]
+        weight[0, c, : len(xs[c])] = 1.0
+    return big_x, big_y, weight
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+@pytest.mark.parametrize("shape", ML_SHAPES)
+@pytest.mark.parametrize("per_image", [False, True])
+def test_multilabel_zero_weight_equals_leaving_the_sample_out(name, shape, per_image):
+    if per_image and name not in ML_OVERLAP:
+        pytest.skip("per_image concerns Dice and Tversky only")
+    x, y = multilabel_data(shape)
+    n = shape[0]
+    sw = torch.rand(n, generator=torch.Generator().manual_seed(21)) + 0.5
+    sw[1] = 0.0
+    keep = sw > 0
+    kw = {"per_image": per_image} if name in ML_OVERLAP else {}
+    loss = make_multilabel(name, reduction=exact_reduction(name), **kw)
+    got = objective(name, loss, x, y, sw)
+    assert_close(got, objective(name, loss, x[keep], y[keep], sw[keep]))
+    # the same through a per-element weight of the target's shape
+    full = sw.reshape((n,) + (1,) * (len(shape) - 1)).expand(shape).contiguous()
+    assert_close(objective(name, loss, x, y, full), got)
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+@pytest.mark.parametrize("shape", ML_SHAPES)
+@pytest.mark.parametrize("per_image", [False, True])
+def test_multilabel_integer_weight_equals_copies_of_the_sample(name, shape, per_image):
+    if per_image and name not in ML_OVERLAP:
+        pytest.skip("per_image concerns Dice and Tversky only")
+    x, y = multilabel_data(shape)
+    counts = torch.tensor([2, 1, 3, 1, 0, 1])[: shape[0]]
+    kw = {"per_image": per_image} if name in ML_OVERLAP else {}
+    if name not in ML_ELEMENTWISE:
+        # a weight k inside one image's sums cancels exactly only without
+        # smoothing, where an image of weight 0 would be 0 / 0 (the test
+        # above covers weight 0 with smoothing)
+        kw["smooth"] = 0.0
+        if per_image:
+            counts = counts.clamp_min(1)
+    loss = make_multilabel(name, reduction=exact_reduction(name), **kw)
+    weighted = objective(name, loss, x, y, counts.float())
+    copies = objective(name, loss, x.repeat_interleave(counts, 0),
+                       y.repeat_interleave(counts, 0))
+    assert_close(weighted, copies)
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+@pytest.mark.parametrize("shape", ML_SHAPES)
+def test_multilabel_per_element_integer_weight_equals_copies(name, shape):
+    # Weight k on one (sample, label) or (pixel, channel) element is that
+    # element repeated k times, within its label's (channel's) own terms;
+    # k = 0 leaves it out.
+    x, y = multilabel_data(shape)
+    gen = torch.Generator().manual_seed(22)
+    counts = torch.randint(0, 4, shape, generator=gen)
+    big_x, big_y, pad = per_channel_copies(x, y, counts)
+    loss = make_multilabel(name, reduction=exact_reduction(name))
+    weighted = objective(name, loss, x, y, counts.float())
+    assert_close(weighted, objective(name, loss, big_x, big_y, pad))
+
+
+@pytest.mark.parametrize("name", ML_OVERLAP + ["sigmoid_dice_ce"])
+@pytest.mark.parametrize("ignore_index", [255, -1])
+def test_multilabel_overlap_zero_weight_equals_ignore_index(name, ignore_index):
+    x, y = multilabel_data((3, 4, 3, 5))
+    mask = torch.rand(y.shape, generator=torch.Generator().manual_seed(23)) < 0.3
+    ignored = y.long().masked_fill(mask, ignore_index)
+    # DiceCE "mean" is left out: its cross-entropy part divides by the
+    # non-ignored count
+    reductions = ["sum"] if name == "sigmoid_dice_ce" else ["sum", "mean"]
+    for per_image in (False, True):
+        kw = {"per_image": per_image}
+        for reduction in reductions:
+            with_ignore = make_multilabel(
+                name, ignore_index=ignore_index, reduction=reduction, **kw
+            )
+            weighted = make_multilabel(name, reduction=reduction, **kw)
+            assert_close(with_ignore(x, ignored), weighted(x, y, (~mask).float()))
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+@pytest.mark.parametrize("shape", ML_SHAPES)
+def test_multilabel_scaling_weights_changes_no_objective(name, shape):
+    x, y = multilabel_data(shape)
+    sw = torch.rand(shape, generator=torch.Generator().manual_seed(24)) + 0.1
+    if name in ML_ELEMENTWISE:
+        for reduction in ("mean", "sum"):
+            loss = make_multilabel(name, reduction=reduction)
+            assert_close(loss(x, y, 7.0 * sw), 7.0 * loss(x, y, sw))
+            assert_close(objective(name, loss, x, y, 7.0 * sw),
+                         objective(name, loss, x, y, sw))
+        return
+    if name == "sigmoid_dice_ce":
+        # its Dice term is scale-free, its cross-entropy term scales
+        dice = make_multilabel(name, smooth=0.0, lambda_ce=0.0)
+        assert_close(dice(x, y, 7.0 * sw), dice(x, y, sw))
+        bce = make_multilabel(name, lambda_dice=0.0)
+        assert_close(bce(x, y, 7.0 * sw), 7.0 * bce(x, y, sw))
+        return
+    for per_image in (False, True):
+        exact = make_multilabel(name, smooth=0.0, per_image=per_image)
+        assert_close(exact(x, y, 7.0 * sw), exact(x, y, sw))
+        assert_close(exact(x, y, sw.new_full((shape[0],), 4.0)), exact(x, y))
+        if len(shape) > 2:  # (one-pixel images feel the smoothing more)
+            smoothed = make_multilabel(name, per_image=per_image)
+            assert_close(smoothed(x, y, 7.0 * sw), smoothed(x, y, sw), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", ML_SHAPES + [(9,)])
+@pytest.mark.parametrize("target_dtype", [torch.float32, torch.long, torch.bool])
+@pytest.mark.parametrize("weight_kind", [None, "sample", "element"])
+def test_bce_matches_torch(shape, target_dtype, weight_kind):
+    x, y = multilabel_data(shape) if len(shape) > 1 else multilabel_data((9, 1))
+    x, y = x.reshape(shape), y.reshape(shape)
+    gen = torch.Generator().manual_seed(25)
+    weight = {
+        None: None,
+        "sample": torch.rand(shape[0], generator=gen) * 3,
+        "element": torch.rand(shape, generator=gen) * 3,
+    }[weight_kind]
+    torch_weight = None
+    if weight is not None:
+        torch_weight = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))
+    expected = F.binary_cross_entropy_with_logits(x, y, torch_weight, reduction="none")
+    target = y.to(target_dtype)
+    got = BinaryCrossEntropyLoss(reduction="none")(x, target, weight)
+    assert got.shape == shape
+    assert_close(got, expected)
+    assert_close(BinaryCrossEntropyLoss()(x, target, weight), expected.mean())
+    assert_close(BinaryCrossEntropyLoss(reduction="sum")(x, target, weight), expected.sum())
+
+
+@pytest.mark.parametrize("big", [1e3, 1e4])
+def test_bce_exact_for_extreme_logits(big):
+    x = torch.tensor([[big, -big], [-big, big]])
+    y = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # right, right; wrong, wrong
+    x.requires_grad_(True)
+    loss = BinaryCrossEntropyLoss(reduction="none")(x, y)
+    assert_close(loss, torch.tensor([[0.0, 0.0], [big, big]]))
+    BinaryCrossEntropyLoss()(x, y).backward()
+    # d/dx = (p - y) / n, here 0 or +-1 exactly
+    assert_close(x.grad, torch.tensor([[0.0, 0.0], [-1.0, 1.0]]) / 4)
+
+
+def bce_equivalents():
+    """(name, loss) pairs that must equal BinaryCrossEntropyLoss bit for bit."""
+    return [
+        ("sigmoid_focal", lambda **kw: SigmoidFocalLoss(gamma=0.0, alpha=None, **kw)),
+        ("asl", lambda **kw: AsymmetricLoss(gamma_neg=0.0, gamma_pos=0.0, clip=0.0, **kw)),
+        ("tau0", lambda **kw: BinaryLogitAdjustedLoss(ML_PRIOR, tau=0.0, **kw)),
+        ("tau0_no_prior", lambda **kw: BinaryLogitAdjustedLoss(tau=0.0, **kw)),
+        ("half_prior", lambda **kw: BinaryLogitAdjustedLoss([0.5] * 4, tau=2.5, **kw)),
+        ("min_prior_half", lambda **kw: BinaryLogitAdjustedLoss(ML_PRIOR, min_prior=0.5,
+                                                                **kw)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("shape", ML_SHAPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_multilabel_losses_reduce_to_bce_exactly(case, shape, reduction):
+    _, build = bce_equivalents()[case]
+    x, y = multilabel_data(shape)
+    sw = torch.rand(shape, generator=torch.Generator().manual_seed(26))
+    for weight in (None, sw, sw[(slice(None),) + (0,) * (len(shape) - 1)]):
+        xa = x.clone().requires_grad_(True)
+        xb = x.clone().requires_grad_(True)
+        expected = BinaryCrossEntropyLoss(reduction=reduction)(xa, y, weight)
+        got = build(reduction=reduction)(xb, y, weight)
+        assert torch.equal(got, expected)  # bit for bit
+        expected.sum().backward()
+        got.sum().backward()
+        assert_close(xb.grad, xa.grad, rtol=0, atol=0)
+        got = build(reduction=reduction).forward_validated(x, y, weight)
+        assert torch.equal(got, expected.detach())
+
+
+@pytest.mark.parametrize("shape", ML_SHAPES)
+def test_sigmoid_focal_per_label_alpha_acts_per_label(shape):
+    x, y = multilabel_data(shape)
+    alpha = [0.1, 0.5, 0.8, 1.0]
+    got = SigmoidFocalLoss(gamma=1.5, alpha=alpha, reduction="none")(x, y)
+    for c, a in enumerate(alpha):
+        column = SigmoidFocalLoss(gamma=1.5, alpha=a, reduction="none")(x[:, c], y[:, c])
+        assert_close(got[:, c], column)
+    # the same numbers for every label are the scalar alpha
+    same = SigmoidFocalLoss(alpha=[0.25] * 4, reduction="none")(x, y)
+    assert_close(same, SigmoidFocalLoss(reduction="none")(x, y))
+    # alpha_t = alpha for positives, 1 - alpha for negatives, per label
+    plain = SigmoidFocalLoss(gamma=1.5, alpha=None, reduction="none")(x, y)
+    a = torch.tensor(alpha).reshape((1, 4) + (1,) * (len(shape) - 2))
+    assert_close(got, plain * torch.where(y == 1, a, 1 - a))
+
+
+def test_sigmoid_focal_alpha_forms_and_buffer():
+    x, y = multilabel_data((5, 3))
+    expected = SigmoidFocalLoss(alpha=torch.tensor([0.2, 0.6, 0.9]))(x, y)
+    for alpha in ([0.2, 0.6, 0.9], (0.2, 0.6, 0.9), np.array([0.2, 0.6, 0.9])):
+        loss = SigmoidFocalLoss(alpha=alpha)
+        assert loss.alpha.dtype == torch.float32
+        assert list(loss.state_dict()) == ["alpha"]
+        assert_close(loss(x, y), expected)
+    # scalars stay plain numbers, as before (and nothing in the state_dict)
+    for alpha in (0.25, np.float64(0.25), torch.tensor(0.25), np.array(0.25)):
+        loss = SigmoidFocalLoss(alpha=alpha)
+        assert loss.alpha == 0.25 and isinstance(loss.alpha, float)
+        assert list(loss.state_dict()) == []
+    assert SigmoidFocalLoss().alpha == 0.25 and SigmoidFocalLoss().gamma == 2.0
+    assert SigmoidFocalLoss(alpha=None).alpha is None
+    loss64 = SigmoidFocalLoss(alpha=[0.2, 0.6, 0.9]).to(torch.float64)
+    assert_close(loss64(x.double(), y), expected.double())
+    assert "alpha=[0.2, 0.6, 0.9]" in repr(SigmoidFocalLoss(alpha=[0.2, 0.6, 0.9]))
+
+
+@pytest.mark.parametrize(
+    ("gamma_neg", "gamma_pos", "clip"),
+    [(4.0, 0.0, 0.05), (2.0, 1.0, 0.0), (0.5, 0.5, 0.2), (0.0, 2.0, 0.1), (4.0, 0.0, 0.9)],
+)
+def test_asl_matches_formula(gamma_neg, gamma_pos, clip):
+    x, y = multilabel_data((3, 4, 5), dtype=torch.float64)
+    p = torch.sigmoid(x)
+    p_m = (p - clip).clamp_min(0)
+    positive = -((1 - p) ** gamma_pos) * torch.log(p)
+    negative = -(p_m**gamma_neg) * torch.log(1 - p_m)
+    expected = torch.where(y == 1, positive, negative)
+    loss = AsymmetricLoss(gamma_neg, gamma_pos, clip, reduction="none")
+    got = loss(x, y)
+    assert got.dtype == torch.float64
+    assert_close(got, expected)
+    assert_close(AsymmetricLoss(gamma_neg, gamma_pos, clip)(x, y), expected.mean())
+
+
+@pytest.mark.parametrize(("gamma_neg", "gamma_pos", "clip"),
+                         [(4.0, 0.0, 0.05), (2.0, 1.5, 0.1), (0.5, 0.5, 0.0)])
+def test_asl_focusing_factors_have_no_gradient(gamma_neg, gamma_pos, clip):
+    # the gradient is that of the cross-entropy terms times constant factors
+    x, y = multilabel_data((6, 4), dtype=torch.float64)
+    sw = torch.rand(6, 4, generator=torch.Generator().manual_seed(27), dtype=torch.float64)
+    x.requires_grad_(True)
+    AsymmetricLoss(gamma_neg, gamma_pos, clip)(x, y, sw).backward()
+    p = torch.sigmoid(x.detach())
+    p_m = (p - clip).clamp_min(0)
+    grad_pos = -((1 - p) ** gamma_pos) * (1 - p)  # d/dx of -log p is p - 1
+    # d/dx of -log(1 - p + m) is p (1 - p) / (1 - p + m) where p > m, else 0
+    grad_neg = torch.where(p > clip, p_m**gamma_neg * p * (1 - p) / (1 - p + clip), 0.0)
+    expected = torch.where(y == 1, grad_pos, grad_neg) * sw / y.numel()
+    assert_close(x.grad, expected)
+
+
+def test_asl_clip_discards_easy_negatives():
+    clip = 0.05
+    logit_of = math.log(clip / (1 - clip))
+    x = torch.tensor([[logit_of - 1.0, logit_of - 1e-3, -1e4, logit_of + 1.0, -3.0]])
+    y = torch.tensor([[0, 0, 0, 0, 1]])
+    x.requires_grad_(True)
+    loss = AsymmetricLoss(gamma_neg=0.0, clip=clip, reduction="none")(x, y)
+    loss.sum().backward()
+    # p <= clip: neither loss nor gradient
+    assert loss[0, :3].tolist() == [0.0, 0.0, 0.0]
+    assert x.grad[0, :3].tolist() == [0.0, 0.0, 0.0]
+    p = torch.sigmoid(torch.tensor(logit_of + 1.0))
+    assert_close(loss[0, 3], -torch.log(1 - (p - clip)))
+    # positives are not clipped
+    assert_close(loss[0, 4], -F.logsigmoid(torch.tensor(-3.0)))
+
+
+@pytest.mark.parametrize("shape", ML_SHAPES)
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.5])
+def test_binary_logit_adjusted_matches_formula(shape, tau):
+    x, y = multilabel_data(shape, dtype=torch.float64)
+    sw = torch.rand(shape, generator=torch.Generator().manual_seed(28), dtype=torch.float64)
+    prior = torch.tensor(ML_PRIOR, dtype=torch.float32).double()  # the buffer's values
+    shift = tau * torch.log(prior / (1 - prior))
+    z = x + shift.reshape((1, 4) + (1,) * (len(shape) - 2))
+    expected = F.binary_cross_entropy_with_logits(z, y, sw, reduction="none")
+    loss = BinaryLogitAdjustedLoss(ML_PRIOR, tau=tau, reduction="none")
+    assert_close(loss(x, y, sw), expected)
+    x.requires_grad_(True)
+    BinaryLogitAdjustedLoss(np.asarray(ML_PRIOR), tau=tau)(x, y, sw).backward()
+    assert_close(x.grad, sw * (torch.sigmoid(z) - y) / y.numel())
+
+
+def test_binary_logit_adjusted_hand_computed_and_floor():
+    # prior 0.2: equal logits give sigmoid(log(0.25)) = 0.2, the prior itself
+    loss = BinaryLogitAdjustedLoss([0.2], reduction="none")
+    got = loss(torch.zeros(2, 1), torch.tensor([[1], [0]]))
+    assert_close(got, torch.tensor([[-math.log(0.2)], [-math.log(0.8)]]))
+    # never and always present: kept min_prior away from 0 and 1
+    loss = BinaryLogitAdjustedLoss([0.0, 1.0, 1e-20, 0.5], reduction="none")
+    assert_close(loss.class_prior, torch.tensor([1e-12, 1.0, 1e-12, 0.5]))
+    largest = math.log((1 - 1e-12) / 1e-12)  # 27.63
+    got = loss(torch.zeros(1, 4), torch.ones(1, 4))
+    expected = -F.logsigmoid(torch.tensor([-largest, largest, -largest, 0.0]))
+    assert_close(got[0], expected)
+    assert torch.isfinite(got).all()
+    # a floor of 0.5 removes the adjustment; other floors move both ends
+    loss = BinaryLogitAdjustedLoss([0.0, 0.999, 0.3], min_prior=0.01)
+    np.testing.assert_allclose(loss.class_prior.numpy(), [0.01, 0.99, 0.3], rtol=1e-6)
+
+
+def test_binary_logit_adjusted_prior_buffer_and_set_class_prior():
+    x, y = multilabel_data((5, 4, 2, 2))
+    expected = BinaryLogitAdjustedLoss(ML_PRIOR)(x, y)
+    # built without a prior, as an estimator may: tau=0 works, others wait
+    loss = BinaryLogitAdjustedLoss()
+    assert loss.class_prior is None
+    assert list(loss.state_dict()) == []
+    bce = BinaryCrossEntropyLoss()(x, y)
+    assert torch.equal(BinaryLogitAdjustedLoss(tau=0.0)(x, y), bce)
+    with pytest.raises(ValueError, match="class_prior is not set"):
+        loss(x, y)
+    assert loss.set_class_prior(ML_PRIOR) is loss
+    assert loss.class_prior.dtype == torch.float32
+    assert_close(loss(x, y), expected)
+    # then in place: the same tensor, new values
+    buffer = loss.class_prior
+    loss.set_class_prior([0.5, 0.5, 0.5, 0.5])
+    assert loss.class_prior is buffer
+    assert_close(loss(x, y), BinaryCrossEntropyLoss()(x, y))
+    buffer.copy_(torch.tensor(ML_PRIOR))
+    assert_close(loss(x, y), expected)
+    with pytest.raises(ValueError, match=r"class_prior has 3 entries but the loss was"):
+        loss.set_class_prior([0.1, 0.2, 0.3])
+    # the state_dict restores it, also into a loss built without a prior
+    assert list(loss.state_dict()) == ["class_prior"]
+    for fresh in (BinaryLogitAdjustedLoss(), BinaryLogitAdjustedLoss([0.5] * 4)):
+        fresh.load_state_dict(loss.state_dict())
+        assert_close(fresh(x, y), expected)
+    loss64 = BinaryLogitAdjustedLoss(ML_PRIOR).to(torch.float64)
+    assert loss64.class_prior.dtype == torch.float64
+    assert_close(loss64(x.double(), y), expected.double())
+    assert loss.to("meta").class_prior.device.type == "meta"
+
+
+@pytest.mark.parametrize("name", ML_OVERLAP)
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("shape", ML_SHAPES)
+def test_sigmoid_overlap_equals_two_class_softmax_per_channel(name, per_image, shape):
+    # sigmoid(x) = softmax([0, x])_1: channel c is a two-class problem with
+    # class 1 the structure
+    x, y = multilabel_data(shape)
+    gen = torch.Generator().manual_seed(29)
+    sw = torch.rand(shape[0] if per_image else shape, generator=gen)
+    got = make_multilabel(name, per_image=per_image, reduction="none")(x, y, sw)
+    assert got.shape == ((shape[0], 4) if per_image else (4,))
+    for c in range(4):
+        pair = torch.stack([torch.zeros_like(x[:, c]), x[:, c]], dim=1)
+        softmax_loss = make(name.removeprefix("sigmoid_"), per_image=per_image,
+                            include_background=False, reduction="none")
+        weight = sw if per_image else sw[:, c]
+        expected = softmax_loss(pair, y[:, c].long(), weight)
+        assert_close(got[..., c], expected[..., 0])
+
+
+def test_sigmoid_dice_hand_computed():
+    # one image of 2 pixels, 2 overlapping channels: probabilities
+    # (0.75, 0.25) and (0.5, 0.75); masks (1, 0) and (1, 1)
+    x = torch.tensor([[[L3, -L3], [0.0, L3]]])
+    y = torch.tensor([[[1, 0], [1, 1]]])
+    # channel 0: TP .75, sum p 1, sum g 1 -> 0.75; channel 1: TP 1.25, 1.25, 2
+    d0, d1 = 1.5 / 2.0, 2.5 / 3.25
+    got = DiceLoss(smooth=0.0, sigmoid=True, reduction="none")(x, y)
+    assert_close(got, torch.tensor([1 - d0, 1 - d1]))
+    no_bg = DiceLoss(smooth=0.0, sigmoid=True, include_background=False)(x, y)
+    assert_close(no_bg.item(), 1 - d1)
+    # Tversky: channel 1 FP = 0.0, FN = 0.75
+    t1 = 1.25 / (1.25 + 0.3 * 0.0 + 0.7 * 0.75)
+    got = TverskyLoss(alpha=0.3, beta=0.7, smooth=0.0, sigmoid=True, reduction="none")
+    assert_close(got(x, y)[1].item(), 1 - t1)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_sigmoid_dice_ce_is_weighted_sum(per_image):
+    x, y = multilabel_data((3, 4, 3, 5))
+    t = y.long()
+    t[0, 1, 0] = 255
+    sw = torch.tensor([1.0, 0.0, 2.0])
+    valid = (t != 255).float()
+    smoothed = y * 0.8 + 0.1  # label_smoothing=0.2 moves targets towards 0.5
+    bce = F.binary_cross_entropy_with_logits(x, smoothed, reduction="none")
+    bce = bce * valid * sw[:, None, None, None]
+    for reduction in ("mean", "sum"):
+        kw = {"per_image": per_image, "ignore_index": 255, "reduction": reduction}
+        dice = DiceLoss(squared=True, sigmoid=True, **kw)(x, t, sw)
+        ce = bce.sum() / valid.sum() if reduction == "mean" else bce.sum()
+        loss = DiceCELoss(lambda_dice=0.3, lambda_ce=2.0, squared=True,
+                          label_smoothing=0.2, sigmoid=True, **kw)
+        assert_close(loss(x, t, sw), 0.3 * dice + 2.0 * ce)
+
+
+@pytest.mark.parametrize("name", ML_OVERLAP + ["sigmoid_dice_ce"])
+def test_sigmoid_overlap_options(name):
+    x, y = multilabel_data((2, 3, 4))
+    if name != "sigmoid_dice_ce":
+        terms = make_multilabel(name, reduction="none")(x, y)
+        no_bg = make_multilabel(name, include_background=False, reduction="none")(x, y)
+        assert_close(no_bg, terms[1:])  # channel 0 left out
+    with pytest.raises(ValueError, match="include_background=False needs at least 2"):
+        make_multilabel(name, include_background=False)(x[:, :1], y[:, :1])
+    msg = r"class_weight must be None with sigmoid=True; got \[1.0, 2.0, 3.0\]"
+    with pytest.raises(ValueError, match=msg):
+        make_multilabel(name, class_weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"sigmoid=True; got shape \(2,\)"):
+        make_multilabel(name)(x[:, 0, 0], y[:, 0, 0])
+    assert "sigmoid=True" in repr(make_multilabel(name))
+    # the softmax default is untouched by the option's existence
+    assert "sigmoid=False" in repr(make(name.removeprefix("sigmoid_")))
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+@pytest.mark.parametrize("big", [1e3, 1e4])
+@pytest.mark.parametrize("shape", ML_SHAPES)
+def test_multilabel_finite_for_extreme_logits_and_empty_labels(name, big, shape):
+    gen = torch.Generator().manual_seed(30)
+    x = torch.randint(-1, 2, shape, generator=gen).float() * big
+    y = torch.randint(0, 2, shape, generator=gen).float()
+    y[:, 0] = 0  # a label present nowhere in the batch
+    y[:, 1] = 1  # and one present everywhere
+    sw = torch.rand(shape[0], generator=gen)
+    variants = [{}, {"reduction": "sum"}]
+    if name in ML_OVERLAP:
+        variants += [{"per_image": True}, {"per_image": True, "include_background": False}]
+    elif name == "sigmoid_focal":
+        variants += [{"gamma": g} for g in GAMMAS]
+    elif name == "asl":
+        variants += [{"gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 0.0}, {"clip": 1e-30}]
+    elif name == "binary_logit_adjusted":
+        variants += [{"class_prior": [0.0, 1.0, 0.5, 1e-30], "tau": 10.0}]
+    for kw in variants:
+        loss = make_multilabel(name, **kw)
+        assert grads_finite(loss, x, y, sw)
+        assert grads_finite(loss, x, y)
+        assert grads_finite(loss.forward_validated, x, y, sw)
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+def test_multilabel_forward_validated_equals_forward(name):
+    x, y = multilabel_data((3, 4, 2, 3))
+    sw = torch.rand(3, generator=torch.Generator().manual_seed(31))
+    for kw in ({}, {"reduction": "sum"}):
+        loss = make_multilabel(name, **kw)
+        for weight in (None, sw, sw[:, None, None, None].expand(y.shape)):
+            assert_close(loss.forward_validated(x, y, weight), loss(x, y, weight))
+            assert_close(loss.forward_validated(x, y.long(), weight), loss(x, y, weight))
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+def test_multilabel_low_precision_input_is_computed_in_float32(name):
+    x, y = multilabel_data((2, 4, 3, 3))
+    x16 = x.bfloat16()
+    got = make_multilabel(name)(x16, y)
+    assert got.dtype == torch.float32
+    assert_close(got, make_multilabel(name)(x16.float(), y))
+    got64 = make_multilabel(name)(x.double(), y)
+    assert got64.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("bce", {}),
+        ("sigmoid_focal", {}),
+        ("sigmoid_focal", {"gamma": 0.5, "alpha": 0.3}),
+        ("asl", {"gamma_neg": 0.0, "gamma_pos": 0.0, "clip": 0.1}),
+        ("binary_logit_adjusted", {"tau": 1.5}),
+        ("sigmoid_dice", {"ignore_index": -1, "squared": True}),
+        ("sigmoid_dice", {"per_image": True, "include_background": False}),
+        ("sigmoid_tversky", {"ignore_index": -1, "per_image": True}),
+        ("sigmoid_dice_ce", {"ignore_index": -1, "label_smoothing": 0.1}),
+    ],
+)
+def test_multilabel_gradcheck(name, kwargs):
+    # (ASL with nonzero gammas has constant focusing factors by design.)
+    x, y = multilabel_data((2, 4, 2, 2), scale=1.5, dtype=torch.float64)
+    t = y.long()
+    if "ignore_index" in kwargs:
+        t[0, 1, 0, 0] = -1
+    gen = torch.Generator().manual_seed(0)
+    sw = torch.rand(y.shape, dtype=torch.float64, generator=gen)
+    loss = make_multilabel(name, **kwargs)
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: loss(z, t, sw), (x,))
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+@pytest.mark.parametrize("bad", [2, -1, 0.5, float("nan")])
+def test_multilabel_non_binary_target_raises(name, bad):
+    x, y = multilabel_data((3, 4, 2))
+    y[1, 2, 0] = bad
+    with pytest.raises(ValueError, match="target must contain only 0 and 1"):
+        make_multilabel(name)(x, y)
+    if name not in ML_ELEMENTWISE and bad == 2:
+        # but the ignore_index value is welcome
+        make_multilabel(name, ignore_index=2)(x, y)
+        msg = r"only 0 and 1 \(or ignore_index=255\) for .*\(sigmoid=True\); got 2"
+        with pytest.raises(ValueError, match=msg):
+            make_multilabel(name, ignore_index=255)(x, y)
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+def test_multilabel_bad_shapes_and_weights_raise(name):
+    x, y = multilabel_data((3, 4, 5))
+    msg = r"target shape \(3, 5\) does not match input shape \(3, 4, 5\): .* one 0/1 target"
+    with pytest.raises(ValueError, match=msg):
+        make_multilabel(name)(x, y[:, 0])
+    msg = (
+        r"sample_weight.shape == \(3, 5\), expected \(3,\) \(one weight per sample\) "
+        r"or \(3, 4, 5\) \(one weight per element\)"
+    )
+    with pytest.raises(ValueError, match=msg):
+        make_multilabel(name)(x, y, sample_weight=torch.ones(3, 5))
+    with pytest.raises(ValueError, match=msg):
+        make_multilabel(name).forward_validated(x, y, sample_weight=torch.ones(3, 5))
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="sample_weight must contain finite non-neg"):
+            make_multilabel(name)(x, y, sample_weight=torch.tensor([1.0, bad, 1.0]))
+    with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+        make_multilabel(name)(x, y.tolist())
+    with pytest.raises(ValueError, match="input must be a floating point tensor"):
+        make_multilabel(name)(x.long(), y)
+    if name in ("sigmoid_focal", "binary_logit_adjusted"):
+        # a per-label setting of 4 entries, and 3 labels
+        what = "alpha" if name == "sigmoid_focal" else "class_prior"
+        msg = rf"{what} has 4 entries \(one per label\) but input has shape \(3, 3, 5\)"
+        with pytest.raises(ValueError, match=msg):
+            make_multilabel(name)(x[:, :3], y[:, :3])
+        with pytest.raises(ValueError, match=rf"{what} has 4 entries .* shape \(3,\)"):
+            make_multilabel(name)(x[:, 0, 0], y[:, 0, 0])
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: AsymmetricLoss(gamma_neg=-1.0), "gamma_neg must be a finite .* >= 0"),
+        (lambda: AsymmetricLoss(gamma_pos=float("nan")), "gamma_pos must be a finite real"),
+        (lambda: AsymmetricLoss(gamma_pos=float("inf")), "gamma_pos must be a finite real"),
+        (lambda: AsymmetricLoss(gamma_neg="4"), "gamma_neg must be a finite real"),
+        (lambda: AsymmetricLoss(clip=1.0), r"clip must be a finite real .* in \[0, 1\)"),
+        (lambda: AsymmetricLoss(clip=-0.1), "clip must be a finite real number >= 0"),
+        (lambda: AsymmetricLoss(clip=float("nan")), "clip must be a finite real number"),
+        (lambda: AsymmetricLoss(reduction="avg"), "reduction must be one of"),
+        (lambda: BinaryCrossEntropyLoss(reduction=None), "reduction must be one of"),
+        (lambda: SigmoidFocalLoss(gamma=-2.0), "gamma must be a finite real number >= 0"),
+        (lambda: SigmoidFocalLoss(alpha=[0.5, 1.5]),
+         r"alpha must contain finite numbers in \[0, 1\], one per label; got \[0.5, 1.5\]"),
+        (lambda: SigmoidFocalLoss(alpha=[0.5, float("nan")]), "alpha must contain finite"),
+        (lambda: SigmoidFocalLoss(alpha=[]), r"non-empty 1-D sequence.*got shape \(0,\)"),
+        (lambda: SigmoidFocalLoss(alpha=[[0.5, 0.5]]), r"got shape \(1, 2\)"),
+        (lambda: SigmoidFocalLoss(alpha=["a"]), "alpha must be None, a number in"),
+        (lambda: SigmoidFocalLoss(alpha="0.5"), "alpha must be a finite real number"),
+        (lambda: SigmoidFocalLoss(alpha=True), "alpha must be a finite real number"),
+        (lambda: BinaryLogitAdjustedLoss(tau=-1.0), "tau must be a finite real num.* >= 0"),
+        (lambda: BinaryLogitAdjustedLoss(tau=float("inf")), "tau must be a finite real"),
+        (lambda: BinaryLogitAdjustedLoss(min_prior=0.6),
+         r"min_prior must be a finite real number in \["),
+        (lambda: BinaryLogitAdjustedLoss(min_prior=0.0), "min_prior must be a finite real"),
+        (lambda: BinaryLogitAdjustedLoss([0.5, 1.5]),
+         r"class_prior must contain label prevalences.*got \[0.5, 1.5\]"),
+        (lambda: BinaryLogitAdjustedLoss([0.5, -0.1]), "class_prior must contain label"),
+        (lambda: BinaryLogitAdjustedLoss([0.5, float("nan")]), "class_prior must contain"),
+        (lambda: BinaryLogitAdjustedLoss([40, 10]), "class_prior must contain label prev"),
+        (lambda: BinaryLogitAdjustedLoss(0.5), r"class_prior must be a non-empty .*\(\)"),
+        (lambda: BinaryLogitAdjustedLoss([[0.5]]), r"non-empty 1-D array.*\(1, 1\)"),
+        (lambda: BinaryLogitAdjustedLoss(["a"]), "class_prior must be a 1-D array"),
+        (lambda: BinaryLogitAdjustedLoss().set_class_prior([2.0]), "label prevalences"),
+        (lambda: DiceLoss(sigmoid=True, class_weight=[1.0]), "class_weight must be None"),
+    ],
+)
+def test_multilabel_bad_constructor_params_raise(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", MULTILABEL)
+def test_multilabel_cuda_follows_module(name):
+    x, y = multilabel_data((2, 4, 4, 4))
+    sw = torch.tensor([1.0, 3.0])
+    expected = make_multilabel(name)(x, y, sw)
+    loss = make_multilabel(name).to("cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        got = loss(x.cuda().half(), y.cuda().bool(), sw.cuda())
+    assert got.device.type == "cuda"
+    assert got.dtype == torch.float32
+    assert_close(got.cpu(), expected, atol=2e-2, rtol=2e-3)
+    got = loss.forward_validated(x.cuda(), y.cuda(), sw.cuda())
+    assert_close(got.cpu(), expected)

@@ -504,19 +504,11 @@ def test_target_weight_given_twice_is_refused(boxes):
         reg.fit(X, y)
 
 
-def test_module_output_shape_is_checked(boxes):
+def test_module_output_shape_is_checked(boxes, linear_module):
     (X, y), _ = boxes
-
-    class Wrong(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin = torch.nn.Linear(144, 3)
-
-        def forward(self, x):
-            return self.lin(x.flatten(1))
-
     with pytest.raises(ValueError, match=r"outputs of shape \(32, 3\).*\(32, 2\)"):
-        CNNRegressor(Wrong, max_epochs=1, batch_size=32).fit(X, y)
+        CNNRegressor(linear_module, module__n_features=144, module__n_outputs=3,
+                     max_epochs=1, batch_size=32).fit(X, y)
 
 
 # ---------------------------------------------------------------- bad input

@@ -9,15 +9,19 @@ import torch
 from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.pipeline import make_pipeline as make_imb_pipeline
 from imblearn.under_sampling import NearMiss, RandomUnderSampler
-from sklearn.datasets import load_digits
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skweight import CNNClassifier
 
-TINY = {"module__channels": (4,), "module__hidden_units": 8}
 
-
+@pytest.fixture(scope="module")
+def tiny(tiny_cnn):
+    # A narrower head than tiny_cnn's, and no seed: each test passes its own
+    # random_state, or none where the result does not depend on it.
+    params = {**tiny_cnn, "module__hidden_units": 8}
+    del params["random_state"]
+    return params
 
 
 class Recording(CNNClassifier):
@@ -71,10 +75,9 @@ def _blobs(counts, seed=0, size=4):
     return X.astype(np.float32), y
 
 
-def _digits(n_class=4):
-    X, y = load_digits(n_class=n_class, return_X_y=True)
-    perm = np.random.RandomState(0).permutation(len(y))
-    return (X[perm] / 16).astype(np.float32), y[perm]
+@pytest.fixture
+def digits(digit_images):
+    return digit_images(n_class=4, flat=True, shuffle_rng=np.random.RandomState(0))
 
 
 def _mislabelled_copies(X, y, n_class):
@@ -122,10 +125,10 @@ def test_nested_sampler_params_are_settable_and_cloned():
 # -- samplers that select rows: fresh rows every epoch ------------------------
 
 
-def test_under_sampler_draws_fresh_majority_rows_every_epoch():
+def test_under_sampler_draws_fresh_majority_rows_every_epoch(tiny):
     X, y = _blobs([200, 20])
     clf = Recording(sampler=RandomUnderSampler(), max_epochs=6, batch_size=16,
-                    random_state=0, **TINY).fit(X, y)
+                    random_state=0, **tiny).fit(X, y)
     majority_seen = set()
     for epoch in range(6):
         ids, labels, _ = _served(clf, X, epoch)
@@ -138,10 +141,10 @@ def test_under_sampler_draws_fresh_majority_rows_every_epoch():
     assert clf.history[-1]["train_batch_count"] == 3
 
 
-def test_over_sampler_repeats_minority_rows_and_resamples_each_epoch():
+def test_over_sampler_repeats_minority_rows_and_resamples_each_epoch(tiny):
     X, y = _blobs([60, 12])
     rec = Recording(sampler=RandomOverSampler(), max_epochs=3,
-                    random_state=0, **TINY).fit(X, y)
+                    random_state=0, **tiny).fit(X, y)
     draws = []
     for epoch in range(3):
         ids, labels, _ = _served(rec, X, epoch)
@@ -152,33 +155,33 @@ def test_over_sampler_repeats_minority_rows_and_resamples_each_epoch():
     assert not np.array_equal(draws[0], draws[1])
 
 
-def test_deterministic_sampler_selects_the_same_rows_each_epoch():
+def test_deterministic_sampler_selects_the_same_rows_each_epoch(tiny):
     X, y = _blobs([40, 10])
     rec = Recording(sampler=NearMiss(), max_epochs=3,
-                    iterator_train__shuffle=False, random_state=0, **TINY).fit(X, y)
+                    iterator_train__shuffle=False, random_state=0, **tiny).fit(X, y)
     rows = [_served(rec, X, epoch)[0] for epoch in range(3)]
     assert len(rows[0]) == 20
     assert np.array_equal(rows[0], rows[1]) and np.array_equal(rows[1], rows[2])
 
 
-def test_resampling_repeats_with_random_state_whatever_the_sampler_seed():
+def test_resampling_repeats_with_random_state_whatever_the_sampler_seed(tiny):
     X, y = _blobs([80, 16])
     probas = []
     for sampler_seed, est_seed in [(0, 0), (1, 0), (None, 0), (0, 1)]:
         clf = CNNClassifier(sampler=RandomUnderSampler(random_state=sampler_seed),
-                            max_epochs=3, random_state=est_seed, **TINY).fit(X, y)
+                            max_epochs=3, random_state=est_seed, **tiny).fit(X, y)
         probas.append(clf.predict_proba(X))
     np.testing.assert_array_equal(probas[0], probas[1])
     np.testing.assert_array_equal(probas[0], probas[2])
     assert not np.allclose(probas[0], probas[3])
 
 
-def test_sample_weight_follows_resampled_rows():
+def test_sample_weight_follows_resampled_rows(tiny):
     X, y = _blobs([100, 20])
     w = np.random.RandomState(1).uniform(0.5, 2.0, len(y))
     w[:10] = 0.0
     rec = Recording(sampler=RandomOverSampler(), max_epochs=2,
-                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+                    random_state=0, **tiny).fit(X, y, sample_weight=w)
     for epoch in range(2):
         ids, _, served_w = _served(rec, X, epoch)
         assert not set(ids) & set(range(10))  # weight 0: never served
@@ -189,8 +192,8 @@ def test_sample_weight_follows_resampled_rows():
         assert served_w.mean() == pytest.approx(1.0, rel=1e-5 if epoch == 0 else 0.1)
 
 
-def test_imblearn_pipeline_cannot_resample_weights_but_sampler_param_can():
-    X, y = _digits()
+def test_imblearn_pipeline_cannot_resample_weights_but_sampler_param_can(digits):
+    X, y = digits
     Xtr, ytr, Xte, yte = X[:300], y[:300], X[300:], y[300:]
     Xc, yc, w = _mislabelled_copies(Xtr, ytr, 4)
     pipe = make_imb_pipeline(RandomUnderSampler(random_state=0), _net())
@@ -203,48 +206,48 @@ def test_imblearn_pipeline_cannot_resample_weights_but_sampler_param_can():
     assert blind.score(Xte, yte) < 0.7
 
 
-def test_fitted_model_does_not_keep_the_epoch_rows():
+def test_fitted_model_does_not_keep_the_epoch_rows(tiny):
     X, y = _blobs([60, 12])
     clf = CNNClassifier(sampler=RandomUnderSampler(), max_epochs=1, random_state=0,
-                        **TINY).fit(X, y)
+                        **tiny).fit(X, y)
     assert "_epoch_rows_" not in vars(clf)
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
 
 
-def test_validation_split_is_not_resampled():
+def test_validation_split_is_not_resampled(tiny):
     X, y = _blobs([120, 40])
     rec = Recording(sampler=RandomUnderSampler(), train_split=0.25, max_epochs=1,
-                    random_state=0, **TINY).fit(X, y)
+                    random_state=0, **tiny).fit(X, y)
     assert len(rec.train_sets_[0]) == 120  # the training split, before sampling
     _, labels, _ = _served(rec, X, 0)
     assert np.bincount(labels).tolist() == [30, 30]
 
 
-def test_class_weight_is_computed_after_resampling():
+def test_class_weight_is_computed_after_resampling(tiny):
     X, y = _blobs([90, 10])
     clf = CNNClassifier(sampler=RandomOverSampler(), class_weight="balanced",
-                        max_epochs=1, random_state=0, **TINY).fit(X, y)
+                        max_epochs=1, random_state=0, **tiny).fit(X, y)
     np.testing.assert_allclose(clf.class_weight_, [1.0, 1.0])
-    plain = CNNClassifier(class_weight="balanced", max_epochs=1, **TINY).fit(X, y)
+    plain = CNNClassifier(class_weight="balanced", max_epochs=1, **tiny).fit(X, y)
     np.testing.assert_allclose(plain.class_weight_, [100 / 180, 100 / 20])
 
 
-def test_sampler_sees_original_labels():
+def test_sampler_sees_original_labels(tiny):
     X, y = _blobs([60, 20])
     labels = np.array(["cat", "dog"])[y]
     sampler = RandomUnderSampler(sampling_strategy={"cat": 30, "dog": 20})
     clf = Recording(sampler=sampler, max_epochs=1,
-                    random_state=0, **TINY).fit(X, labels)
+                    random_state=0, **tiny).fit(X, labels)
     _, served, _ = _served(clf, X, 0)
     assert np.bincount(served).tolist() == [30, 20]
     assert set(clf.predict(X)) <= {"cat", "dog"}
 
 
-def test_dataloader_path_refuses_per_epoch_rows():
+def test_dataloader_path_refuses_per_epoch_rows(tiny):
     X, y = _blobs([30, 10])
     clf = CNNClassifier(sampler="balanced", iterator_train__num_workers=0,
-                        max_epochs=1, **TINY)
+                        max_epochs=1, **tiny)
     with pytest.raises(ValueError, match="in-memory"):
         clf.fit(X, y)
 
@@ -252,11 +255,11 @@ def test_dataloader_path_refuses_per_epoch_rows():
 # -- samplers that synthesise: once, on flattened images --------------------
 
 
-def test_smote_on_unflattened_images_with_documented_weights():
+def test_smote_on_unflattened_images_with_documented_weights(tiny):
     X, y = _blobs([50, 10], size=5)
     w = np.random.RandomState(2).uniform(0.5, 1.5, len(y))
     clf = Recording(sampler=SMOTE(k_neighbors=3), max_epochs=2,
-                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+                    random_state=0, **tiny).fit(X, y, sample_weight=w)
     train = clf.train_sets_[0]
     assert tuple(train.X.shape) == (100, 1, 5, 5)
     assert np.bincount(train.y.numpy()).tolist() == [50, 50]
@@ -271,24 +274,24 @@ def test_smote_on_unflattened_images_with_documented_weights():
     assert clf.predict(X).shape == (60,)
     # the same estimator seed gives the same synthetic samples, whatever SMOTE's
     rec2 = Recording(sampler=SMOTE(k_neighbors=3, random_state=123), max_epochs=1,
-                     random_state=0, **TINY).fit(X, y, sample_weight=w)
+                     random_state=0, **tiny).fit(X, y, sample_weight=w)
     np.testing.assert_array_equal(rec2.train_sets_[0].X.numpy(), train.X.numpy())
 
 
-def test_smote_ignores_zero_weight_rows():
+def test_smote_ignores_zero_weight_rows(tiny):
     X, y = _blobs([40, 12])
     w = np.ones(len(y))
     w[40:44] = 0.0  # four minority rows left out: SMOTE must not use them
     rec = Recording(sampler=SMOTE(k_neighbors=3), max_epochs=1,
-                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+                    random_state=0, **tiny).fit(X, y, sample_weight=w)
     train = rec.train_sets_[0]
     assert np.bincount(train.y.numpy()).tolist() == [40, 40]
     real = X[np.r_[0:40, 44:52]].reshape(48, -1)
     np.testing.assert_array_equal(train.X.numpy()[:48].reshape(48, -1), real)
 
 
-def test_smote_improves_rare_classes_on_imbalanced_digits():
-    X, y = _digits()
+def test_smote_improves_rare_classes_on_imbalanced_digits(digits):
+    X, y = digits
     Xtr, ytr, Xte, yte = X[:400], y[:400], X[400:], y[400:]
     keep = (ytr < 2) | (np.arange(400) % 12 == 0)  # classes 2, 3: ~9 samples each
     scores = {}
@@ -302,10 +305,10 @@ def test_smote_improves_rare_classes_on_imbalanced_digits():
 # -- the balanced mini-batch sampler ----------------------------------------
 
 
-def test_balanced_sampler_gives_near_balanced_batches():
+def test_balanced_sampler_gives_near_balanced_batches(tiny):
     X, y = _blobs([300, 30, 10])
     rec = Recording(sampler="balanced", batch_size=60, max_epochs=3,
-                    random_state=0, **TINY).fit(X, y)
+                    random_state=0, **tiny).fit(X, y)
     for epoch in range(3):
         ids, labels, _ = _served(rec, X, epoch)
         assert sorted(np.bincount(labels, minlength=3)) == [113, 113, 114]
@@ -320,11 +323,11 @@ def test_balanced_sampler_gives_near_balanced_batches():
     assert first != second  # the frequent class is sub-sampled afresh
 
 
-def test_balanced_sampler_keeps_sample_weights_within_classes():
+def test_balanced_sampler_keeps_sample_weights_within_classes(tiny):
     X, y = _blobs([200, 20])
     w = np.random.RandomState(3).uniform(0.2, 3.0, len(y))
     clf = Recording(sampler="balanced", max_epochs=1,
-                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+                    random_state=0, **tiny).fit(X, y, sample_weight=w)
     ids, labels, served_w = _served(clf, X, 0)
     ratio = served_w / w[ids]
     np.testing.assert_allclose(ratio, ratio[0], rtol=1e-6)
@@ -332,11 +335,11 @@ def test_balanced_sampler_keeps_sample_weights_within_classes():
     assert clf.class_weight_ is None
 
 
-def test_balanced_sampler_with_balanced_class_weight_equalises_class_totals():
+def test_balanced_sampler_with_balanced_class_weight_equalises_class_totals(tiny):
     X, y = _blobs([200, 20])
     w = np.where(y == 0, 3.0, 1.0) * np.random.RandomState(4).uniform(0.5, 1.5, len(y))
     clf = Recording(sampler="balanced", class_weight="balanced", max_epochs=1,
-                    random_state=0, **TINY).fit(X, y, sample_weight=w)
+                    random_state=0, **tiny).fit(X, y, sample_weight=w)
     _, labels, served_w = _served(clf, X, 0)
     totals = np.bincount(labels, weights=served_w)
     assert totals[0] == pytest.approx(totals[1], rel=0.1)
@@ -346,12 +349,12 @@ def test_balanced_sampler_with_balanced_class_weight_equalises_class_totals():
                                (clf.class_weight_ * means)[0], rtol=1e-9)
     # Without weights, a balanced epoch needs no class weights at all.
     even = CNNClassifier(sampler="balanced", class_weight="balanced", max_epochs=1,
-                         random_state=0, **TINY).fit(X, y)
+                         random_state=0, **tiny).fit(X, y)
     np.testing.assert_allclose(even.class_weight_, [1.0, 1.0])
 
 
-def test_grid_search_over_sampler_choice():
-    X, y = _digits()
+def test_grid_search_over_sampler_choice(digits):
+    X, y = digits
     keep = (y < 2) | (np.arange(len(y)) % 10 == 0)
     grid = GridSearchCV(
         _net(max_epochs=3),
@@ -366,13 +369,13 @@ def test_grid_search_over_sampler_choice():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("sampler", ["balanced", RandomUnderSampler(), SMOTE()])
-def test_samplers_on_cuda_serve_the_same_rows_as_on_cpu(sampler):
+def test_samplers_on_cuda_serve_the_same_rows_as_on_cpu(sampler, tiny):
     X, y = _blobs([80, 16])
     w = np.random.RandomState(5).uniform(0.5, 2.0, len(y))
     served = {}
     for device in ("cpu", "cuda"):
         clf = Recording(sampler=sampler, device=device, max_epochs=2,
-                        random_state=0, **TINY)
+                        random_state=0, **tiny)
         clf.fit(X, y, sample_weight=w)
         assert clf.predict(X).shape == y.shape
         served[device] = [torch.cat([b[0] for b in epoch]) for epoch in clf.batches_]

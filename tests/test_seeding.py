@@ -3,16 +3,16 @@
 import threading
 
 import numpy as np
+import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from skweight import CNNClassifier
 from skweight._seeding import FitSeeds, draw_seeds, seeded_section
 
 
-def _digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16).reshape(-1, 1, 8, 8).astype(np.float32)[:240], y[:240]
+@pytest.fixture
+def digits(digit_images):
+    return digit_images(n=240)
 
 
 def _net(seed):
@@ -22,8 +22,8 @@ def _net(seed):
                          random_state=seed)
 
 
-def test_fits_in_threads_equal_the_same_fits_run_in_turn():
-    X, y = _digits()
+def test_fits_in_threads_equal_the_same_fits_run_in_turn(digits):
+    X, y = digits
     in_turn = {seed: _net(seed).fit(X, y).predict_proba(X) for seed in (0, 1, 2)}
     torch.manual_seed(5)
     expected = torch.rand(4)
@@ -44,8 +44,8 @@ def test_fits_in_threads_equal_the_same_fits_run_in_turn():
     assert torch.equal(torch.rand(4), expected)
 
 
-def test_unseeded_fits_differ_and_leave_torch_rng_alone():
-    X, y = _digits()
+def test_unseeded_fits_differ_and_leave_torch_rng_alone(digits):
+    X, y = digits
     torch.manual_seed(3)
     expected = torch.rand(2)
     torch.manual_seed(3)

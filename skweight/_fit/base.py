@@ -65,7 +65,7 @@ from skorch.utils import is_dataset
 
 from .._seeding import draw_seeds, seeded_section
 from .._validation import check_bool, check_int, check_real, check_sample_weight
-from .data import check_images, check_input_shape
+from .data import check_images, check_input_scale, check_input_shape
 from .distributed import check_distributed, data_parallel
 from .loader import ArrayDataset, LazyImageDataset
 from .loop import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
@@ -117,7 +117,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
                            "targets_")
 
     def __init__(self, module=None, criterion=None, *, input_shape=None,
-                 random_state=None, device="auto", precision="32",
+                 input_scale="auto", random_state=None, device="auto", precision="32",
                  channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20,
                  batch_size=64, train_split=None, callbacks=None, verbose=0,
@@ -141,6 +141,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         for name, default in _SKORCH_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
         self.input_shape = input_shape
+        self.input_scale = input_scale
         self.augment = augment
         self.distributed = distributed
         self.random_state = random_state
@@ -251,6 +252,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
     def _check_params(self):
         """Validate hyper-parameters; raise clear errors before any work."""
         check_input_shape(self.input_shape, self._spatial_ndims)
+        check_input_scale(self.input_scale)
         try:
             check_random_state(self.random_state)
         except ValueError as exc:
@@ -318,18 +320,19 @@ class BaseCNN(TrainingLoop, NeuralNet):
 
     # -- input checks (steps 2 to 4) ------------------------------------------
 
-    def _validate_X(self, X, reset, lazy=False):
-        """Images as a float32 tensor (or a lazy dataset of them when ``lazy``).
+    def _validate_X(self, X, reset):
+        """Return the images as a dataset: an ArrayDataset, or a user's Dataset read lazily.
 
-        With ``reset`` the input shape and number of features are learned;
-        otherwise ``X`` must match them.
+        The images stay as stored (integers as integers, shared with the
+        caller's array where possible). With ``reset`` the input shape and
+        number of features are learned; otherwise ``X`` must match them.
         """
-        if isinstance(X, ArrayDataset):
+        if isinstance(X, (ArrayDataset, LazyImageDataset)):
             # An internal dataset (e.g. skorch's EpochScoring predicting on
             # the validation split): its images are checked already.
-            return X.X
+            return X
         if is_dataset(X):
-            return self._validate_dataset(X, reset, lazy)
+            return self._validate_dataset(X, reset)
         input_shape = check_input_shape(self.input_shape, self._spatial_ndims)
         if reset:
             images, raw_shape = check_images(
@@ -338,45 +341,48 @@ class BaseCNN(TrainingLoop, NeuralNet):
             self.input_shape_ = tuple(images.shape[1:])
             self.n_features_in_ = int(np.prod(raw_shape[1:]))
             self._set_feature_names(X, reset=True)
-            return images
-        check_is_fitted(self, "input_shape_")
-        self._set_feature_names(X, reset=False)
-        images, _ = check_images(
-            X, input_shape=input_shape, expected_shape=self.input_shape_,
-            match_spatial=self._match_spatial,
-            n_features=self.n_features_in_ if self._match_spatial else None,
-            estimator_name=type(self).__name__, ndims=self._spatial_ndims,
-        )
-        return images
+        else:
+            check_is_fitted(self, "input_shape_")
+            self._set_feature_names(X, reset=False)
+            images, _ = check_images(
+                X, input_shape=input_shape, expected_shape=self.input_shape_,
+                match_spatial=self._match_spatial,
+                n_features=self.n_features_in_ if self._match_spatial else None,
+                estimator_name=type(self).__name__, ndims=self._spatial_ndims,
+            )
+        self._check_input_dtype(images.dtype)
+        return ArrayDataset(images)
 
-    def _validate_dataset(self, X, reset, lazy):
+    def _check_input_dtype(self, dtype):
+        if self.input_scale is None and self.module is None and not dtype.is_floating_point:
+            raise ValueError(
+                f"input_scale=None passes integer inputs (here {dtype}) to the network "
+                f"unscaled as int64, which the default network cannot take; use "
+                f"input_scale='auto' for images, or a module of your own for ids."
+            )
+
+    def _validate_dataset(self, X, reset):
         """Validate a user's torch Dataset of images (items ``x`` or ``(x, ...)``).
 
-        Training reads it lazily through a DataLoader (``lazy``); prediction
-        stacks its images into one tensor.
+        It is read lazily, item by item, at fit and at prediction alike;
+        only its first item is checked here.
         """
         if len(X) == 0:
             raise ValueError("Found a Dataset with 0 sample(s) while a minimum of 1 "
                              "is required.")
         data = LazyImageDataset(X)
         first = data.image(0)
-        name = type(self).__name__
         if reset:
             self.input_shape_ = tuple(first.shape)
             self.n_features_in_ = int(first.numel())
             self.__dict__.pop("feature_names_in_", None)
         else:
             check_is_fitted(self, "input_shape_")
-        expected = None if reset else self.input_shape_
-        if lazy:
-            check_images(first[None], expected_shape=expected,
-                         match_spatial=self._match_spatial, estimator_name=name,
-                         ndims=self._spatial_ndims)
-            return data
-        images = torch.stack([data.image(i) for i in range(len(data))])
-        return check_images(images, expected_shape=self.input_shape_,
-                            match_spatial=self._match_spatial, estimator_name=name,
-                            ndims=self._spatial_ndims)[0]
+        check_images(first[None], expected_shape=None if reset else self.input_shape_,
+                     match_spatial=self._match_spatial,
+                     estimator_name=type(self).__name__, ndims=self._spatial_ndims)
+        self._check_input_dtype(first.dtype)
+        return data
 
     def _set_feature_names(self, X, reset):
         if hasattr(X, "columns"):
@@ -393,7 +399,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
     def _validate_fit_data(self, X, y, sample_weight, reset, classes=None):
         """Check everything ``fit`` receives (steps 2 to 4); return one dataset of it."""
         X = self._prepare_X(X, y)
-        images = self._validate_X(X, reset=reset, lazy=True)
+        images = self._validate_X(X, reset=reset)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
@@ -415,10 +421,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
         target, mask = self.targets_.encode(y, continuing=not reset)
         weight = None if sw is None else torch.from_numpy(sw)
         mask = None if mask is None else torch.from_numpy(mask)
-        if isinstance(images, LazyImageDataset):
-            return images.replace(target=target, weight=weight, mask=mask,
-                                  decode=self.targets_.decode)
-        return ArrayDataset(images, target, weight, mask, decode=self.targets_.decode)
+        return images.replace(target=target, weight=weight, mask=mask,
+                              decode=self.targets_.decode)
 
     # -- hooks of the estimators ------------------------------------------------
 
@@ -702,13 +706,23 @@ class BaseCNN(TrainingLoop, NeuralNet):
 
     # -- prediction ---------------------------------------------------------
 
-    def _outputs(self, X):
-        """Validate ``X`` and return the checked module outputs (float32 CPU tensor)."""
+    def _outputs(self, X, transform=None):
+        """Validate ``X`` and return the checked module outputs, batch by batch.
+
+        ``transform`` maps each batch's checked float32 outputs (on the
+        device) to what is kept on the CPU, e.g. probabilities or labels.
+        """
         self.check_is_fitted()
         images = self._validate_X(self._prepare_X(X, None), reset=False)
+        spatial = tuple(images.shape[2:])
+        targets = self.targets_
+
+        def checked(out):
+            out = targets.check_output(out, len(out), spatial)
+            return out if transform is None else transform(out)
+
         with worker_threads():
-            out = self._forward_images(images)
-        return self.targets_.check_output(out, len(images), tuple(images.shape[2:]))
+            return self._forward_images(images, checked)
 
     def _class_prior(self):
         """Return the checked ``class_prior`` parameter, for the fitted classes."""
@@ -724,13 +738,16 @@ class BaseCNN(TrainingLoop, NeuralNet):
 
         Returns
         -------
-        proba : ndarray of shape (N, n_classes) or (N, n_classes, H, W)
+        proba : ndarray of shape (N, n_classes) or (N, n_classes, H, W), float32
             Sums to 1 over axis 1, whose entries follow ``classes_``; with
             ``class_prior`` set, for that population of classes. For volumes,
             ``(N, n_classes, D, H, W)``.
         """
-        logits = self._outputs(X)
-        return torch.exp(self.targets_.log_proba(logits, self._class_prior())).numpy()
+        self.check_is_fitted()
+        prior, targets = self._class_prior(), self.targets_
+        return self._outputs(
+            X, lambda out: torch.exp(targets.log_proba(out, prior)).float()
+        ).numpy()
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably.
@@ -743,10 +760,11 @@ class BaseCNN(TrainingLoop, NeuralNet):
         Returns
         -------
         log_proba : ndarray
-            The shape of :meth:`predict_proba`'s output.
+            The shape of :meth:`predict_proba`'s output, float32.
         """
-        logits = self._outputs(X)
-        return self.targets_.log_proba(logits, self._class_prior()).numpy()
+        self.check_is_fitted()
+        prior, targets = self._class_prior(), self.targets_
+        return self._outputs(X, lambda out: targets.log_proba(out, prior).float()).numpy()
 
     def predict(self, X):
         """Predict the most probable label (per pixel for a segmenter).
@@ -763,9 +781,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
         y : ndarray of shape (N,), (N, H, W) or (N, D, H, W)
             Labels of ``classes_``.
         """
-        logits = self._outputs(X)
-        log_proba = self.targets_.log_proba(logits, self._class_prior())
-        return self.targets_.classes[log_proba.argmax(dim=1).numpy()]
+        self.check_is_fitted()
+        prior, targets = self._class_prior(), self.targets_
+        index = self._outputs(X, lambda out: targets.log_proba(out, prior).argmax(dim=1))
+        return targets.classes[index.numpy()]
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         """Raise ``NotFittedError`` unless ``fit`` has run.
@@ -811,6 +830,11 @@ class BaseCNN(TrainingLoop, NeuralNet):
             attributes).
         **kwargs : dict
             Other ``f_*`` files, as in skorch.
+
+        Returns
+        -------
+        None
+            Nothing, as skorch's ``save_params``.
         """
         if f_params is None:
             # skorch's own callers (e.g. Checkpoint) name it f_module.
@@ -844,6 +868,11 @@ class BaseCNN(TrainingLoop, NeuralNet):
             Whether the weights were stored with safetensors.
         **kwargs : dict
             Other ``f_*`` files, as in skorch.
+
+        Returns
+        -------
+        self : object
+            The estimator, with what the files held.
         """
         files = resolve_files(self, checkpoint, f_params, f_optimizer, f_criterion,
                               f_history, kwargs)

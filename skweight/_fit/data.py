@@ -13,7 +13,14 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["check_images", "check_input_shape", "to_numpy_1d"]
+__all__ = [
+    "INTEGER_IMAGE_RANGE",
+    "check_images",
+    "check_input_scale",
+    "check_input_shape",
+    "scale_inputs",
+    "to_numpy_1d",
+]
 
 
 def check_input_shape(input_shape, ndims=(2,)):
@@ -100,25 +107,103 @@ def _check_dtype(arr, name):
         )
 
 
-def _to_float_tensor(arr):
-    """Float32 tensor; uint8 images are scaled to [0, 1]."""
+def _as_image_tensor(arr):
+    """Return the images as stored: integers stay integers, floats become float32.
+
+    C-contiguous integer and float32 arrays are shared, not copied (a
+    read-only memmap too: skweight never writes to it, so torch's warning
+    about non-writable arrays does not apply). Integer images are scaled per
+    batch on the device (:func:`scale_inputs`).
+    """
     if isinstance(arr, torch.Tensor):
-        if arr.dtype == torch.uint8:
-            return arr.to(torch.float32) / 255.0
-        return arr.to(torch.float32)
-    if arr.dtype == np.uint8:
-        return torch.from_numpy(arr.astype(np.float32) / np.float32(255.0))
-    if arr.dtype == np.float32 and arr.flags.c_contiguous:
-        # Shares memory with the caller's array (a read-only memmap too):
-        # skweight never writes to it, so torch's warning about non-writable
-        # arrays does not apply.
+        if arr.dtype in _KEPT_INTEGERS:
+            return arr
+        if arr.dtype.is_floating_point or arr.dtype == torch.bool:
+            return arr.to(torch.float32)
+        return arr.to(torch.int64)  # uint32, uint64: too few torch kernels
+    kept = arr.dtype in _KEPT_NUMPY_INTEGERS or (
+        arr.dtype == np.float32 and arr.flags.c_contiguous
+    )
+    if kept:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*non-writable.*")
-            return torch.from_numpy(arr)
+            return torch.from_numpy(np.ascontiguousarray(arr))
+    if arr.dtype.kind in "ui":
+        return torch.from_numpy(arr.astype(np.int64))
     # Values beyond float32's range become inf here and are reported by the
     # finiteness check that follows, with a clearer message than NumPy's.
     with np.errstate(over="ignore", invalid="ignore"):
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+_KEPT_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                  torch.uint16)
+_KEPT_NUMPY_INTEGERS = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.int16,
+                                                   np.int32, np.int64, np.uint16))
+
+#: What ``input_scale="auto"`` divides integer images of these types by.
+INTEGER_IMAGE_RANGE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def check_input_scale(input_scale):
+    """Validate the ``input_scale`` parameter.
+
+    Parameters
+    ----------
+    input_scale : "auto", None or positive number
+
+    Returns
+    -------
+    input_scale : "auto", None or float
+    """
+    if input_scale is None or (isinstance(input_scale, str) and input_scale == "auto"):
+        return input_scale
+    if isinstance(input_scale, numbers.Real) and not isinstance(input_scale, bool) and (
+        np.isfinite(input_scale) and input_scale > 0
+    ):
+        return float(input_scale)
+    raise ValueError(
+        f"input_scale must be 'auto' (uint8 images / 255, uint16 / 65535, other "
+        f"integers unscaled), None (integer inputs passed unscaled as int64, e.g. "
+        f"token ids) or a positive number that multiplies the inputs, got "
+        f"{input_scale!r}."
+    )
+
+
+def scale_inputs(x, input_scale, user_module):
+    """Turn a batch of stored images into what the network takes (on its device).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        A batch as stored: integer or float32.
+    input_scale : "auto", None or float
+        The checked parameter. ``"auto"``: ``uint8`` images are divided by
+        255 and ``uint16`` ones by 65535 (float32); other integers reach a
+        user's module as int64 (ids, e.g. token ids) and the default
+        networks as float32, unscaled; floats stay as they are. ``None``:
+        every integer input reaches the network as int64, unscaled. A
+        number multiplies every input (integers converted to float32
+        first).
+    user_module : bool
+        Whether the network is the user's (not a default one).
+
+    Returns
+    -------
+    x : torch.Tensor
+    """
+    if x.is_floating_point():
+        return x if not isinstance(input_scale, float) else x * input_scale
+    if input_scale is None:
+        return x.long()
+    if isinstance(input_scale, float):
+        return x.to(torch.float32) * input_scale
+    top = INTEGER_IMAGE_RANGE.get(x.dtype)
+    if top is not None:
+        # x / 255 in float32, rounded as NumPy's float32 division rounds: the
+        # same numbers as images converted to float32 up front.
+        return x.to(torch.float32) / top
+    return x.long() if user_module else x.to(torch.float32)
 
 
 def channels_last_hint(shape, name="X"):
@@ -221,11 +306,14 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
         )
     if isinstance(arr, np.ndarray) and arr.dtype.kind == "O":
         arr = arr.astype(np.float64)
-    images = _to_float_tensor(arr)
-    # A sum is NaN or inf whenever an element is, and reducing is ~50x faster
-    # than torch.isfinite on the CPU; only an overflowing sum of finite
-    # values needs the element-wise check.
-    if not (bool(torch.isfinite(images.sum())) or bool(torch.isfinite(images).all())):
+    images = _as_image_tensor(arr)
+    # Integers are finite. For floats a sum is NaN or inf whenever an
+    # element is, and reducing is ~50x faster than torch.isfinite on the
+    # CPU; only an overflowing sum of finite values needs the element-wise
+    # check.
+    if images.is_floating_point() and not (
+        bool(torch.isfinite(images.sum())) or bool(torch.isfinite(images).all())
+    ):
         raise ValueError(
             f"Input {name} contains NaN or infinity (or values too large for "
             f"float32)."

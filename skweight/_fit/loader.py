@@ -24,7 +24,12 @@ __all__ = [
 
 
 class ArrayDataset(SkorchDataset):
-    """Images, targets and weights held as tensors.
+    """Images, targets and weights held as tensors; the images never gathered.
+
+    ``X`` is the caller's images as stored (an integer or float tensor that
+    may share memory with the caller's array, a read-only memmap included);
+    a split of them is a list of ``rows``, not a copy. Targets, weights and
+    masks are small and are held per row of this dataset.
 
     It subclasses skorch's ``Dataset`` so that skorch utilities that read
     ``.X`` and ``.y`` (e.g. ``EpochScoring`` without caching) work: ``.y``
@@ -34,9 +39,11 @@ class ArrayDataset(SkorchDataset):
 
     Parameters
     ----------
-    X : torch.Tensor of shape (N, C, H, W) or (N, C, D, H, W)
+    X : torch.Tensor of shape (M, C, H, W) or (M, C, D, H, W)
+        The images as stored (M >= the rows held).
     target : None or torch.Tensor of shape (N, ...)
-        Targets as the loss sees them (encoded labels, standardised values).
+        Targets as the loss sees them (encoded labels, standardised values),
+        one per row held.
     weight : None or torch.Tensor of shape (N,) or (N, ...)
         Per-sample or per-element weights: the validated sample weights
         (float64) until the estimator folds and normalises them.
@@ -45,17 +52,21 @@ class ArrayDataset(SkorchDataset):
         ``weight`` with the class weights, then dropped.
     decode : None or callable
         ``decode(target, weight)`` -> the targets in the user's terms.
+    rows : None or torch.Tensor of int64 and shape (N,)
+        The rows of ``X`` this dataset holds, in order (None: all of them).
     """
 
     # skorch's Dataset.__init__ re-validates and copies; everything here is
     # already checked, so it is deliberately not called.
-    def __init__(self, X, target=None, weight=None, mask=None, decode=None):  # noqa: D107
+    def __init__(self, X, target=None, weight=None, mask=None, decode=None,  # noqa: D107
+                 rows=None):
         self.X = X
         self.target = target
         self.weight = weight
         self.mask = mask
         self.decode = decode
-        self.length = len(X)
+        self.rows = rows
+        self.length = len(X) if rows is None else len(rows)
 
     @property
     def y(self):
@@ -64,29 +75,47 @@ class ArrayDataset(SkorchDataset):
             return self.target
         return self.decode(self.target, self.weight)
 
+    @property
+    def shape(self):
+        """``(N, C, *spatial)``: the rows held, with the images' shape."""
+        return (self.length, *self.X.shape[1:])
+
     def __len__(self):
         return self.length
 
     def __getitem__(self, i):
+        x = self.X[i if self.rows is None else int(self.rows[i])]
         y = self.target[i] if self.target is not None else torch.zeros(())
         if self.weight is None:
-            return self.X[i], y
-        return self.X[i], (y, self.weight[i])
+            return x, y
+        return x, (y, self.weight[i])
 
-    def tensors(self):
-        """Return the non-None tensors batches are made of (``X, target, weight``)."""
-        return [t for t in (self.X, self.target, self.weight) if t is not None]
+    def images(self):
+        """Return the images of the rows held (a view when they are all of ``X``)."""
+        if self.rows is None:
+            return self.X
+        return self.X.index_select(0, self.rows.to(self.X.device))
 
     def replace(self, **fields):
         """Return the same dataset with some fields replaced (no copy of the others)."""
         current = dict(X=self.X, target=self.target, weight=self.weight,
-                       mask=self.mask, decode=self.decode)
+                       mask=self.mask, decode=self.decode, rows=self.rows)
         return ArrayDataset(**{**current, **fields})
 
     def take(self, indices):
-        """Return a new dataset with the rows ``indices`` (a copy)."""
+        """Return the rows ``indices`` of this dataset.
+
+        The images are not copied (the new dataset holds their row numbers);
+        the small per-row tensors are.
+        """
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return self.apply(lambda t: t.index_select(0, idx.to(t.device)))
+        rows = idx if self.rows is None else self.rows[idx]
+
+        def pick(t):
+            return None if t is None else t.index_select(0, idx.to(t.device))
+
+        return self.replace(target=pick(self.target), weight=pick(self.weight),
+                            mask=pick(self.mask), rows=rows)
 
     def with_weight(self, weight):
         """Return the same data with other weights (no copy of ``X`` or the targets)."""
@@ -102,7 +131,9 @@ class ArrayDataset(SkorchDataset):
 
     @property
     def nbytes(self):
-        return sum(t.element_size() * t.nelement() for t in self.tensors())
+        """Bytes of the tensors a device move copies (all of ``X``, as stored)."""
+        return sum(t.element_size() * t.nelement()
+                   for t in (self.X, self.target, self.weight) if t is not None)
 
 
 class BatchIterator:
@@ -110,7 +141,9 @@ class BatchIterator:
 
     Each pass draws a fresh permutation from ``generator`` when shuffling, so
     a seeded generator makes the whole training run repeat itself. Batches
-    are ``(X, y)`` or, with weights, ``(X, (y, w))``, on ``device``.
+    are ``(X, y)`` or, with weights, ``(X, (y, w))``, on ``device``; ``X``
+    comes as stored (integer images stay integers: the training step scales
+    them on the device).
 
     Parameters
     ----------
@@ -127,7 +160,7 @@ class BatchIterator:
         over-sample; they are then shuffled if ``shuffle``. ``len`` gives
         the number of rows per epoch.
     shard : None or object with ``share(rows)``
-        Data-parallel training (see :mod:`skweight._distributed`): each
+        Data-parallel training (see :mod:`skweight._fit.distributed`): each
         global batch of the pass is drawn as without it, and only this
         process's share of its rows is served.
     """
@@ -173,43 +206,58 @@ class BatchIterator:
 
     def __iter__(self):
         ds = self.dataset
-        tensors = ds.tensors()
+        per_row = [t for t in (ds.target, ds.weight) if t is not None]
         order = self._order()
         n = len(ds) if order is None else len(order)
-        if order is not None and tensors[0].device.type != "cpu":
-            # One copy of the permutation per pass, not one per batch and tensor.
-            order = order.to(tensors[0].device)
-        copy = self._needs_copy(tensors[0])
-        # Decided once per pass, not per batch: where each tensor lives.
-        gathers = [_gatherer(t) for t in tensors]
+        if self.shard is not None and order is None:
+            order = torch.arange(n)
+        # Positions in the pass -> rows of this dataset (order) -> rows of the
+        # stored images (image_order), worked out once per pass.
+        image_order = order
+        if ds.rows is not None:
+            image_order = ds.rows if order is None else ds.rows[order]
+        if image_order is not None and ds.X.device.type != "cpu":
+            image_order = image_order.to(ds.X.device)
+        if order is not None and per_row and per_row[0].device.type != "cpu":
+            order = order.to(per_row[0].device)
+        copy = self._needs_copy(ds.X)
+        pinned = copy and self.device.type == "cuda"
+        gather_x = _gatherer(ds.X, pinned)
+        gathers = [_gatherer(t, pinned) for t in per_row]
         bs = self.batch_size
         stop_at = (n // bs) * bs if self.drop_last else n
-        has_target, has_weight = ds.target is not None, ds.weight is not None
-        if self.shard is not None and order is None:
-            order = torch.arange(n, device=tensors[0].device)
         for start in range(0, stop_at, bs):
-            if order is None:
-                parts = [t[start:start + bs] for t in tensors]
+            stop = min(start + bs, n)
+            if order is None and image_order is None:
+                # Every row, in order: slices are views, nothing is gathered.
+                x = ds.X[start:stop]
+                parts = [t[start:stop] for t in per_row]
             else:
-                idx = order[start:start + bs]
+                pos = slice(start, stop)
                 if self.shard is not None:
-                    idx = self.shard.share(idx)
-                parts = [gather(idx) for gather in gathers]
+                    pos = self.shard.share(torch.arange(start, stop))
+                x = gather_x(image_order[pos])
+                if order is None:
+                    parts = [t[start:stop] for t in per_row]
+                else:
+                    idx = order[pos]
+                    parts = [gather(idx) for gather in gathers]
             if copy:
+                x = self._deliver(x)
                 parts = [self._deliver(t) for t in parts]
-            if not has_target:
-                yield parts[0], None
-            elif not has_weight:
-                yield parts[0], parts[1]
+            if ds.target is None:
+                yield x, None
+            elif ds.weight is None:
+                yield x, parts[0]
             else:
-                yield parts[0], (parts[1], parts[2])
+                yield x, (parts[0], parts[1])
 
 
-def _gatherer(t):
+def _gatherer(t, pinned=False):
     """``idx -> t[idx]`` for a tensor of this device and memory kind."""
     if t.device.type != "cpu":
-        return lambda idx: t.index_select(0, idx)
-    if t.is_pinned():
+        return lambda idx: t.index_select(0, idx.to(t.device))
+    if pinned:
         def gather_pinned(idx):
             # Gather straight into pinned memory so the host-to-device copy
             # that follows stays asynchronous (the host allocator reuses it).
@@ -282,15 +330,20 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
 
 
 def item_image(item):
-    """Return the image of one item of a user's Dataset, as a float32 ``(C, H, W)``.
+    """Return the image of one item of a user's Dataset as a ``(C, H, W)`` tensor.
 
     An item is an image or a tuple whose first element is the image (its
     other elements, e.g. a label, are ignored: skweight holds the targets).
-    ``uint8`` images are scaled to [0, 1]; 2-D images get one channel.
+    Floating images become float32; integer images keep their dtype (the
+    training step scales them on the device, see ``input_scale``); 2-D
+    images get one channel.
     """
     x = item[0] if isinstance(item, (tuple, list)) else item
     t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    t = t.to(torch.float32) / 255.0 if t.dtype == torch.uint8 else t.to(torch.float32)
+    if t.is_floating_point():
+        t = t.to(torch.float32)
+    elif t.dtype == torch.bool:
+        t = t.to(torch.uint8)
     if t.ndim == 2:
         t = t.unsqueeze(0)
     if t.ndim != 3:

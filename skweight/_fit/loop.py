@@ -29,6 +29,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, Checkpoint, TrainEndCheckpoint
 from skorch.utils import TeeGenerator, to_tensor
 
+from .data import scale_inputs
 from .loader import (
     ArrayDataset,
     BatchIterator,
@@ -160,7 +161,13 @@ class TrainingLoop:
     # -- components on the resolved device ---------------------------------
 
     def initialize(self):
-        """Initialise the module, criterion, optimizer and callbacks."""
+        """Initialise the module, criterion, optimizer and callbacks.
+
+        Returns
+        -------
+        self : object
+            The estimator, initialised on the resolved device ``device_``.
+        """
         self.device_ = resolve_device(self.device)
         self.grad_scaler_ = self._make_grad_scaler()
         return super().initialize()
@@ -198,7 +205,18 @@ class TrainingLoop:
         return self
 
     def initialize_optimizer(self, triggered_directly=None):
-        """Build the optimizer; ``optimizer`` may be a class or a name such as "adam"."""
+        """Build the optimizer; ``optimizer`` may be a class or a name such as "adam".
+
+        Parameters
+        ----------
+        triggered_directly : None
+            Unused; part of skorch's signature.
+
+        Returns
+        -------
+        self : object
+            The estimator, with the new ``optimizer_``.
+        """
         named_parameters = self.get_all_learnable_params()
         args, kwargs = self.get_params_for_optimizer("optimizer", named_parameters)
         self.optimizer_ = resolve_optimizer(self.optimizer)(*args, **kwargs)
@@ -206,19 +224,30 @@ class TrainingLoop:
 
     # -- data placement and iteration -----------------------------------
 
-    def _place(self, dataset, training=True):
-        """On CUDA, keep the data on the GPU if it fits, else pin it.
+    def _place(self, dataset, training=True, moved=None):
+        """On CUDA, keep the data on the GPU if they fit.
 
-        Only for the slicing iterator: a DataLoader indexes the data on the
-        host (possibly in worker processes) and pins batches itself when
-        asked to (``iterator_train__pin_memory=True``).
+        Otherwise they stay where they are, and each batch is gathered into
+        pinned host memory for an asynchronous copy (no pinned copy of the
+        whole data). Only for the slicing iterator: a DataLoader indexes the
+        data on the host (possibly in worker processes) and pins batches
+        itself when asked to (``iterator_train__pin_memory=True``).
+        ``moved`` maps tensors already moved in this fit to their device
+        copies: the training and validation splits share one ``X``, which
+        is moved once.
         """
         if self.device_.type != "cuda" or not self._fast_path(dataset, training):
             return dataset
-        free, _ = torch.cuda.mem_get_info(self.device_)
-        if dataset.nbytes <= self.data_device_fraction * free:
-            return dataset.apply(lambda t: t.to(self.device_))
-        return dataset.apply(lambda t: t if t.is_pinned() else t.pin_memory())
+        moved = {} if moved is None else moved
+        if id(dataset.X) not in moved:
+            free, _ = torch.cuda.mem_get_info(self.device_)
+            # Integer images count as stored: uint8 takes a quarter of float32.
+            fits = dataset.nbytes <= self.data_device_fraction * free
+            moved[id(dataset.X)] = dataset.X.to(self.device_) if fits else None
+        X = moved[id(dataset.X)]
+        if X is None:
+            return dataset
+        return dataset.apply(lambda t: X if t is dataset.X else t.to(self.device_))
 
     def _fast_path(self, dataset, training):
         """Whether batches come from the slicing iterator (no DataLoader)."""
@@ -238,7 +267,11 @@ class TrainingLoop:
         Parameters
         ----------
         dataset : torch Dataset
+            The data to iterate over.
         training : bool
+            Training batches (``iterator_train``'s settings, shuffled by
+            default) or validation and prediction batches
+            (``iterator_valid``'s).
         epoch_rows : None or callable
             The rows of each training epoch (a sampler's draws); see
             :class:`~skweight._loader.BatchIterator`.
@@ -246,6 +279,7 @@ class TrainingLoop:
         Returns
         -------
         iterator : iterable of batches
+            The batches of ``dataset``.
         """
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
@@ -394,6 +428,18 @@ class TrainingLoop:
         In data-parallel training only process 0 runs the callbacks that
         write files (checkpoints); the others run the rest, with the same
         numbers, so that e.g. early stopping stops every process at once.
+
+        Parameters
+        ----------
+        method_name : str
+            The hook to call, e.g. ``"on_epoch_end"``.
+        **cb_kwargs
+            Passed to the hook.
+
+        Returns
+        -------
+        None
+            Nothing, as skorch's ``notify``.
         """
         dp = self.__dict__.get("_dp_")
         if dp is None or dp.leader:
@@ -424,7 +470,10 @@ class TrainingLoop:
         iterator : iterable of batches or None
             ``None`` skips the pass.
         training : bool
+            Whether the pass trains (modules in train mode) or validates.
         prefix : {"train", "valid"}
+            Prefix of the history keys, ``{prefix}_loss`` and
+            ``{prefix}_batch_size``.
         step_fn : callable
             ``step_fn(batch, **fit_params) -> {"loss": ..., "y_pred": ...}``.
         **fit_params
@@ -441,8 +490,6 @@ class TrainingLoop:
         if dp is not None:
             global_sizes = []
             iterator = self._shares(iterator, dp, global_sizes)
-        if training and loop.augment_generator is not None:
-            iterator = self._augmented(iterator, loop.augment_generator)
         if not loop.records_live:
             self._run_quiet_epoch(iterator, step_fn, loss_key, size_key, fit_params)
         else:
@@ -515,8 +562,8 @@ class TrainingLoop:
                 record[loss_key] = value
         history.record(prefix_count(loss_key), count)
 
-    def _augmented(self, iterator, generator):
-        """Yield the training batches, augmented on the device they train on.
+    def _augment_batch(self, X, y, generator):
+        """Augment a training batch where it lives (after its inputs are prepared).
 
         Weights follow their samples; for label masks, a per-pixel weight map
         moves with the pixels, and pixels that come from outside the image get
@@ -525,24 +572,22 @@ class TrainingLoop:
         """
         from ..augment import apply_weighted
 
-        device = self.device_
-        for X, y in iterator:
-            w = None
-            if isinstance(y, (tuple, list)):
-                y, w = y
-            X = X.to(device, non_blocking=True)
-            y = None if y is None else y.to(device, non_blocking=True)
-            w = None if w is None else w.to(device, non_blocking=True)
-            masks = self._pixel_weights and y is not None
-            if masks and (w is None or w.ndim == 1):
-                ones = torch.ones(y.shape, dtype=torch.float32, device=device)
-                w = ones if w is None else ones * w.reshape((-1,) + (1,) * (y.ndim - 1))
-            X, y, w = apply_weighted(self.augment, X, y, w, generator)
-            if masks:
-                # Labels the transform filled in where weight is 0 may lie
-                # outside the classes; the loss must still be able to index.
-                y = y.masked_fill(w == 0, 0)
-            yield X, (y if w is None else (y, w))
+        device = X.device
+        w = None
+        if isinstance(y, (tuple, list)):
+            y, w = y
+        y = None if y is None else y.to(device, non_blocking=True)
+        w = None if w is None else w.to(device, non_blocking=True)
+        masks = self._pixel_weights and y is not None
+        if masks and (w is None or w.ndim == 1):
+            ones = torch.ones(y.shape, dtype=torch.float32, device=device)
+            w = ones if w is None else ones * w.reshape((-1,) + (1,) * (y.ndim - 1))
+        X, y, w = apply_weighted(self.augment, X, y, w, generator)
+        if masks:
+            # Labels the transform filled in where weight is 0 may lie
+            # outside the classes; the loss must still be able to index.
+            y = y.masked_fill(w == 0, 0)
+        return X, (y if w is None else (y, w))
 
     def _run_quiet_epoch(self, iterator, step_fn, loss_key, size_key, fit_params):
         """Run a pass no batch hook listens to: history written once, at the end."""
@@ -597,12 +642,39 @@ class TrainingLoop:
         return torch.autocast("cuda", dtype=PRECISIONS[str(self.precision)])
 
     def infer(self, x, **fit_params):
-        """Forward a batch through the module on the resolved device."""
-        if isinstance(x, torch.Tensor):
-            x = self._on_device(x)
-        else:
+        """Forward a batch of images, as stored, through the module (prepared first).
+
+        Parameters
+        ----------
+        x : torch.Tensor or array-like
+            A batch of images as stored; anything but a tensor is converted
+            with skorch's ``to_tensor``.
+        **fit_params
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        torch.Tensor
+            The module's output.
+        """
+        if not isinstance(x, torch.Tensor):
             x = to_tensor(x, device=self.device_)
-        return self.module_(x, **fit_params)
+        return self.module_(self._prepare_inputs(x), **fit_params)
+
+    def _prepare_inputs(self, x):
+        """Make a batch of images, as stored, what the network takes, on its device.
+
+        Each batch is prepared once, in the step that uses it: moved to the
+        device (integer images cross as integers, a quarter of float32's
+        bytes), scaled there by ``input_scale`` and put in the layout the
+        network wants.
+        """
+        if x.device != self.device_:  # the usual case is already there
+            x = x.to(self.device_, non_blocking=True)
+        x = scale_inputs(x, self.input_scale, user_module=self.module is not None)
+        if x.ndim == 4 and self.__dict__.get("_channels_last_"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _ensure_mode(self, training):
         """Put modules and criteria in train or eval mode if they are not.
@@ -618,17 +690,33 @@ class TrainingLoop:
                 return
 
     def train_step_single(self, batch, **fit_params):
-        """Forward, weighted loss and backward pass for one batch."""
+        """Forward, weighted loss and backward pass for one batch.
+
+        Parameters
+        ----------
+        batch : tuple
+            ``(X, y)``: the images as stored, and the targets or the targets
+            and normalised weights.
+        **fit_params
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        step : dict
+            ``{"loss": loss, "y_pred": y_pred}``: the batch's loss and the
+            module output.
+        """
         loop = self._current_loop()
         if loop.records_live:
             # A batch hook may have predicted (eval mode) since the last step.
             self._ensure_mode(True)
         Xi, yi = batch
+        Xi = self._prepare_inputs(Xi)
+        if loop.augment_generator is not None:
+            Xi, yi = self._augment_batch(Xi, yi, loop.augment_generator)
+        module = self.module_ if loop.train_module is None else loop.train_module
         with loop.autocast():
-            if loop.train_module is None:
-                y_pred = self.infer(Xi, **fit_params)
-            else:
-                y_pred = loop.train_module(self._on_device(Xi), **fit_params)
+            y_pred = module(Xi, **fit_params)
             loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         scale = self.__dict__.get("_step_scale_")
         if scale is not None:
@@ -643,16 +731,23 @@ class TrainingLoop:
             loss = loss / self.__dict__["_dp_"].world_size
         return {"loss": loss, "y_pred": y_pred}
 
-    def _on_device(self, x):
-        """Move a batch of images where, and into the layout, the network wants it."""
-        if x.device != self.device_:  # the usual case is already there
-            x = x.to(self.device_, non_blocking=True)
-        if x.ndim == 4 and self.__dict__.get("_channels_last_"):
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
     def train_step(self, batch, **fit_params):
-        """One optimiser step (the loss and the module output)."""
+        """One optimiser step (the loss and the module output).
+
+        Parameters
+        ----------
+        batch : tuple
+            ``(X, y)``: the images as stored, and the targets or the targets
+            and normalised weights.
+        **fit_params
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        step : dict
+            ``{"loss": loss, "y_pred": y_pred}``: the batch's loss and the
+            module output.
+        """
         loop = self._current_loop()
         if loop.closure:
             return super().train_step(batch, **fit_params)
@@ -679,7 +774,22 @@ class TrainingLoop:
         return step
 
     def validation_step(self, batch, **fit_params):
-        """Weighted loss on a validation batch, without gradients."""
+        """Weighted loss on a validation batch, without gradients.
+
+        Parameters
+        ----------
+        batch : tuple
+            ``(X, y)``: the images as stored, and the targets or the targets
+            and normalised weights.
+        **fit_params
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        step : dict
+            ``{"loss": loss, "y_pred": y_pred}``: the batch's loss and the
+            module output.
+        """
         self._ensure_mode(False)
         Xi, yi = batch
         with torch.no_grad(), self._autocast():
@@ -688,7 +798,20 @@ class TrainingLoop:
         return {"loss": loss, "y_pred": y_pred}
 
     def evaluation_step(self, batch, training=False):
-        """Compute the module output for a batch, in float32."""
+        """Compute the module output for a batch, in float32.
+
+        Parameters
+        ----------
+        batch : torch.Tensor or tuple
+            The images as stored, or a tuple whose first item they are.
+        training : bool, default=False
+            Compute in train mode, with gradients.
+
+        Returns
+        -------
+        torch.Tensor
+            The module output, in float32 when it is floating point.
+        """
         self.check_is_fitted()
         self._ensure_mode(training)
         with torch.set_grad_enabled(training):
@@ -710,12 +833,16 @@ class TrainingLoop:
             Module output.
         y_true : torch.Tensor or (torch.Tensor, torch.Tensor)
             Targets, or targets and normalised weights.
-        X, training
+        X : None or torch.Tensor, default=None
+            The batch's images; only their spatial size is read, to check
+            the output's.
+        training : bool, default=False
             Unused; part of skorch's signature.
 
         Returns
         -------
         loss : torch.Tensor (scalar)
+            The weighted loss of the batch.
         """
         device = self.device_
         if isinstance(y_true, (tuple, list)):
@@ -767,14 +894,28 @@ class TrainingLoop:
 
     # -- prediction ---------------------------------------------------------
 
-    def _forward_images(self, images):
-        """Compute module outputs for validated images, as a float32 CPU tensor.
+    def _forward_images(self, dataset, transform=None):
+        """Compute module outputs for validated images, batch by batch, on the CPU.
 
-        Unlike skorch's ``forward``, outputs are not copied to the CPU batch
-        by batch (each copy waits for the GPU): they are gathered where the
-        data are and copied in large chunks.
+        Parameters
+        ----------
+        dataset : ArrayDataset or LazyImageDataset
+            The images as stored (a user's Dataset is read item by item).
+        transform : None or callable
+            Applied to each batch's float32 outputs where they were computed
+            (e.g. probabilities, or their argmax), so that only its result
+            is kept.
+
+        Returns
+        -------
+        outputs : torch.Tensor
+            One row per image, in a tensor allocated once. Unlike skorch's
+            ``forward``, outputs are not copied to the CPU batch by batch
+            (each copy waits for the GPU): they are gathered where the data
+            are and copied in large chunks.
         """
-        dataset = self._place(ArrayDataset(images), training=False)
+        if isinstance(dataset, ArrayDataset):
+            dataset = self._place(dataset, training=False)
         iterator = self.get_iterator(dataset, training=False)
         self._set_training(False)
         # The fitted check and the mode switch are the caller's, once; per
@@ -785,18 +926,29 @@ class TrainingLoop:
                 return self.evaluation_step(batch, training=False)
         else:
             step = self._evaluate
-        on_host, pending, pending_bytes = [], [], 0
+        result, done, pending, pending_bytes = None, 0, [], 0
+
+        def flush():
+            nonlocal result, done, pending, pending_bytes
+            chunk = torch.cat(pending).cpu()
+            if result is None:
+                result = torch.empty((len(dataset), *chunk.shape[1:]), dtype=chunk.dtype)
+            result[done:done + len(chunk)] = chunk
+            done += len(chunk)
+            pending, pending_bytes = [], 0
+
         with torch.no_grad():
             for batch in iterator:
                 out = step(batch)
+                if transform is not None:
+                    out = transform(out)
                 pending.append(out)
                 pending_bytes += out.element_size() * out.nelement()
                 if pending_bytes >= _OUTPUT_CHUNK_BYTES:
-                    on_host.append(torch.cat(pending).cpu())
-                    pending, pending_bytes = [], 0
+                    flush()
         if pending:
-            on_host.append(torch.cat(pending).cpu())
-        return on_host[0] if len(on_host) == 1 else torch.cat(on_host)
+            flush()
+        return result
 
 
 def prefix_count(loss_key):

@@ -96,6 +96,7 @@ def apply(transform, X, y=None, generator=None):
     transform : callable
         ``transform(X, y[, generator=...]) -> (X, y)``.
     X : Tensor of shape (N, C, H, W) or (N, C, D, H, W)
+        Images or volumes.
     y : None or Tensor
         Per-sample targets or label masks (see :func:`is_mask`).
     generator : None or torch.Generator
@@ -103,8 +104,20 @@ def apply(transform, X, y=None, generator=None):
 
     Returns
     -------
-    X, y : Tensor
-        The transformed batch.
+    X : Tensor
+        The transformed images.
+    y : None or Tensor
+        The targets or masks that ``transform`` returned.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import apply
+    >>> def invert(X, y):
+    ...     return 1 - X, y
+    >>> X, y = apply(invert, torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]))
+    >>> X.max().item(), y.tolist()
+    (1.0, [0, 1])
     """
     _check_images(X)
     mask = _check_targets(X, y)
@@ -130,20 +143,43 @@ def apply_weighted(transform, X, y=None, sample_weight=None, generator=None):
     Parameters
     ----------
     transform : callable
+        ``transform(X, y[, generator=...]) -> (X, y)``, or, for per-pixel
+        weights, ``transform(X, y, sample_weight=...[, generator=...]) -> (X,
+        y, sample_weight)``.
     X : Tensor of shape (N, C, H, W) or (N, C, D, H, W)
+        Images or volumes.
     y : None or Tensor
+        Per-sample targets or label masks (see :func:`is_mask`).
     sample_weight : None or Tensor of shape (N,), (N, H, W) or (N, D, H, W)
+        Per-sample weights or per-pixel weight maps.
     generator : None or torch.Generator
+        On ``X``'s device.
 
     Returns
     -------
-    X, y, sample_weight : Tensor
+    X : Tensor
+        The transformed images.
+    y : None or Tensor
+        The targets or masks that ``transform`` returned.
+    sample_weight : None or Tensor
+        The weights: per-sample weights as given, weight maps as moved by
+        ``transform``.
 
     Raises
     ------
     TypeError
         For per-pixel weights and a callable without a ``sample_weight``
         keyword: it could move pixels and leave the weights behind.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import RandomShift, apply_weighted
+    >>> X, w = torch.ones(2, 1, 4, 4), torch.ones(2, 4, 4)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Xs, _, ws = apply_weighted(RandomShift(max_shift=1), X, None, w, gen)
+    >>> bool(((Xs[:, 0] == 0) == (ws == 0)).all())  # pixels shifted in weigh 0
+    True
     """
     _check_images(X)
     if not _check_weights(X, sample_weight):

@@ -13,6 +13,21 @@ class Transform:
     it works with) and implements ``_run``. Parameters are validated at
     construction, by ``set_params`` and at every call, so that settings
     changed by attribute assignment are caught too.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import RandomShift, Transform
+    >>> shift = RandomShift(max_shift=2)
+    >>> isinstance(shift, Transform)
+    True
+    >>> shift.set_params(p=0.5)
+    RandomShift(max_shift=2, p=0.5, fill=0.0, fill_label=None)
+    >>> X, w = torch.zeros(4, 1, 8, 8), torch.ones(4, 8, 8)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Xs, y, ws = shift(X, None, generator=gen, sample_weight=w)
+    >>> Xs.shape, y, ws.shape
+    (torch.Size([4, 1, 8, 8]), None, torch.Size([4, 8, 8]))
     """
 
     def __call__(self, X, y=None, *, generator=None, sample_weight=None):
@@ -81,6 +96,7 @@ class Transform:
         Returns
         -------
         params : dict
+            Parameter names mapped to their values.
         """
         params = {}
         for name in self._param_names():
@@ -101,6 +117,7 @@ class Transform:
         Returns
         -------
         self : Transform
+            This transform, with the new parameters.
         """
         valid = self._param_names()
         nested = {}

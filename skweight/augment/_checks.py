@@ -15,7 +15,9 @@ def is_mask(X, y):
     Parameters
     ----------
     X : Tensor of shape (N, C, H, W) or (N, C, D, H, W)
+        Images or volumes.
     y : None or Tensor
+        Per-sample targets, label masks or None.
 
     Returns
     -------
@@ -23,6 +25,14 @@ def is_mask(X, y):
         True when ``y.ndim >= 2`` and ``y.shape[1:] == X.shape[2:]``: one
         label per pixel (or voxel). Per-sample targets ``(N,)`` or ``(N, T)``
         are not masks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import is_mask
+    >>> X = torch.zeros(2, 1, 8, 8)
+    >>> is_mask(X, torch.zeros(2, 8, 8, dtype=torch.long)), is_mask(X, torch.zeros(2))
+    (True, False)
     """
     return y is not None and y.ndim >= 2 and tuple(y.shape[1:]) == tuple(X.shape[2:])
 

@@ -40,6 +40,16 @@ class BrightnessContrast(_Intensity):
     Notes
     -----
     Draws ``3 N`` uniform numbers per batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import BrightnessContrast
+    >>> X = torch.zeros(4, 1, 8, 8)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Xb, _ = BrightnessContrast(brightness=0.5)(X, generator=gen)
+    >>> bool(Xb.abs().max() <= 0.5)
+    True
     """
 
     def __init__(self, brightness=0.1, contrast=0.1, p=1.0):
@@ -80,6 +90,15 @@ class GaussianNoise(_Intensity):
     -----
     Draws ``N`` uniform numbers and one normal number per element of ``X``
     per batch, in ``X``'s dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import GaussianNoise
+    >>> X = torch.zeros(2, 1, 64, 64)
+    >>> Xn, _ = GaussianNoise(std=0.1)(X, generator=torch.Generator().manual_seed(0))
+    >>> round(Xn.std().item(), 2)
+    0.1
     """
 
     def __init__(self, std=0.05, p=1.0):

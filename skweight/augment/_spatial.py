@@ -116,6 +116,17 @@ class RandomRot90(_Geometric):
     Notes
     -----
     Draws ``N`` uniform numbers and ``N`` integers per batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import RandomRot90
+    >>> X = torch.rand(4, 1, 8, 8)
+    >>> masks = (X[:, 0] > 0.5).long()
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Xr, mr = RandomRot90(p=1.0)(X, masks, generator=gen)
+    >>> bool(((Xr[:, 0] > 0.5).long() == mr).all())  # the masks turn with the images
+    True
     """
 
     def __init__(self, axes=(-2, -1), p=0.75):
@@ -189,6 +200,17 @@ class RandomShift(_Geometric):
     .. [1] K. He, X. Zhang, S. Ren and J. Sun, "Deep residual learning for
        image recognition", CVPR 2016 (4-pixel padding and random 32 x 32
        crops on CIFAR-10).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import RandomShift
+    >>> X = torch.rand(4, 1, 8, 8)
+    >>> masks = (X[:, 0] > 0.5).long()
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> Xs, ms = RandomShift(max_shift=2)(X, masks, generator=gen)
+    >>> bool(((Xs[:, 0] > 0.5).long() == ms).all())  # filled with 0 and label 0
+    True
     """
 
     def __init__(self, max_shift=4, p=1.0, fill=0.0, fill_label=None):
@@ -283,6 +305,17 @@ class RandomAffine(_Geometric):
     -----
     Draws ``3 N`` uniform numbers per batch (whether to transform, angle,
     scale). A sample that is not transformed is returned exactly.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.augment import RandomAffine
+    >>> X = torch.rand(4, 1, 8, 8)
+    >>> masks = (X[:, 0] > 0.5).long()
+    >>> affine = RandomAffine(degrees=30, interpolation="nearest")
+    >>> Xa, ma = affine(X, masks, generator=torch.Generator().manual_seed(0))
+    >>> bool(((Xa[:, 0] > 0.5).long() == ma).all())  # the same nearest-neighbour grid
+    True
     """
 
     def __init__(self, degrees=10.0, scale=(0.9, 1.1), p=1.0, axes=(-2, -1),

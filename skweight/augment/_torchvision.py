@@ -53,6 +53,18 @@ class TorchvisionTransform(Transform):
     is one host synchronisation per batch on a GPU. Without a generator the
     global RNG is used as it is. Per-pixel weight maps cannot be passed
     through torchvision (its fill for them would be the masks' fill).
+
+    Examples
+    --------
+    With torchvision installed (an optional dependency)::
+
+        from torchvision.transforms import v2
+
+        from skweight import CNNSegmenter
+        from skweight.augment import TorchvisionTransform
+
+        flip = TorchvisionTransform(v2.RandomHorizontalFlip())
+        segmenter = CNNSegmenter(augment=flip)
     """
 
     def __init__(self, transform, per_sample=True):

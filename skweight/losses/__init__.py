@@ -8,7 +8,19 @@ and integer targets; the regression losses (:class:`MSELoss`,
 ``(N,)`` or ``(N, T)`` and a per-target ``target_weight``. For long-tailed
 classes, :class:`LogitAdjustedLoss` and :class:`LDAMLoss` also take the
 training label distribution (``class_prior``, ``class_counts``), held in a
-buffer that can be updated in place. Shared conventions:
+buffer that can be updated in place. The multi-label losses
+(:class:`BinaryCrossEntropyLoss`, :class:`SigmoidFocalLoss`,
+:class:`AsymmetricLoss`, :class:`BinaryLogitAdjustedLoss`, and the overlap
+losses with ``sigmoid=True``) take one sigmoid logit per label or channel,
+``(N, C)`` or ``(N, C, d1, ...)``, and 0/1 targets of the same shape.
+For long-tailed regression targets, :class:`BalancedMSELoss` (Balanced
+MSE) adds to the squared error the log-normaliser of a Gaussian likelihood
+over the training label prior, so that predictions of rare targets are not
+pulled towards frequent ones; its prior (a histogram, a Gaussian mixture,
+or the batch) is computed from the weighted training targets by
+``fit_prior``, one prior per target, and its noise scale ``sigma`` can be
+learned.
+Shared conventions:
 
 - ``sample_weight`` has shape (N,) (one weight per sample or image) or the
   target's shape (one weight per element);
@@ -21,6 +33,10 @@ buffer that can be updated in place. Shared conventions:
   sum of weights).
 """
 
+from ._asymmetric import AsymmetricLoss
+from ._balanced_mse import BalancedMSELoss
+from ._binary import BinaryCrossEntropyLoss
+from ._binary_logit_adjusted import BinaryLogitAdjustedLoss
 from ._ce import CrossEntropyLoss
 from ._dice import DiceLoss
 from ._dice_ce import DiceCELoss
@@ -31,6 +47,10 @@ from ._regression import HuberLoss, L1Loss, MSELoss
 from ._tversky import TverskyLoss
 
 __all__ = [
+    "AsymmetricLoss",
+    "BalancedMSELoss",
+    "BinaryCrossEntropyLoss",
+    "BinaryLogitAdjustedLoss",
     "CrossEntropyLoss",
     "DiceCELoss",
     "DiceLoss",

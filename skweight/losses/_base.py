@@ -47,12 +47,19 @@ class WeightedLoss(nn.Module):
 
         Parameters
         ----------
-        input, target, sample_weight
-            As in :meth:`forward`.
+        input : Tensor
+            Logits (or predictions, for regression losses), as in
+            :meth:`forward`.
+        target : Tensor
+            Class indices, 0/1 values or real targets, as in :meth:`forward`.
+        sample_weight : Tensor of shape (N,) or target's shape, default=None
+            Non-negative weights, per sample or per element, as in
+            :meth:`forward`.
 
         Returns
         -------
         loss : Tensor
+            The loss :meth:`forward` returns for the same arguments.
         """
         return self._loss(input, target, sample_weight, check_values=False)
 

@@ -81,4 +81,11 @@ class CrossEntropyLoss(ClassWeightedLoss):
         return reduce_elementwise(loss, prepared.weight, prepared.n_valid, self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         return f"label_smoothing={self.label_smoothing}, {self._weight_repr()}"

@@ -3,12 +3,12 @@
 from ._overlap import OverlapLoss, soft_assignment, weighted_sum
 
 
-def dice_index(prepared, smooth, squared, per_image):
+def dice_index(prepared, smooth, squared, per_image, sigmoid=False):
     """Soft Dice per class (shape (K,)) or per image and class (N, K)."""
-    soft = soft_assignment(prepared, per_image)
+    soft = soft_assignment(prepared, per_image, sigmoid)
     p, g = soft.probs, soft.onehot
     intersection = weighted_sum(p * g, soft)
-    # one-hot g equals g**2, so only the prediction is squared
+    # a one-hot or 0/1 g equals g**2, so only the prediction is squared
     pred = weighted_sum(p * p if squared else p, soft)
     truth = weighted_sum(g, soft)
     return (2.0 * intersection + smooth) / (pred + truth + smooth)
@@ -45,6 +45,14 @@ class DiceLoss(OverlapLoss):
         ``per_image``); "sum": sum of the ``1 - D_k`` terms; "none": the
         ``1 - D_k`` terms, of shape (K',) or (N, K') when ``per_image``, with
         K' the number of kept classes.
+    sigmoid : bool, default=False
+        If True, each channel is its own binary structure (channels may
+        overlap): probabilities are per-channel sigmoids instead of a
+        softmax over the channels, and the target is a 0/1 mask of the
+        input's shape (N, C, d1, ...) (float, integer or bool; or
+        ``ignore_index``). ``include_background=False`` then leaves out
+        channel 0; ``class_weight`` must be None (per-element weights go in
+        ``sample_weight``, of the target's shape).
 
     Notes
     -----
@@ -69,6 +77,10 @@ class DiceLoss(OverlapLoss):
     nothing; with it an image of weight k counts k times and one of weight
     0 not at all, as in the other losses, and scaling all weights still
     changes nothing.
+
+    With ``sigmoid=True``, ``p_k = sigmoid(x_k)`` and ``g_k`` is channel
+    ``k`` of the 0/1 target; the weights ``w`` are per element (pixel and
+    channel) or per sample, and still enter inside the sums.
 
     An input of shape (N, K) has no pixel axes: the N samples play the role
     of the pixels of one image (batch soft-Dice, akin to a soft F1) or, with
@@ -98,15 +110,26 @@ class DiceLoss(OverlapLoss):
         class_weight=None,
         ignore_index=None,
         reduction="mean",
+        sigmoid=False,
     ):
         super().__init__(
-            smooth, include_background, per_image, class_weight, ignore_index, reduction
+            smooth, include_background, per_image, class_weight, ignore_index, reduction,
+            sigmoid,
         )
         self.squared = bool(squared)
 
     def _compute(self, prepared):
-        index = dice_index(prepared, self.smooth, self.squared, self.per_image)
+        index = dice_index(
+            prepared, self.smooth, self.squared, self.per_image, self.sigmoid
+        )
         return self._reduce(index, prepared)
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         return f"squared={self.squared}, {self._overlap_repr()}"

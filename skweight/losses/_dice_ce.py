@@ -1,5 +1,6 @@
 """Weighted sum of the soft Dice and cross-entropy losses."""
 
+from ._binary import bce_elements
 from ._ce import cross_entropy_elements
 from ._dice import dice_index
 from ._overlap import OverlapLoss
@@ -27,13 +28,21 @@ class DiceCELoss(OverlapLoss):
     ignore_index : int, default=None
         Target value of elements left out of both terms.
     label_smoothing : float, default=0.0
-        Label smoothing of the cross-entropy term, in [0, 1].
+        Label smoothing of the cross-entropy term, in [0, 1]. With
+        ``sigmoid=True`` the binary targets become ``y * (1 - eps) + eps / 2``.
     reduction : {"mean", "sum"}, default="mean"
         Applied to each term before combining: "mean" combines
         ``1 - mean_k D_k`` with the cross-entropy mean over non-ignored
         elements; "sum" combines the sum of the ``1 - D_k`` terms with the
         cross-entropy sum. "none" is not available because the Dice terms are
         per class while the cross-entropy terms are per element.
+    sigmoid : bool, default=False
+        If True, each channel is its own binary structure (channels may
+        overlap): the Dice term is that of ``DiceLoss(sigmoid=True)`` and the
+        cross-entropy term is the binary cross-entropy of each channel's
+        logit (see :class:`BinaryCrossEntropyLoss`), averaged over every
+        element (pixel and channel) for "mean". The target is a 0/1 mask of
+        the input's shape; ``class_weight`` must be None.
 
     Notes
     -----
@@ -42,7 +51,8 @@ class DiceCELoss(OverlapLoss):
         loss = lambda_dice * dice_loss + lambda_ce * ce_loss
 
     with ``dice_loss`` as in :class:`DiceLoss` and ``ce_loss`` as in
-    :class:`CrossEntropyLoss`, same reduction.
+    :class:`CrossEntropyLoss` (:class:`BinaryCrossEntropyLoss` with
+    ``sigmoid=True``), same weights and reduction.
 
     Examples
     --------
@@ -66,6 +76,7 @@ class DiceCELoss(OverlapLoss):
         ignore_index=None,
         label_smoothing=0.0,
         reduction="mean",
+        sigmoid=False,
     ):
         if reduction == "none":
             raise ValueError(
@@ -75,7 +86,8 @@ class DiceCELoss(OverlapLoss):
             )
         check_reduction(reduction, allowed=("mean", "sum"))
         super().__init__(
-            smooth, include_background, per_image, class_weight, ignore_index, reduction
+            smooth, include_background, per_image, class_weight, ignore_index, reduction,
+            sigmoid,
         )
         self.lambda_dice = check_real(lambda_dice, "lambda_dice", low=0.0)
         self.lambda_ce = check_real(lambda_ce, "lambda_ce", low=0.0)
@@ -86,10 +98,15 @@ class DiceCELoss(OverlapLoss):
 
     def _compute(self, prepared):
         dice = self._reduce(
-            dice_index(prepared, self.smooth, self.squared, self.per_image), prepared
+            dice_index(prepared, self.smooth, self.squared, self.per_image, self.sigmoid),
+            prepared,
         )
+        if self.sigmoid:
+            elements = bce_elements(prepared.input, prepared.target, self.label_smoothing)
+        else:
+            elements = cross_entropy_elements(prepared, self.label_smoothing)
         ce = reduce_elementwise(
-            cross_entropy_elements(prepared, self.label_smoothing),
+            elements,
             prepared.weight,
             prepared.n_valid,
             self.reduction,
@@ -97,6 +114,13 @@ class DiceCELoss(OverlapLoss):
         return self.lambda_dice * dice + self.lambda_ce * ce
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         return (
             f"lambda_dice={self.lambda_dice}, lambda_ce={self.lambda_ce}, "
             f"squared={self.squared}, label_smoothing={self.label_smoothing}, "

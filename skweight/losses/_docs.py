@@ -16,8 +16,14 @@ _ENTRIES = {
         "none" returns the weighted per-element losses with the target's shape
         (0 on ignored elements); "sum" their sum; "mean" their sum divided by
         the number of non-ignored elements (not by the sum of weights).""",
+    "binary_reduction": """\
+    reduction : {"mean", "sum", "none"}, default="mean"
+        "none" returns the weighted per-element losses with the input's shape;
+        "sum" their sum; "mean" their sum divided by the number of elements
+        (samples times labels, times pixels; not by the sum of weights).""",
 }
 
-#: Decorator filling ``%(class_weight)s``, ``%(ignore_index)s`` and
-#: ``%(reduction)s`` in a loss's docstring.
+#: Decorator filling ``%(class_weight)s``, ``%(ignore_index)s``,
+#: ``%(reduction)s`` and ``%(binary_reduction)s`` (0/1 targets, nothing
+#: ignored) in a loss's docstring.
 fill_loss_doc = fill_doc(_ENTRIES)

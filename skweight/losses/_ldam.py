@@ -143,10 +143,13 @@ class LDAMLoss(ClassWeightedLoss):
         Parameters
         ----------
         class_counts : array-like of shape (K,)
+            Finite non-negative counts (or summed sample weights) of the
+            classes, not all zero, as in the constructor.
 
         Returns
         -------
         self : LDAMLoss
+            This loss, with the new margins.
         """
         margins = ldam_margins(class_counts, self.max_margin)
         if margins.shape != tuple(self.margins.shape):
@@ -174,6 +177,13 @@ class LDAMLoss(ClassWeightedLoss):
         return reduce_elementwise(loss, prepared.weight, prepared.n_valid, self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         margins = [round(m, 4) for m in self.margins.tolist()]
         return (
             f"margins={margins}, max_margin={self.max_margin}, scale={self.scale}, "

@@ -154,10 +154,13 @@ class LogitAdjustedLoss(ClassWeightedLoss):
         Parameters
         ----------
         class_prior : array-like of shape (K,)
+            Finite non-negative frequencies or counts of the classes, not all
+            zero, as in the constructor.
 
         Returns
         -------
         self : LogitAdjustedLoss
+            This loss, with the new prior.
         """
         prior = normalized_prior(class_prior, self.min_prior)
         if prior.shape != tuple(self.class_prior.shape):
@@ -189,6 +192,13 @@ class LogitAdjustedLoss(ClassWeightedLoss):
         return class_shape(log_prior, logits)
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         prior = [round(p, 4) for p in self.class_prior.tolist()]
         return (
             f"class_prior={prior}, tau={self.tau}, min_prior={self.min_prior}, "

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ._base import ClassWeightedLoss
+from ._prepare import prepare_binary
 from ._reduction import reduce_terms
 from ._validation import check_real
 
@@ -25,16 +26,24 @@ class SoftAssignment(NamedTuple):
     dims: tuple
 
 
-def soft_assignment(prepared, per_image):
+def soft_assignment(prepared, per_image, sigmoid=False):
+    """Softmax probabilities and one-hot targets, or sigmoids and 0/1 masks.
+
+    With ``sigmoid``, each channel is its own structure: its probability is
+    its own sigmoid, its target the 0/1 mask of the same shape, and the
+    weights are per element already (or per sample).
+    """
     x = prepared.input
+    spatial = tuple(range(2, x.ndim))
+    dims = spatial if per_image else (0,) + spatial
+    if sigmoid:
+        return SoftAssignment(torch.sigmoid(x), prepared.target, prepared.weight, dims)
     n_classes = x.shape[1]
     classes = torch.arange(n_classes, device=x.device).view(
         (1, n_classes) + (1,) * (x.ndim - 2)
     )
     onehot = (prepared.target.unsqueeze(1) == classes).to(x.dtype)
     weight = None if prepared.weight is None else prepared.weight.unsqueeze(1)
-    spatial = tuple(range(2, x.ndim))
-    dims = spatial if per_image else (0,) + spatial
     return SoftAssignment(torch.softmax(x, dim=1), onehot, weight, dims)
 
 
@@ -64,11 +73,39 @@ class OverlapLoss(ClassWeightedLoss):
         class_weight=None,
         ignore_index=None,
         reduction="mean",
+        sigmoid=False,
     ):
         super().__init__(class_weight, ignore_index, reduction)
         self.smooth = check_real(smooth, "smooth", low=0.0)
         self.include_background = bool(include_background)
         self.per_image = bool(per_image)
+        self.sigmoid = bool(sigmoid)
+        if self.sigmoid and self.class_weight is not None:
+            # class_weight[target] needs class-index targets; a channel's own
+            # weight would cancel inside its Dice ratio.
+            raise ValueError(
+                f"class_weight must be None with sigmoid=True; got "
+                f"{self.class_weight.tolist()}. Pass per-element weights as "
+                "sample_weight of the target's shape (N, C, ...) instead."
+            )
+
+    def _loss(self, input, target, sample_weight, check_values):
+        if not self.sigmoid:
+            return super()._loss(input, target, sample_weight, check_values)
+        if isinstance(input, Tensor) and input.ndim < 2:
+            raise ValueError(
+                "input must have shape (N, C) or (N, C, d1, ...) with the channels "
+                f"on dimension 1 when sigmoid=True; got shape {tuple(input.shape)}."
+            )
+        prepared = prepare_binary(
+            input,
+            target,
+            sample_weight,
+            check_values,
+            ignore_index=self.ignore_index,
+            loss_name=f"{type(self).__name__}(sigmoid=True)",
+        )
+        return self._compute(prepared)
 
     def _terms(self, index):
         """``1 - index`` for the classes kept (class 0 is the background)."""
@@ -98,5 +135,5 @@ class OverlapLoss(ClassWeightedLoss):
     def _overlap_repr(self):
         return (
             f"smooth={self.smooth}, include_background={self.include_background}, "
-            f"per_image={self.per_image}, {self._weight_repr()}"
+            f"per_image={self.per_image}, sigmoid={self.sigmoid}, {self._weight_repr()}"
         )

@@ -224,13 +224,35 @@ def prepare_checked(input, target, sample_weight=None):
     return Prepared(x, target, weight, target.numel())
 
 
-def prepare_binary(input, target, sample_weight=None, check_values=True):
+def prepare_binary(
+    input,
+    target,
+    sample_weight=None,
+    check_values=True,
+    ignore_index=None,
+    loss_name="SigmoidFocalLoss",
+):
     """Validate 0/1 targets of the same shape as `input` (one logit each).
+
+    Parameters
+    ----------
+    input : Tensor of any shape (N, ...)
+        Logits, one per binary decision.
+    target : Tensor of the input's shape
+        0/1 values of any dtype (float, integer or bool), or `ignore_index`.
+    sample_weight : Tensor of shape (N,) or target's shape, default=None
+        Non-negative weights.
+    check_values : bool, default=True
+        Check target values and weight signs (one device sync on a GPU).
+    ignore_index : int, default=None
+        Target value of elements that get weight 0 and are not counted.
+    loss_name : str, default="SigmoidFocalLoss"
+        The loss named in error messages.
 
     Returns
     -------
     prepared : Prepared
-        With ``target`` as 0/1 values in the compute dtype.
+        With ``target`` as 0/1 values in the compute dtype (0 where ignored).
     """
     _check_floating(input)
     if input.ndim < 1:
@@ -240,22 +262,35 @@ def prepare_binary(input, target, sample_weight=None, check_values=True):
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
             f"target shape {tuple(target.shape)} does not match input shape "
-            f"{tuple(input.shape)}: SigmoidFocalLoss expects one 0/1 target per logit."
+            f"{tuple(input.shape)}: {loss_name} expects one 0/1 target per logit."
         )
     dtype = compute_dtype(input)
-    x = input.to(dtype)
-    target = target.to(x.device)
-    not_binary = (target != 0) & (target != 1)
+    x = input if input.dtype == dtype else input.to(dtype)
+    if target.device != x.device:
+        target = target.to(x.device)
+    valid = None if ignore_index is None else target != ignore_index
     weight = None
     if sample_weight is not None:
         weight = sample_weight_view(sample_weight, target, dtype)
 
-    def target_message():
-        return (
-            "target must contain only 0 and 1 for SigmoidFocalLoss; got "
-            f"{_offending_values(target, not_binary)}."
-        )
-
     if check_values:
+        not_binary = (target != 0) & (target != 1)
+        if valid is not None:
+            not_binary = not_binary & valid
+
+        def target_message():
+            ignored = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+            return (
+                f"target must contain only 0 and 1{ignored} for {loss_name}; got "
+                f"{_offending_values(target, not_binary)}."
+            )
+
         _raise_on_bad_values(not_binary, weight, target_message)
-    return Prepared(x, target.to(dtype), weight, target.numel())
+
+    if valid is None:
+        return Prepared(x, target.to(dtype), weight, target.numel())
+    # ignored targets may hold any value; 0 keeps the loss terms finite
+    target = target.masked_fill(~valid, 0)
+    mask = valid.to(dtype)
+    weight = mask if weight is None else weight * mask
+    return Prepared(x, target.to(dtype), weight, valid.sum())

@@ -120,6 +120,13 @@ class _RegressionLoss(WeightedLoss):
         return loss.mean()
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         tw = self.target_weight
         value = None if tw is None else [round(w, 4) for w in tw.tolist()]
         return f"target_weight={value}, reduction={self.reduction!r}"
@@ -164,11 +171,22 @@ class L1Loss(_RegressionLoss):
     target_weight : array-like of shape (T,), default=None
         Non-negative weight of each target (column of dimension 1).
     reduction : {"mean", "sum", "none"}, default="mean"
+        "none" returns the weighted element losses; "mean" is their plain
+        mean over all elements (not divided by the sum of the weights).
 
     Notes
     -----
     ``l_ij = w_i * v_j * |input_ij - target_ij|``; without weights it equals
     ``torch.nn.L1Loss``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.losses import L1Loss
+    >>> pred = torch.tensor([[0.0, 1.0], [2.0, 2.0]])
+    >>> true = torch.tensor([[1.0, 1.0], [0.0, 2.0]])
+    >>> L1Loss()(pred, true, sample_weight=torch.tensor([1.0, 0.5])).item()
+    0.5
     """
 
     def _elements(self, input, target):
@@ -190,12 +208,23 @@ class HuberLoss(_RegressionLoss):
     target_weight : array-like of shape (T,), default=None
         Non-negative weight of each target (column of dimension 1).
     reduction : {"mean", "sum", "none"}, default="mean"
+        "none" returns the weighted element losses; "mean" is their plain
+        mean over all elements (not divided by the sum of the weights).
 
     Notes
     -----
     ``l = 0.5 * e**2`` if ``|e| < delta`` else ``delta * (|e| - 0.5 * delta)``,
     times the sample and target weights; without weights it equals
     ``torch.nn.HuberLoss``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skweight.losses import HuberLoss
+    >>> pred = torch.tensor([[0.0], [0.5], [3.0]])
+    >>> true = torch.zeros(3, 1)
+    >>> HuberLoss(delta=1.0, reduction="none")(pred, true).flatten().tolist()
+    [0.0, 0.125, 2.5]
     """
 
     def __init__(self, delta=1.0, target_weight=None, reduction="mean"):
@@ -208,4 +237,11 @@ class HuberLoss(_RegressionLoss):
         return F.huber_loss(input, target, reduction="none", delta=self.delta)
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         return f"delta={self.delta}, {super().extra_repr()}"

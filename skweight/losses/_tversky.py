@@ -30,6 +30,14 @@ class TverskyLoss(OverlapLoss):
     reduction : {"mean", "sum", "none"}, default="mean"
         As in :class:`DiceLoss`: "none" gives the ``1 - T_k`` terms of shape
         (K',) or (N, K') when ``per_image``.
+    sigmoid : bool, default=False
+        If True, each channel is its own binary structure (channels may
+        overlap): probabilities are per-channel sigmoids instead of a
+        softmax over the channels, and the target is a 0/1 mask of the
+        input's shape (N, C, d1, ...) (float, integer or bool; or
+        ``ignore_index``). ``include_background=False`` then leaves out
+        channel 0; ``class_weight`` must be None (per-element weights go in
+        ``sample_weight``, of the target's shape).
 
     Notes
     -----
@@ -45,6 +53,9 @@ class TverskyLoss(OverlapLoss):
     With ``alpha = beta = 0.5``, ``T_k`` with smoothing ``s`` equals the Dice
     ``D_k`` of :class:`DiceLoss` (``squared=False``) with smoothing ``2 s``;
     they coincide exactly for ``s = 0``.
+
+    With ``sigmoid=True``, ``p_k = sigmoid(x_k)`` and ``g_k`` is channel
+    ``k`` of the 0/1 target, weights per element or per sample.
 
     References
     ----------
@@ -71,15 +82,17 @@ class TverskyLoss(OverlapLoss):
         class_weight=None,
         ignore_index=None,
         reduction="mean",
+        sigmoid=False,
     ):
         super().__init__(
-            smooth, include_background, per_image, class_weight, ignore_index, reduction
+            smooth, include_background, per_image, class_weight, ignore_index, reduction,
+            sigmoid,
         )
         self.alpha = check_real(alpha, "alpha", low=0.0)
         self.beta = check_real(beta, "beta", low=0.0)
 
     def _compute(self, prepared):
-        soft = soft_assignment(prepared, self.per_image)
+        soft = soft_assignment(prepared, self.per_image, self.sigmoid)
         p, g = soft.probs, soft.onehot
         tp = weighted_sum(p * g, soft)
         fp = weighted_sum(p * (1.0 - g), soft)
@@ -88,4 +101,11 @@ class TverskyLoss(OverlapLoss):
         return self._reduce(index, prepared)
 
     def extra_repr(self):
+        """Return the settings shown in the loss's repr (torch's hook).
+
+        Returns
+        -------
+        str
+            The settings, as ``name=value`` pairs.
+        """
         return f"alpha={self.alpha}, beta={self.beta}, {self._overlap_repr()}"
