@@ -182,7 +182,9 @@ def resample_training(sampler, dataset, classes, rng):
     if label_only:
         X_in = np.arange(len(keep)).reshape(-1, 1)
     else:
-        X_in = dataset.X.cpu().numpy().reshape(len(y), -1)
+        # A sampler that looks at the images gets them flattened (and
+        # gathered: it synthesises new ones from them anyway).
+        X_in = dataset.images().cpu().numpy().reshape(len(y), -1)
         if len(keep) < len(y):
             X_in = X_in[keep]
 
@@ -238,8 +240,14 @@ def _balanced_rows(y, keep, rng):
 def _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in):
     """Build an ArrayDataset of a synthesising sampler's output, with weights."""
     X_res = np.asarray(X_res)
+    stored = dataset.X.numpy().dtype if dataset.X.device.type == "cpu" else np.float32
+    if np.issubdtype(stored, np.integer) and not np.issubdtype(X_res.dtype, np.integer):
+        # Synthetic integer images (e.g. uint8 pixels interpolated by SMOTE)
+        # are stored as the real ones, so that input_scale treats them alike.
+        info = np.iinfo(stored)
+        X_res = np.clip(np.rint(X_res), info.min, info.max)
     images = torch.from_numpy(
-        np.ascontiguousarray(X_res, dtype=np.float32).reshape(
+        np.ascontiguousarray(X_res, dtype=stored).reshape(
             len(X_res), *dataset.X.shape[1:]
         )
     )
@@ -257,7 +265,7 @@ def _synthesised(dataset, keep, classes, X_res, y_res, rows, X_in):
     n = len(y_enc)
     return Served(
         dataset.replace(X=images, target=torch.from_numpy(y_enc), weight=weight,
-                        mask=None),
+                        mask=None, rows=None),
         None, np.ones(n),
     )
 
