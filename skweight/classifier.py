@@ -1,5 +1,7 @@
 """CNNClassifier: image classification with sample and class weights."""
 
+import numbers
+
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
@@ -10,10 +12,24 @@ from ._fit.base import BaseCNN
 from ._fit.data import to_numpy_1d
 from ._fit.loader import LazyImageDataset
 from ._fit.sampling import check_sampler, resample_training
-from ._fit.targets import FittedAttribute, LabelTargets, check_class_prior
+from ._fit.targets import (
+    FittedAttribute,
+    LabelTargets,
+    MultiLabelTargets,
+    check_class_prior,
+)
+from ._fit.thresholds import THRESHOLD_METRICS, check_threshold, tune_thresholds
 from ._fit.weight_path import Served
 from ._validation import check_int
-from .losses import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
+from .losses import (
+    AsymmetricLoss,
+    BinaryCrossEntropyLoss,
+    BinaryLogitAdjustedLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    LogitAdjustedLoss,
+    SigmoidFocalLoss,
+)
 from .nets import SmallCNN
 
 __all__ = ["CNNClassifier"]
@@ -113,18 +129,27 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     (2, 10)
     """
 
+    #: The losses of one label per image (bce and asl are multi-label only).
     _named_criteria = {"cross_entropy": CrossEntropyLoss, "focal": FocalLoss,
-                       "logit_adjusted": LogitAdjustedLoss}
+                       "logit_adjusted": LogitAdjustedLoss,
+                       "bce": BinaryCrossEntropyLoss, "asl": AsymmetricLoss}
+    #: The losses of multi-label y: one sigmoid logit per label.
+    _multilabel_criteria = {"cross_entropy": BinaryCrossEntropyLoss,
+                            "bce": BinaryCrossEntropyLoss, "focal": SigmoidFocalLoss,
+                            "asl": AsymmetricLoss,
+                            "logit_adjusted": BinaryLogitAdjustedLoss}
     _nested_params = BaseCNN._nested_params + ("sampler",)
 
     classes_ = FittedAttribute("classes")
     class_weight_ = FittedAttribute("class_weight")
     train_prior_ = FittedAttribute("train_prior")
     effective_prior_ = FittedAttribute("effective_prior")
+    threshold_ = FittedAttribute("threshold")
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
                  input_shape=None, input_scale="auto", sampler=None,
-                 class_prior=None, reweight_from_epoch=None, random_state=None,
+                 class_prior=None, reweight_from_epoch=None, threshold=0.5,
+                 threshold_metric="f1", random_state=None,
                  device="auto", precision="32", channels_last=False,
                  data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20, batch_size=64,
@@ -144,6 +169,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         self.sampler = sampler
         self.class_prior = class_prior
         self.reweight_from_epoch = reweight_from_epoch
+        self.threshold = threshold
+        self.threshold_metric = threshold_metric
 
     @fill_doc()
     def fit(self, X, y, sample_weight=None, class_weight=None, **fit_params):
@@ -199,10 +226,20 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         check_sampler(self.sampler)
         check_int(self.reweight_from_epoch, "reweight_from_epoch", low=1, allow_none=True)
         check_class_prior(self.class_prior)
+        check_threshold(self.threshold)
+        if self.threshold_metric not in THRESHOLD_METRICS:
+            raise ValueError(
+                f"threshold_metric must be one of {sorted(THRESHOLD_METRICS)}, got "
+                f"{self.threshold_metric!r}."
+            )
 
     # -- the hooks of the fit template ----------------------------------------
 
     def _check_targets(self, y, n_samples, spatial):
+        if hasattr(y, "toarray"):  # MultiLabelBinarizer(sparse_output=True)
+            y = y.toarray()
+        if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+            return self._check_multilabel(y, n_samples)
         y = to_numpy_1d(y)
         if len(y) != n_samples:
             raise ValueError(
@@ -214,13 +251,63 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(
-                f"CNNClassifier supports binary and multiclass targets, got "
-                f"{type_of_target(y)!r}."
+                f"CNNClassifier supports binary, multiclass and multilabel-indicator "
+                f"targets, got {type_of_target(y)!r}."
             )
         return y
 
+    def _check_multilabel(self, y, n_samples):
+        if hasattr(y, "to_numpy"):
+            y = y.to_numpy()
+        y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
+        if len(y) != n_samples:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: "
+                f"X has {n_samples}, y has {len(y)}."
+            )
+        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+            found = np.unique(y[~np.isin(y, (0, 1))])[:5].tolist() if (
+                y.dtype.kind in "biuf") else y.dtype
+            raise ValueError(
+                f"A 2-D y is a multilabel indicator for CNNClassifier: one column per "
+                f"label, 0 or 1, got other values ({found}). For lists of label "
+                f"sets use sklearn.preprocessing.MultiLabelBinarizer; for several "
+                f"multi-class outputs, one classifier per output."
+            )
+        return y.astype(np.int8, copy=False)
+
+    def _weight_extra_shape(self, y, spatial):
+        # Multi-label weights may be per (sample, label) element.
+        return y.shape[1:] if y.ndim == 2 else None
+
     def _learn_targets(self, y, sample_weight, classes):
+        if y.ndim == 2:
+            if classes is not None and len(classes) != y.shape[1]:
+                raise ValueError(
+                    f"classes has {len(classes)} entries, but y has {y.shape[1]} "
+                    f"label columns; for multi-label y, classes are the columns."
+                )
+            return MultiLabelTargets(y.shape[1])
+        if not (isinstance(self.threshold, numbers.Real) and self.threshold == 0.5):
+            raise ValueError(
+                f"threshold={self.threshold!r} applies to multi-label y (one "
+                f"probability per label); with one label per image predict is the "
+                f"most probable class. Leave threshold=0.5."
+            )
         return LabelTargets.learn(y, classes=classes)
+
+    def _criterion_for(self, name):
+        multilabel = isinstance(self.__dict__.get("targets_"), MultiLabelTargets)
+        named = self._multilabel_criteria if multilabel else {
+            k: v for k, v in self._named_criteria.items() if k not in ("bce", "asl")
+        }
+        if name not in named:
+            kind = "multi-label y" if multilabel else "one label per image"
+            raise ValueError(
+                f"criterion={name!r} is not a loss for {kind}; use one of "
+                f"{sorted(named)}."
+            )
+        return named[name]
 
     def _resample(self, train):
         if self.sampler is None:
@@ -238,3 +325,36 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         c, h, w = self.input_shape_
         return SmallCNN(in_channels=c, n_outputs=len(self.classes_), image_size=(h, w),
                         **kwargs)
+
+    def _after_fit(self, data, valid):
+        targets = self.targets_
+        if not isinstance(targets, MultiLabelTargets):
+            return
+        if not (isinstance(self.threshold, str) and self.threshold == "auto"):
+            targets.threshold = check_threshold(self.threshold, len(self.classes_))
+            return
+        if valid is None:
+            raise ValueError(
+                "threshold='auto' tunes one threshold per label on the validation "
+                "split: set train_split (e.g. 0.2)."
+            )
+        prior = self._class_prior()
+        proba = self._forward_images(
+            valid, lambda out: torch.exp(targets.log_proba(out, prior)).float()
+        ).numpy()
+        weight = None if valid.weight is None else valid.weight.numpy()
+        targets.threshold = tune_thresholds(valid.target.numpy(), proba, weight,
+                                            self.threshold_metric)
+
+    def _decision_threshold(self):
+        if not isinstance(self.targets_, MultiLabelTargets):
+            return None
+        if isinstance(self.threshold, str):  # "auto": tuned in fit
+            return self.targets_.threshold
+        return check_threshold(self.threshold, len(self.classes_))
+
+    def __sklearn_tags__(self):
+        """Return scikit-learn's tags: binary, multi-class and multi-label targets."""
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

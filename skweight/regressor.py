@@ -289,7 +289,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     # -- collapse check ---------------------------------------------------
 
-    def _after_fit(self, data):
+    def _after_fit(self, data, valid):
         if len(data) < 2 or self.max_epochs == 0:
             return
         targets = data.target.numpy().astype(np.float64)

@@ -1,11 +1,22 @@
 """CNNSegmenter: semantic segmentation with class, image and pixel weights."""
 
+import inspect
+
 import numpy as np
 import torch
 
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
 from ._fit.targets import FittedAttribute, LabelTargets, check_class_prior
+from ._fit.threads import worker_threads
+from ._fit.tiling import (
+    check_tile_blend,
+    check_tile_multiple,
+    check_tile_overlap,
+    check_tile_shape,
+    fits_one_tile,
+    predict_tiled,
+)
 from ._validation import check_ignore_index, check_int, encode_labels
 from .losses import (
     CrossEntropyLoss,
@@ -19,6 +30,9 @@ from .metrics import dice_score
 from .nets import UNet
 
 __all__ = ["CNNSegmenter"]
+
+# The default U-Net's widths, whose number sets the multiple tiles must be of.
+_UNET_CHANNELS = inspect.signature(UNet).parameters["channels"].default
 
 
 def _check_masks(y, n_samples, spatial_shape, name="y"):
@@ -106,6 +120,40 @@ class CNNSegmenter(BaseCNN):
     %(input_scale)s
     %(class_prior)s
     %(reweight_from_epoch)s
+    tile_shape : None, int or tuple of int, default=None
+        Predict images tile by tile (a sliding window) instead of whole, so
+        that memory holds the activations of ``batch_size`` tiles rather
+        than of a whole image: ``(H, W)`` or, for volumes, ``(D, H, W)``;
+        an int is used on every axis. ``None`` predicts each image whole.
+        Training is unchanged: train on tiles or crops of about this size
+        (e.g. :func:`skweight.datasets.load_nuclei_tiles`) and predict
+        large images with it. Tiles are placed as nnU-Net places them:
+        ``n = ceil((I - T) / (T (1 - tile_overlap))) + 1`` tiles per axis,
+        evenly spread from 0 to ``I - T``, so that they cover the image
+        exactly. An axis shorter than the tile is padded to it by
+        reflection and the padding is cropped off; an image no larger than
+        one tile in every axis is predicted whole, as with ``None``. With
+        the default U-Net every size must be a multiple of ``2 ** depth``
+        (4 for the default ``module__channels``), or a ValueError is
+        raised; a network of your own must take tiles of this shape (not
+        checked). :meth:`predict`, :meth:`predict_proba`,
+        :meth:`predict_log_proba` and :meth:`score` all use it; it may be
+        set after ``fit`` with ``set_params``.
+    tile_overlap : float, default=0.5
+        Fraction of a tile that its neighbours share along each axis, in
+        [0, 1): the target step between tiles is ``T * (1 - tile_overlap)``
+        (nnU-Net: 0.5, MONAI's default: 0.25). More overlap costs more
+        tiles (about ``(1 - tile_overlap) ** -ndim`` times the image) and
+        smooths the seams.
+    tile_blend : {"gaussian", "constant"}, default="gaussian"
+        How overlapping tiles are averaged. Each tile's probabilities
+        (softmax of its logits) are weighted by a map and divided by the
+        summed map of the tiles covering each pixel: ``"constant"`` weighs
+        every pixel of a tile alike, ``"gaussian"`` by ``exp(-d^2 / (2
+        sigma^2))`` per axis, ``d`` the distance to the tile's centre and
+        ``sigma = 0.125 T``, so that pixels near a tile's border, which saw
+        little context, count little (clamped away from 0, so they still
+        count). ``class_prior`` is applied to the blended probabilities.
     %(training_parameters)s
 
     Attributes
@@ -180,7 +228,8 @@ class CNNSegmenter(BaseCNN):
 
     def __init__(self, module=None, *, criterion="dice_ce", class_weight=None,
                  ignore_index=None, input_shape=None, input_scale="auto",
-                 class_prior=None, reweight_from_epoch=None, random_state=None,
+                 class_prior=None, reweight_from_epoch=None, tile_shape=None,
+                 tile_overlap=0.5, tile_blend="gaussian", random_state=None,
                  device="auto", precision="32", channels_last=False,
                  data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=3e-3, max_epochs=15, batch_size=16,
@@ -200,6 +249,9 @@ class CNNSegmenter(BaseCNN):
         self.ignore_index = ignore_index
         self.class_prior = class_prior
         self.reweight_from_epoch = reweight_from_epoch
+        self.tile_shape = tile_shape
+        self.tile_overlap = tile_overlap
+        self.tile_blend = tile_blend
 
     @fill_doc()
     def fit(self, X, y, sample_weight=None, class_weight=None, **fit_params):
@@ -261,6 +313,7 @@ class CNNSegmenter(BaseCNN):
         check_ignore_index(self.ignore_index)
         check_int(self.reweight_from_epoch, "reweight_from_epoch", low=1, allow_none=True)
         check_class_prior(self.class_prior)
+        self._check_tiling()
 
     # -- the hooks of the fit template ----------------------------------------
 
@@ -310,6 +363,72 @@ class CNNSegmenter(BaseCNN):
         if hasattr(X, "to_numpy"):
             X = X.to_numpy()
         return X[:, None]
+
+    # -- tiled prediction -----------------------------------------------------
+
+    def _check_tiling(self, ndim=None):
+        """Validate ``tile_shape``, ``tile_overlap`` and ``tile_blend``.
+
+        Parameters
+        ----------
+        ndim : None or int, default=None
+            The fitted images' number of spatial axes, at prediction: the
+            tile is then checked against the fitted network. None (at
+            ``fit``): against the U-Net the parameters will build.
+
+        Returns
+        -------
+        tile, overlap, blend : tuple of int or None, float, str
+            The checked values.
+        """
+        tile = check_tile_shape(self.tile_shape, ndim)
+        overlap = check_tile_overlap(self.tile_overlap)
+        blend = check_tile_blend(self.tile_blend)
+        multiple = self._unet_multiple(fitted=ndim is not None)
+        if tile is not None and multiple is not None:
+            check_tile_multiple(tile, multiple)
+        return tile, overlap, blend
+
+    def _unet_multiple(self, fitted):
+        """Return ``2 ** depth`` of the U-Net that predicts, or None for another network."""
+        if fitted:
+            module = self.module_
+            module = getattr(module, "_orig_mod", module)  # under torch.compile
+            return module.multiple if isinstance(module, UNet) else None
+        if isinstance(self.module, UNet):
+            return self.module.multiple
+        if self.module is not None and self.module is not UNet:
+            return None
+        channels = self.get_params_for("module").get("channels", _UNET_CHANNELS)
+        try:
+            return 2 ** (len(channels) - 1)
+        except TypeError:  # refused with a clear message when the U-Net is built
+            return None
+
+    def _outputs(self, X, transform=None):
+        # The one path of predict, predict_proba, predict_log_proba and
+        # score: with tile_shape the network sees tiles, whose blended
+        # probabilities reach ``transform`` as the logits log(p), so that
+        # class_prior (and argmax) apply after blending.
+        if self.tile_shape is None:
+            return super()._outputs(X, transform)
+        self.check_is_fitted()
+        tile, overlap, blend = self._check_tiling(ndim=len(self.input_shape_) - 1)
+        images = self._validate_X(self._prepare_X(X, None), reset=False)
+        if fits_one_tile(images.shape[2:], tile):
+            # One tile covers the image: padding it would only add work.
+            return super()._outputs(images, transform)
+        targets = self.targets_
+
+        def forward(batch):
+            out = self.evaluation_step(batch, training=False)
+            return targets.check_output(out, len(batch), tile)
+
+        batch_size = self.get_params_for("iterator_valid").get("batch_size",
+                                                               self.batch_size)
+        with worker_threads():
+            return predict_tiled(images, forward, transform, tile, overlap=overlap,
+                                 blend=blend, batch_size=batch_size)
 
     # -- scoring ----------------------------------------------------------
 

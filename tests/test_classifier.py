@@ -264,3 +264,182 @@ def test_module_with_the_wrong_number_of_logits_is_reported(digits, n_outputs,
                                          r"shape \(N, n_classes\) = \(64, 10\)"):
         CNNClassifier(linear_module, module__n_outputs=n_outputs,
                       max_epochs=1).fit(Xtr, ytr)
+
+
+# -- multi-label y ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mosaic(digits):
+    """Three labels per image (is it a 0, a 3, a 7?) on the digits; 7 is made rare."""
+    Xtr, _, ytr, _ = digits
+    Y = np.stack([ytr == 0, ytr == 3, ytr == 7], axis=1).astype(int)
+    keep = ~((ytr == 7) & (np.arange(len(ytr)) % 4 != 0))  # a quarter of the 7s
+    return Xtr[keep][:400].astype(np.float32), Y[keep][:400]
+
+
+def test_multilabel_outputs_follow_scikit_learn(mosaic, tiny):
+    from sklearn.neural_network import MLPClassifier
+
+    X, Y = mosaic
+    clf = CNNClassifier(**tiny).fit(X, Y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == Y.shape and proba.dtype == np.float32
+    assert ((proba >= 0) & (proba <= 1)).all()
+    pred = clf.predict(X)
+    np.testing.assert_array_equal(pred, (proba >= 0.5).astype(int))
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    # the MLP's multi-label interface: classes_ are the columns, score is the
+    # subset accuracy (accuracy_score on the indicator matrices)
+    mlp = MLPClassifier(max_iter=2000, random_state=0).fit(X.reshape(len(X), -1), Y)
+    np.testing.assert_array_equal(mlp.classes_, clf.classes_)
+    assert clf.score(X, Y) == accuracy_score(Y, pred)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba, rtol=1e-6)
+
+
+def test_multilabel_from_label_sets_through_multilabelbinarizer(mosaic, tiny):
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    X, Y = mosaic
+    sets = [{name for name, on in zip(("zero", "three", "seven"), row, strict=True)
+             if on} for row in Y]
+    mlb = MultiLabelBinarizer()
+    Yb = mlb.fit_transform(sets)
+    clf = CNNClassifier(**tiny).fit(X, Yb)
+    labels = mlb.inverse_transform(clf.predict(X))
+    assert len(labels) == len(X) and all(set(t) <= set(mlb.classes_) for t in labels)
+    sparse = MultiLabelBinarizer(sparse_output=True).fit_transform(sets)
+    again = CNNClassifier(**tiny).fit(X, sparse)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("criterion", ["bce", "focal", "asl", "logit_adjusted"])
+def test_multilabel_weight_rules_hold_per_element(mosaic, criterion, tiny):
+    X, Y = mosaic[0][:120], mosaic[1][:120]
+    kw = dict(criterion=criterion, class_weight="balanced", batch_size=-1, lr=1e-2,
+              **{**tiny, "max_epochs": 4})
+    k = np.random.default_rng(0).integers(0, 3, len(Y))
+    per_row = CNNClassifier(**kw).fit(X, Y, sample_weight=k)
+    # the same weights given per (sample, label) element, at another scale
+    per_element = CNNClassifier(**kw).fit(X, Y, sample_weight=1e-40 * np.repeat(
+        k[:, None], 3, axis=1))
+    copies = CNNClassifier(**kw).fit(np.repeat(X, k, axis=0), np.repeat(Y, k, axis=0))
+    p = per_row.predict_proba(X)
+    np.testing.assert_allclose(per_element.predict_proba(X), p, atol=1e-5)
+    np.testing.assert_allclose(copies.predict_proba(X), p, atol=2e-5)
+
+
+def test_multilabel_balanced_weights_give_both_sides_of_each_label_half(mosaic, tiny):
+    X, Y = mosaic
+    w = np.random.default_rng(1).uniform(0.5, 2, len(Y))
+    clf = CNNClassifier(class_weight="balanced", **tiny).fit(X, Y, sample_weight=w)
+    cw = clf.class_weight_
+    assert cw.shape == (3, 2)
+    pos = (w[:, None] * Y * cw[:, 1]).sum(0)
+    neg = (w[:, None] * (1 - Y) * cw[:, 0]).sum(0)
+    np.testing.assert_allclose(pos, neg)
+    # the loss saw balanced labels: their prevalence as seen is one half
+    np.testing.assert_allclose(clf.effective_prior_, 0.5, rtol=1e-6)
+    np.testing.assert_allclose(clf.train_prior_, Y.mean(0))
+
+
+def test_multilabel_class_weight_forms(mosaic, tiny):
+    X, Y = mosaic
+    dicts = [{0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.0}, {1: 4.0}]
+    clf = CNNClassifier(class_weight=dicts, **tiny).fit(X, Y)
+    np.testing.assert_array_equal(clf.class_weight_, [[1, 2], [0.5, 1], [1, 4]])
+    ratios = CNNClassifier(class_weight=[2.0, 1.0, 4.0], **tiny).fit(X, Y)
+    np.testing.assert_array_equal(ratios.class_weight_, [[1, 2], [1, 1], [1, 4]])
+
+
+@pytest.mark.parametrize("params, Y_mod, match", [
+    ({}, lambda Y: Y * 2, r"0 or 1, got other values \(\[2\]\)"),
+    ({"class_weight": [{0: 1, 1: 2}]}, None, "1 dicts, but y has 3 labels"),
+    ({"class_weight": [1.0, 2.0]}, None, "2 positive-class ratios, but y has 3 labels"),
+    ({"class_weight": {0: 2.0}}, None, "got a dict"),
+    ({"threshold": 1.5}, None, r"threshold must lie in \[0, 1\]"),
+    ({"threshold": [0.2, 0.3]}, None, "threshold has 2 entries, but y has 3 labels"),
+    ({"threshold": "best"}, None, "threshold must be a number"),
+    ({"threshold_metric": "accuracy"}, None, "threshold_metric must be one of"),
+    ({"threshold": "auto"}, None, "set train_split"),
+    ({"criterion__clip": 1.5, "criterion": "asl"}, None, "clip"),
+])
+def test_multilabel_bad_input_is_named(mosaic, params, Y_mod, match, tiny):
+    X, Y = mosaic
+    Y = Y if Y_mod is None else Y_mod(Y)
+    with pytest.raises(ValueError, match=match):
+        CNNClassifier(**{**tiny, **params}).fit(X, Y)
+
+
+def test_single_label_refuses_multilabel_only_settings(digits, tiny):
+    Xtr, _, ytr, _ = digits
+    with pytest.raises(ValueError, match="threshold=0.3 applies to multi-label y"):
+        CNNClassifier(threshold=0.3, **tiny).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="criterion='asl' is not a loss for one label"):
+        CNNClassifier(criterion="asl", **tiny).fit(Xtr, ytr)
+
+
+def test_multilabel_label_without_positives_warns_and_stays_finite(mosaic, tiny):
+    X, Y = mosaic
+    Y = Y.copy()
+    Y[:, 2] = 0
+    with pytest.warns(UserWarning, match=r"Label\(s\) \[2\] have no positive"):
+        clf = CNNClassifier(class_weight="balanced", **tiny).fit(X, Y)
+    assert np.isfinite(clf.class_weight_).all() and clf.class_weight_[2, 1] == 0
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_multilabel_thresholds_tuned_on_the_validation_split(mosaic, tiny):
+    from sklearn.metrics import f1_score
+
+    X, Y = mosaic
+    kw = {**tiny, "max_epochs": 6, "train_split": 0.3}
+    fixed = CNNClassifier(**kw).fit(X, Y)
+    tuned = CNNClassifier(threshold="auto", **kw).fit(X, Y)
+    np.testing.assert_array_equal(fixed.predict_proba(X), tuned.predict_proba(X))
+    assert tuned.threshold_.shape == (3,) and not np.allclose(tuned.threshold_, 0.5)
+    np.testing.assert_array_equal(fixed.threshold_, [0.5, 0.5, 0.5])
+    # the tuned thresholds are the F1-best ones on the validation rows
+    _, valid = tuned.get_split_datasets(X, Y)
+    proba = tuned.predict_proba(valid)
+    Yv = valid.target.numpy()
+    for c in range(3):
+        best = f1_score(Yv[:, c], proba[:, c] >= tuned.threshold_[c])
+        for t in np.linspace(0.01, 0.99, 99):
+            assert f1_score(Yv[:, c], proba[:, c] >= t) <= best + 1e-12
+    assert (tuned.predict(X) == (tuned.predict_proba(X) >= tuned.threshold_)).all()
+    # a fixed array is used as given, and can be changed after fit
+    tuned.set_params(threshold=[0.1, 0.9, 0.5])
+    np.testing.assert_array_equal(tuned.predict(X),
+                                  tuned.predict_proba(X) >= [0.1, 0.9, 0.5])
+
+
+def test_multilabel_split_is_stratified_per_label(mosaic, tiny):
+    X, Y = mosaic
+    clf = CNNClassifier(train_split=0.25, **tiny).fit(X, Y)
+    train, valid = clf.get_split_datasets(X, Y)
+    Yt, Yv = train.target.numpy(), valid.target.numpy()
+    np.testing.assert_allclose(Yt.sum(0), Y.sum(0) * 0.75, atol=1)
+    assert len(Yv) == 100
+    np.testing.assert_allclose(Yv.sum(0), Y.sum(0) * 0.25, atol=1)
+
+
+def test_multilabel_searches_with_scikit_learns_scorers_and_persistence(mosaic, tiny,
+                                                                         tmp_path):
+    import pickle
+
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    X, Y = mosaic
+    search = GridSearchCV(CNNClassifier(**tiny), {"criterion": ["bce", "asl"]},
+                          scoring=["f1_macro", "average_precision", "f1_micro"],
+                          refit="average_precision", cv=KFold(2))
+    search.fit(X, Y)
+    assert np.isfinite(search.cv_results_["mean_test_f1_macro"]).all()
+    best = search.best_estimator_
+    again = pickle.loads(pickle.dumps(best))
+    np.testing.assert_array_equal(again.predict(X), best.predict(X))
+    best.save_params(f_params=tmp_path / "p.pt")
+    fresh = CNNClassifier(**tiny).load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_array_equal(fresh.predict_proba(X), best.predict_proba(X))
+    assert type(fresh.targets_).__name__ == "MultiLabelTargets"

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import pathlib
 import re
+import sys
 import textwrap
 
 import pytest
@@ -34,9 +35,12 @@ def python_blocks(page):
 
 def installed(module_name):
     # An optional package that is not installed here (dask_cuda needs CUDA)
-    # cannot be checked; skweight itself always must be.
+    # cannot be checked; skweight itself always must be. A package already
+    # imported is asked no further: find_spec raises for one whose module
+    # replaced itself with a lazy loader (optuna_integration).
     top = module_name.split(".")[0]
-    return top == "skweight" or importlib.util.find_spec(top) is not None
+    return (top == "skweight" or top in sys.modules
+            or importlib.util.find_spec(top) is not None)
 
 
 def member(obj, name):

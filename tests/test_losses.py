@@ -1758,3 +1758,494 @@ def test_multilabel_cuda_follows_module(name):
     assert_close(got.cpu(), expected, atol=2e-2, rtol=2e-3)
     got = loss.forward_validated(x.cuda(), y.cuda(), sw.cuda())
     assert_close(got.cpu(), expected)
+
+
+# ---------------------------------------------------------------- Balanced MSE
+
+BMSE_PRIORS = ["bni", "gai", "bmc"]
+BMSE_FITTED = ["bni", "gai"]
+
+
+def bmse_targets(n=60, n_targets=None, seed=0):
+    """Long-tailed float64 training targets, (n,) or (n, n_targets)."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n,) if n_targets is None else (n, n_targets)
+    return torch.empty(shape, dtype=torch.float64).exponential_(1.0, generator=gen)
+
+
+def bmse_batch(n=8, n_targets=None, seed=1, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n,) if n_targets is None else (n, n_targets)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    t = torch.randn(shape, generator=gen, dtype=torch.float64).abs()
+    return x.to(dtype), t.to(dtype)
+
+
+def bmse_loss_and_grads(loss, x, t, sample_weight=None, index=None):
+    """Loss value and its gradients w.r.t. the predictions and log_sigma.
+
+    With ``index``, the rows ``index`` of ``x`` and ``t`` (repetitions) are
+    used; gradients of repeated rows add up on their shared prediction.
+    """
+    loss.zero_grad()
+    leaf = x.clone().requires_grad_(True)
+    xi, ti = (leaf, t) if index is None else (leaf[index], t[index])
+    value = loss(xi, ti, sample_weight)
+    value.backward()
+    return value.detach(), leaf.grad, loss.log_sigma.grad.clone()
+
+
+def bmse_prior_buffers(loss):
+    return [getattr(loss, name) for name in
+            ("prior_means", "prior_variances", "prior_log_weights")]
+
+
+@pytest.mark.parametrize(
+    ("prior", "kwargs", "y_train"),
+    [
+        # one sample per bin, bins 0.1 wide over [-50, 50]
+        ("bni", {"n_bins": 1000}, -50 + 0.1 * (np.arange(1000) + 0.5)),
+        # one component of variance 1e8
+        ("gai", {"n_components": 1}, np.array([-1e4, 1e4])),
+    ],
+)
+def test_balanced_mse_flat_prior_equals_mse(prior, kwargs, y_train):
+    # A flat prior has nothing to balance: log Z does not depend on the
+    # prediction, and the loss is the squared error plus a constant.
+    loss = BalancedMSELoss(prior, noise_sigma=1.0, **kwargs).fit_prior(y_train)
+    x, t = bmse_batch(20, dtype=torch.float32)
+    x = 2 * x
+    value, grad, _ = bmse_loss_and_grads(loss, x, t)
+    leaf = x.clone().requires_grad_(True)
+    F.mse_loss(leaf, t).backward()
+    assert_close(grad, leaf.grad, rtol=0, atol=1e-5)
+    loss.reduction = "none"
+    offset = loss(x, t) - (x - t).square()
+    assert_close(offset, offset.mean().expand_as(offset), rtol=0, atol=1e-4)
+
+
+def test_balanced_mse_bni_uniform_bins_leave_no_ripple():
+    # sigma = bin width / 5 on a flat histogram. Bins integrated exactly as
+    # uniform densities give a flat log Z; masses at the bin centres (the
+    # paper's form), or Gaussians of the bins' variance h**2 / 12, make it
+    # ripple between the centres: a force towards the gaps.
+    s = 0.02
+    loss = BalancedMSELoss(noise_sigma=s, n_bins=1000, reduction="none")
+    loss.fit_prior(-50 + 0.1 * (np.arange(1000) + 0.5))
+    centres, variances = loss.prior_means.double()[0], loss.prior_variances.double()[0]
+    h = 99.9 / 1000  # the range of the targets over n_bins
+    assert_close(variances, torch.full_like(variances, h**2 / 12))
+    x = torch.linspace(-1.0, 1.0, 401, dtype=torch.float64).requires_grad_(True)
+    loss(x, x.detach()).sum().backward()  # the squared error's gradient is 0
+    # (what remains is the float32 rounding of the stored bin edges)
+    assert float(x.grad.abs().max()) / (2 * s) < 1e-5
+
+    def ripple(v):
+        xs = x.detach().clone().requires_grad_(True)
+        terms = (-0.5 * math.log1p(v / s**2)
+                 - (xs[:, None] - centres) ** 2 / (2 * (s**2 + v)))
+        (2 * s**2 * torch.logsumexp(terms, dim=1)).sum().backward()
+        return float(xs.grad.abs().max()) / (2 * s)  # vs a one-sigma error's
+
+    assert ripple(0.0) > 1.0
+    assert ripple(h**2 / 12) > 0.1
+
+
+@pytest.mark.parametrize("prior", BMSE_FITTED)
+@pytest.mark.parametrize(("n", "n_targets"), [(30, None), (30, 2), (3000, None)])
+def test_balanced_mse_integer_weights_are_repetitions(prior, n, n_targets):
+    # (3000 samples, about 2250 of positive weight: GAI's EM runs on a
+    # histogram of the distinct values)
+    y = bmse_targets(n, n_targets)
+    k = np.random.default_rng(0).integers(0, 4, size=n)
+    k[:2] = (0, 3)
+    index = torch.as_tensor(np.repeat(np.arange(n), k))
+    weighted = BalancedMSELoss(prior, noise_sigma=0.7, random_state=0, n_bins=12,
+                               reduction="sum").fit_prior(y, k)
+    repeated = BalancedMSELoss(prior, noise_sigma=0.7, random_state=0, n_bins=12,
+                               reduction="sum").fit_prior(y[index])
+    for a, b in zip(bmse_prior_buffers(weighted), bmse_prior_buffers(repeated),
+                    strict=True):
+        assert_close(a, b, rtol=1e-6, atol=1e-6)
+    x, t = bmse_batch(n, n_targets)
+    kw = torch.as_tensor(k, dtype=torch.float64)
+    for a, b in zip(bmse_loss_and_grads(weighted, x, t, kw),
+                    bmse_loss_and_grads(repeated, x, t, index=index), strict=True):
+        assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("prior", BMSE_FITTED)
+def test_balanced_mse_zero_weight_removes_and_scale_changes_nothing(prior):
+    y = bmse_targets(40)
+    w = np.random.default_rng(1).uniform(0.1, 2.0, size=40)
+    w[[0, 5, 17]] = 0.0
+    keep = w > 0
+    y[0] = 50.0  # a zero-weight outlier must not stretch the bins
+    x, t = bmse_batch(40)
+    kw = dict(noise_sigma=0.8, random_state=3, n_bins=15, reduction="sum")
+    with_zeros = BalancedMSELoss(prior, **kw).fit_prior(y, w)
+    removed = BalancedMSELoss(prior, **kw).fit_prior(y[keep], w[keep])
+    for a, b in zip(bmse_prior_buffers(with_zeros), bmse_prior_buffers(removed),
+                    strict=True):
+        assert_close(a, b, rtol=1e-6, atol=1e-6)
+    tw = torch.as_tensor(w)
+    kept = torch.as_tensor(keep)
+    for a, b in zip(bmse_loss_and_grads(with_zeros, x, t, tw),
+                    bmse_loss_and_grads(removed, x[kept], t[kept], tw[kept]),
+                    strict=True):
+        if a.ndim:  # the removed samples' predictions get no gradient
+            assert not a[~kept].any()
+            a = a[kept]
+        assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # Any scale, as a tensor or an array: the prior is the same.
+    for scale in (1e-300, 3.0, 1e300):
+        scaled = BalancedMSELoss(prior, **kw).fit_prior(y, torch.as_tensor(w) * scale)
+        for a, b in zip(bmse_prior_buffers(scaled), bmse_prior_buffers(with_zeros),
+                        strict=True):
+            assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # The weights of forward scale the loss, as for every skweight loss.
+    with_zeros.reduction = "mean"
+    assert_close(with_zeros(x, t, 4.0 * tw), 4.0 * with_zeros(x, t, tw))
+
+
+@pytest.mark.parametrize("prior", BMSE_PRIORS)
+def test_balanced_mse_product_form_is_one_loss_per_target(prior):
+    # Several targets: each element's loss is that of its target alone, with
+    # the prior of that column; per-element and per-target weights act
+    # exactly as on the squared error.
+    y = bmse_targets(50, 3)
+    w_fit = torch.rand(50, 3, generator=torch.Generator().manual_seed(4)).double()
+    x, t = bmse_batch(10, 3)
+    w = torch.rand(10, 3, generator=torch.Generator().manual_seed(5)).double()
+    kw = dict(noise_sigma=0.6, random_state=0, n_bins=10, reduction="none")
+    joint = BalancedMSELoss(prior, **kw).fit_prior(y, w_fit)(x, t, w)
+    for j in range(3):
+        alone = BalancedMSELoss(prior, **kw).fit_prior(y[:, j], w_fit[:, j])
+        assert_close(joint[:, j], alone(x[:, j], t[:, j], w[:, j]))
+    per_target = BalancedMSELoss(prior, target_weight=[1.0, 0.0, 2.5], **kw)
+    per_target.fit_prior(y, w_fit)
+    assert_close(per_target(x, t, w), joint * torch.tensor([1.0, 0.0, 2.5]).double())
+    # (N,) weights are per sample
+    per_sample = BalancedMSELoss(prior, **kw).fit_prior(y)
+    assert_close(per_sample(x, t, w[:, 0]), per_sample(x, t, w[:, :1].expand(10, 3)))
+
+
+def _bmse_minibatch_mean(loss, x, y, rows, weight, batch_size):
+    """Mean loss over every batch of `batch_size` of `rows`, and its gradient."""
+    from itertools import combinations
+
+    leaf = x.clone().requires_grad_(True)
+    total, count = 0.0, 0
+    for batch in combinations(range(len(rows)), batch_size):
+        index = torch.as_tensor([rows[i] for i in batch])
+        w = None if weight is None else weight[list(batch)]
+        total = total + loss(leaf[index], y[index], w) / batch_size
+        count += 1
+    total = total / count
+    total.backward()
+    return total.detach(), leaf.grad
+
+
+def test_balanced_mse_bmc_weight_rules_exact_per_batch_approximate_over_batches():
+    rng = np.random.default_rng(0)
+    k = np.array([1, 3, 1, 2, 1, 1])
+    y = torch.as_tensor(rng.normal(size=6))
+    x = torch.as_tensor(rng.normal(size=6))
+    repeated_rows = np.repeat(np.arange(6), k)
+    kw = torch.as_tensor(k, dtype=torch.float64)
+    loss = BalancedMSELoss("bmc", noise_sigma=0.8, reduction="sum")
+    # One batch holding all the data: the weights enter the batch prior as
+    # log-weights, and the weight rules are exact.
+    for a, b in zip(bmse_loss_and_grads(loss, x, y, kw),
+                    bmse_loss_and_grads(loss, x, y, index=torch.as_tensor(repeated_rows)),
+                    strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
+    w0 = kw.clone()
+    w0[2] = 0.0
+    keep = w0 > 0
+    for a, b in zip(bmse_loss_and_grads(loss, x, y, w0),
+                    bmse_loss_and_grads(loss, x[keep], y[keep], w0[keep]), strict=True):
+        assert_close(a if a.ndim == 0 else a[keep], b, rtol=1e-10, atol=1e-10)
+    assert_close(loss(x, y, 1e-30 * kw) / 1e-30, loss(x, y, kw))
+    # Over mini-batches of 3, the loss of a sample depends on the others
+    # drawn with it: the weighted data (weights normalised to mean 1, as
+    # the estimators do) and the repeated data give different mean losses.
+    # BNI, whose loss is per sample, is the control: exact.
+    normalised = kw * len(k) / kw.sum()
+    deviation = {}
+    for prior in ("bmc", "bni"):
+        loss = BalancedMSELoss(prior, noise_sigma=0.8, reduction="sum", n_bins=5)
+        loss.fit_prior(y, kw)
+        va, ga = _bmse_minibatch_mean(loss, x, y, list(range(6)), normalised, 3)
+        vb, gb = _bmse_minibatch_mean(loss, x, y, list(repeated_rows), None, 3)
+        deviation[prior] = (float(abs(va - vb) / abs(vb)),
+                            float((ga - gb).norm() / gb.norm()))
+    assert max(deviation["bni"]) < 1e-12
+    # measured: 6.9% on the mean loss, 9.9% on its gradient
+    assert 0.01 < deviation["bmc"][0] < 0.15
+    assert 0.01 < deviation["bmc"][1] < 0.15
+
+
+@pytest.mark.parametrize("prior", BMSE_PRIORS)
+def test_balanced_mse_scale_is_detached_sigma_gradient_is_the_nll_s(prior):
+    # l = 2 s0**2 [e**2 / (2 s**2) + log Z] with s0 = s detached: the
+    # gradients are 2 s**2 times those of the bracket, the balanced NLL.
+    s = 0.7
+    y = bmse_targets(40)
+    x, t = bmse_batch(9)
+    w = torch.rand(9, generator=torch.Generator().manual_seed(2)).double()
+    w[3] = 0.0
+    loss = BalancedMSELoss(prior, noise_sigma=s, n_bins=7, random_state=0)
+    if prior != "bmc":
+        loss.fit_prior(y)
+    value, grad_x, grad_log_sigma = bmse_loss_and_grads(loss, x, t, w)
+    s2, e = s**2, x - t
+    if prior == "bmc":
+        sq = (x[:, None] - t[None, :]) ** 2
+        terms = torch.log(w / w.sum())[None, :] - sq / (2 * s2)
+        r = torch.softmax(terms, dim=1)
+        bracket = e**2 / (2 * s2) + torch.logsumexp(terms, dim=1)
+        dl_dlog_sigma = -(e**2) / s2 + (r * sq).sum(1) / s2
+        dl_dx = e / s2 - (r * (x[:, None] - t[None, :])).sum(1) / s2
+    elif prior == "gai":
+        c, v, lw = (b.double()[0] for b in bmse_prior_buffers(loss))
+        d = x[:, None] - c
+        terms = lw - 0.5 * torch.log1p(v / s2) - d**2 / (2 * (s2 + v))
+        r = torch.softmax(terms, dim=1)
+        bracket = e**2 / (2 * s2) + torch.logsumexp(terms, dim=1)
+        dterm = v / (s2 + v) + d**2 * s2 / (s2 + v) ** 2
+        dl_dlog_sigma = -(e**2) / s2 + (r * dterm).sum(1)
+        dl_dx = e / s2 - (r * d / (s2 + v)).sum(1)
+    else:
+        # uniform bins: Z = sum_b p_b sqrt(2 pi) s / h (Phi(hi) - Phi(lo))
+        c, v, lw = (b.double()[0] for b in bmse_prior_buffers(loss))
+        h = torch.sqrt(12 * v)
+        lo, hi = (c - h / 2 - x[:, None]) / s, (c + h / 2 - x[:, None]) / s
+        mass = torch.special.ndtr(hi) - torch.special.ndtr(lo)
+        pdf_lo, pdf_hi = (torch.exp(-(z**2) / 2) / math.sqrt(2 * math.pi) for z in (lo, hi))
+        terms = lw + math.log(math.sqrt(2 * math.pi) * s) - torch.log(h) + torch.log(mass)
+        r = torch.softmax(terms, dim=1)
+        bracket = e**2 / (2 * s2) + torch.logsumexp(terms, dim=1)
+        dl_dlog_sigma = -(e**2) / s2 + (r * (1 + (lo * pdf_lo - hi * pdf_hi) / mass)).sum(1)
+        dl_dx = e / s2 - (r * (pdf_hi - pdf_lo) / (s * mass)).sum(1)
+    n = len(x)
+    assert_close(value, (w * 2 * s2 * bracket).mean(), rtol=1e-6, atol=1e-6)
+    assert_close(grad_x, w * 2 * s2 * dl_dx / n, rtol=1e-5, atol=1e-6)
+    expected = (w * 2 * s2 * dl_dlog_sigma).mean()
+    assert_close(grad_log_sigma, expected.float(), rtol=1e-5, atol=1e-6)
+    # Had the factor 2 s**2 been differentiated, it would add 2 * value.
+    assert abs(float(expected + 2 * value) - float(grad_log_sigma)) > 1e-2
+
+
+@pytest.mark.parametrize("prior", BMSE_FITTED)
+def test_balanced_mse_pushes_rare_targets_up(prior):
+    # Long-tailed targets (exponential), one free prediction per bucket of
+    # width 0.5. The squared error predicts each bucket's mean; Balanced MSE
+    # divides out the decreasing label density, and raises the predictions
+    # of the rare buckets (the head bucket, at the edge of the prior, drops).
+    y = torch.empty(800).exponential_(1.0, generator=torch.Generator().manual_seed(0))
+    bucket = torch.clamp(torch.floor(y / 0.5).long(), max=7)
+    rare = torch.bincount(bucket) < 0.3 * len(y)
+    assert rare[1:].all() and not rare[0]
+
+    def fit(loss):
+        p = torch.zeros(8, requires_grad=True)
+        opt = torch.optim.LBFGS([p], max_iter=200, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-10, tolerance_change=1e-14)
+
+        def closure():
+            opt.zero_grad()
+            value = loss(p[bucket], y)
+            value.backward()
+            return value
+
+        opt.step(closure)
+        return p.detach()
+
+    plain = fit(torch.nn.MSELoss())
+    assert_close(plain, torch.stack([y[bucket == b].mean() for b in range(8)]),
+                 rtol=0, atol=1e-4)
+    balanced = fit(BalancedMSELoss(prior, noise_sigma=0.5, learn_sigma=False,
+                                   n_bins=30, random_state=0).fit_prior(y))
+    # measured: +0.11 to +0.32 on the rare buckets, -0.7 on the head
+    assert bool((balanced[rare] > plain[rare] + 0.05).all())
+    assert balanced[0] < plain[0] - 0.3
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: BalancedMSELoss("lds"), r"prior must be one of 'bni', 'gai', 'bmc'; "
+                                         r"got 'lds'"),
+        (lambda: BalancedMSELoss(None), "prior must be one of .*got None"),
+        (lambda: BalancedMSELoss(noise_sigma=0.0), r"noise_sigma must be a finite real "
+                                                   r"number > 0.0; got 0.0"),
+        (lambda: BalancedMSELoss(noise_sigma=-1), "noise_sigma .* got -1"),
+        (lambda: BalancedMSELoss(noise_sigma=float("nan")), "noise_sigma .* got nan"),
+        (lambda: BalancedMSELoss(noise_sigma=float("inf")), "noise_sigma .* got inf"),
+        (lambda: BalancedMSELoss(n_bins=0), "n_bins must be an int >= 1; got 0"),
+        (lambda: BalancedMSELoss(n_bins=2.5), "n_bins must be an int >= 1; got 2.5"),
+        (lambda: BalancedMSELoss(n_components=0), "n_components must be an int >= 1; "
+                                                  "got 0"),
+        (lambda: BalancedMSELoss(reduction="avg"), "reduction must be one of"),
+        (lambda: BalancedMSELoss(target_weight=[1.0, -1.0]), "target_weight must"),
+    ],
+)
+def test_balanced_mse_bad_params_raise(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_balanced_mse_learn_sigma_must_be_a_bool():
+    with pytest.raises(TypeError, match="learn_sigma must be a bool .*got 'yes'"):
+        BalancedMSELoss(learn_sigma="yes")
+
+
+@pytest.mark.parametrize("prior", BMSE_FITTED)
+def test_balanced_mse_bad_prior_data_raise(prior):
+    loss = BalancedMSELoss(prior)
+    y = bmse_targets(10)
+    single = r"y has a single distinct value \(2.0\) in target 0 .* at least two"
+    with pytest.raises(ValueError, match=single):
+        loss.fit_prior(np.full(10, 2.0))
+    with pytest.raises(ValueError, match=single):  # the other value has weight 0
+        loss.fit_prior([2.0, 2.0, 3.0], [1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"\(5.0\) in target 1"):
+        loss.fit_prior(np.stack([np.arange(4.0), np.full(4, 5.0)], axis=1))
+    with pytest.raises(ValueError, match=r"sample_weight contains negative values"):
+        loss.fit_prior(y, -np.ones(10))
+    with pytest.raises(ValueError, match=r"sample_weight contains NaN or infinity"):
+        loss.fit_prior(y, np.full(10, np.nan))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(9,\), expected "
+                                         r"\(10,\)"):
+        loss.fit_prior(y, np.ones(9))
+    with pytest.raises(ValueError, match="sample_weight has only zero weights"):
+        loss.fit_prior(y, np.zeros(10))
+    with pytest.raises(ValueError, match="sample_weight is zero for every sample of "
+                                         "target 1"):
+        loss.fit_prior(bmse_targets(10, 2), np.stack([np.ones(10), np.zeros(10)], 1))
+    with pytest.raises(ValueError, match="y contains NaN or infinity"):
+        loss.fit_prior(np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(N,\) or \(N, T\); got shape "
+                                         r"\(2, 2, 2\)"):
+        loss.fit_prior(np.ones((2, 2, 2)))
+
+
+@pytest.mark.parametrize("prior", BMSE_PRIORS)
+def test_balanced_mse_bad_forward_raise(prior):
+    x, t = bmse_batch(6, 2)
+    loss = BalancedMSELoss(prior)
+    if prior != "bmc":
+        with pytest.raises(ValueError, match=r"has no label prior yet: call "
+                                             r"fit_prior\(y_train, sample_weight\)"):
+            loss(x, t)
+        loss.fit_prior(bmse_targets(20, 3))
+        with pytest.raises(ValueError, match=r"fitted on 3 target\(s\) but the target "
+                                             r"has 2 column\(s\)"):
+            loss(x, t)
+    loss.fit_prior(bmse_targets(20, 2))
+    with pytest.raises(ValueError, match="target shape .* does not match input shape"):
+        loss(x, t[:, :1])
+    with pytest.raises(ValueError, match=r"shape \(N,\) or \(N, T\); got shape"):
+        loss(x[..., None], t[..., None])
+    with pytest.raises(ValueError, match="sample_weight must contain finite non-neg"):
+        loss(x, t, -torch.ones(6))
+    with pytest.raises(ValueError, match="sample_weight must contain finite non-neg"):
+        loss(x, t, torch.full((6,), float("nan")))
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(5,\)"):
+        loss(x, t, torch.ones(5))
+    loss.target_weight = torch.ones(3)
+    with pytest.raises(ValueError, match="target_weight has 3 entries"):
+        loss(x, t)
+
+
+@pytest.mark.parametrize("prior", BMSE_PRIORS)
+@pytest.mark.parametrize("sigma", [1e-12, 1e-6, 1.0, 1e6, 1e12])
+def test_balanced_mse_finite_for_extreme_values(prior, sigma):
+    y = np.concatenate([np.zeros(50), np.linspace(0.1, 5.0, 10)])
+    loss = BalancedMSELoss(prior, noise_sigma=sigma, random_state=0)
+    loss.fit_prior(y, np.logspace(-100, 0, 60))
+    x = torch.tensor([1e4, -1e4, 0.0, 3.0, 1e4])
+    t = torch.tensor([0.0, 0.5, -1e4, 3.0, 1e4])
+    for w in (None, torch.tensor([1.0, 0.0, 2.0, 1e-30, 1.0])):
+        value, grad_x, grad_s = bmse_loss_and_grads(loss, x, t, w)
+        assert torch.isfinite(value) and torch.isfinite(grad_x).all()
+        assert torch.isfinite(grad_s)
+    # clamped to [1e-8, 1e8] in the computation
+    assert loss.sigma == pytest.approx(min(max(sigma, 1e-8), 1e8), rel=1e-6)
+    if prior != "bmc":
+        means, variances, log_weights = bmse_prior_buffers(loss)
+        assert torch.isfinite(means).all() and (variances > 0).all()
+        assert not log_weights.isnan().any()
+
+
+@pytest.mark.parametrize("prior", BMSE_PRIORS)
+def test_balanced_mse_state_dict_round_trip_and_refit(prior):
+    x, t = bmse_batch(8, 2, dtype=torch.float32)
+    loss = BalancedMSELoss(prior, noise_sigma=0.5, random_state=0)
+    loss.fit_prior(bmse_targets(50, 2))
+    opt = torch.optim.SGD(loss.parameters(), lr=0.1)
+    loss(x, t).backward()
+    opt.step()
+    assert loss.sigma != pytest.approx(0.5)  # learned
+    state = loss.state_dict()
+    assert sorted(state) == ["log_sigma", "prior_log_weights", "prior_means",
+                             "prior_variances"]
+    for learn_sigma in (True, False):
+        fresh = BalancedMSELoss(prior, learn_sigma=learn_sigma)
+        fresh.load_state_dict(state)
+        assert fresh.sigma == pytest.approx(loss.sigma)
+        assert_close(fresh(x, t), loss(x, t))
+    # a refit replaces the prior, whatever its shape was
+    loss.fit_prior(bmse_targets(30, seed=5))
+    assert loss(x[:, 0], t[:, 0]).isfinite()
+    if prior != "bmc":
+        assert loss.prior_means.shape[0] == 1
+        with pytest.raises(ValueError, match="fitted on 1 target"):
+            loss(x, t)
+    moved = loss.to("meta")
+    assert all(b.device.type == "meta" for b in bmse_prior_buffers(moved))
+
+
+def test_balanced_mse_as_the_estimators_build_it():
+    # The estimators build the loss from criterion__* names, call fit_prior
+    # at the start of each fit and the optimizer trains log_sigma.
+    x, t = bmse_batch(16, 1, dtype=torch.float32)
+    for prior in BMSE_PRIORS:
+        loss = BalancedMSELoss(**{"prior": prior, "noise_sigma": 0.5,
+                                  "learn_sigma": True, "random_state": 0})
+        assert [name for name, _ in loss.named_parameters()] == ["log_sigma"]
+        loss.fit_prior(bmse_targets(40, 1), np.ones(40)).fit_prior(t.double(), None)
+        w = torch.rand(16, generator=torch.Generator().manual_seed(0))
+        assert_close(loss.forward_validated(x, t, w), loss(x, t, w))
+        fixed = BalancedMSELoss(prior=prior, noise_sigma=0.5, learn_sigma=False,
+                                random_state=0)
+        fixed.fit_prior(t)
+        assert list(fixed.parameters()) == [] and "log_sigma" in fixed.state_dict()
+        assert fixed.sigma == pytest.approx(0.5)
+        assert_close(fixed(x, t), loss(x, t))
+        fixed.reduction = "none"
+        assert fixed(x, t).shape == (16, 1)
+        assert fixed(x[:, 0], t[:, 0]).shape == (16,)
+        assert_close(fixed(x, t).mean(), loss(x, t))
+        assert f"prior={prior!r}" in repr(fixed)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("prior", BMSE_PRIORS)
+def test_balanced_mse_cuda_matches_cpu(prior):
+    x, t = bmse_batch(32, 2, dtype=torch.float32)
+    w = torch.rand(32, generator=torch.Generator().manual_seed(0))
+    loss = BalancedMSELoss(prior, noise_sigma=0.3, random_state=0)
+    loss.fit_prior(bmse_targets(200, 2))
+    expected = bmse_loss_and_grads(loss, x, t, w)
+    loss = loss.to("cuda")
+    assert loss.log_sigma.device.type == "cuda"
+    assert all(b.device.type == "cuda" for b in bmse_prior_buffers(loss))
+    got = bmse_loss_and_grads(loss, x.cuda(), t.cuda(), w.cuda())
+    for a, b in zip(got, expected, strict=True):
+        assert a.device.type == "cuda" and a.dtype == torch.float32
+        assert_close(a.cpu(), b, rtol=1e-4, atol=1e-5)
+    # a refit puts the prior on the loss's device
+    loss.fit_prior(bmse_targets(50, 2, seed=3))
+    assert all(b.device.type == "cuda" for b in bmse_prior_buffers(loss))

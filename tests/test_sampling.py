@@ -381,3 +381,63 @@ def test_samplers_on_cuda_serve_the_same_rows_as_on_cpu(sampler, tiny):
         served[device] = [torch.cat([b[0] for b in epoch]) for epoch in clf.batches_]
     for cpu_rows, cuda_rows in zip(served["cpu"], served["cuda"], strict=True):
         np.testing.assert_array_equal(cpu_rows.numpy(), cuda_rows.numpy())
+
+
+# -- multi-label random over-sampling (skweight.sampling) --------------------------
+
+
+def test_ml_ros_clones_samples_of_labels_above_the_mean_imbalance_ratio():
+    from skweight.sampling import MultiLabelRandomOverSampler
+
+    rng = np.random.default_rng(0)
+    Y = (rng.random((400, 4)) < [0.5, 0.3, 0.05, 0.02]).astype(int)
+    X = np.arange(400)[:, None]
+    sampler = MultiLabelRandomOverSampler(percentage=20, random_state=0)
+    X_res, Y_res = sampler.fit_resample(X, Y)
+    idx = sampler.sample_indices_
+    np.testing.assert_array_equal(X_res[:, 0], idx)
+    np.testing.assert_array_equal(idx[:400], np.arange(400))
+    clones = idx[400:]
+    assert 0 < len(clones) <= 80
+    ratio = sampler.imbalance_ratio_
+    minority = np.flatnonzero(ratio > ratio[np.isfinite(ratio)].mean())
+    # every clone carries a minority label, and the rare labels gained most
+    assert Y[clones][:, minority].any(axis=1).all()
+    gain = Y_res.sum(0) / Y.sum(0)
+    assert gain[3] > gain[0] and gain[2] > gain[0]
+    again = MultiLabelRandomOverSampler(percentage=20, random_state=0)
+    np.testing.assert_array_equal(again.fit_resample(X, Y)[1], Y_res)
+
+
+@pytest.mark.parametrize("percentage", [0, 150, "10", True])
+def test_ml_ros_bad_percentage(percentage):
+    from skweight.sampling import MultiLabelRandomOverSampler
+
+    with pytest.raises(ValueError, match="percentage must be a number in"):
+        MultiLabelRandomOverSampler(percentage=percentage).fit_resample(
+            np.zeros((4, 1)), np.eye(4, 2, dtype=int))
+
+
+def test_ml_ros_in_the_classifier_resamples_rows_weights_and_labels_together(tiny):
+    from skweight.sampling import MultiLabelRandomOverSampler
+
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 1, 4, 4)).astype(np.float32)
+    Y = (rng.random((200, 3)) < [0.5, 0.1, 0.04]).astype(int)
+    w = rng.uniform(0.5, 2, len(Y))
+    clf = Recording(sampler=MultiLabelRandomOverSampler(percentage=30), max_epochs=3,
+                    batch_size=50, random_state=0, **tiny)
+    clf.fit(X, Y, sample_weight=w)
+    draws = []
+    for epoch in range(3):
+        ids, y_served, w_served = _served(clf, X, epoch)
+        assert len(ids) > len(Y)  # every row once, then the clones
+        np.testing.assert_array_equal(np.unique(ids), np.arange(len(Y)))
+        # labels and weights travel with their rows (weights normalised once)
+        np.testing.assert_array_equal(y_served, Y[ids])
+        ratio = w_served / w[ids]
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-6)
+        draws.append(tuple(np.sort(ids)))
+    assert len(set(draws)) > 1  # drawn afresh each epoch
+    with pytest.raises(ValueError, match="takes one label per sample"):
+        CNNClassifier(sampler="balanced", max_epochs=1, **tiny).fit(X, Y)

@@ -80,3 +80,28 @@ def test_split_validation_is_seeded_and_stratified():
     assert len(valid) == 10 and np.bincount(valid.target.numpy()).tolist() == [8, 2]
     torch.testing.assert_close(train.X, again.X)
     assert split_validation(data, None, seed=0, stratify=y, split_params={}) == (data, None)
+
+
+def test_fold_weights_per_label_for_multilabel_targets():
+    Y = np.array([[1, 0], [0, 0], [1, 1]])
+    cw = np.array([[1.0, 4.0], [2.0, 8.0]])  # (negatives, positives) per label
+    w = fold_weights(Y, np.array([1.0, 0.5, 1.0]), cw)
+    np.testing.assert_allclose(w, np.array([[4, 2], [0.5, 1], [4, 8]]) / 8)
+
+
+def test_iterative_split_keeps_every_label_in_both_parts():
+    from skweight._fit.weight_path import iterative_split
+
+    rng = np.random.default_rng(0)
+    Y = (rng.random((500, 6)) < [0.5, 0.2, 0.05, 0.02, 0.01, 0.3]).astype(int)
+    train, test = iterative_split(Y, 0.2, seed=0)
+    assert len(test) == 100 and len(train) == 400
+    assert not set(train) & set(test)
+    # each label's positives split 80/20 to within one sample
+    np.testing.assert_allclose(Y[test].sum(0), 0.2 * Y.sum(0), atol=1)
+    # a plain random split misses rare labels far more
+    plain = rng.permutation(500)[:100]
+    assert np.abs(Y[plain].sum(0) - 0.2 * Y.sum(0)).max() >= np.abs(
+        Y[test].sum(0) - 0.2 * Y.sum(0)).max()
+    again, _ = iterative_split(Y, 0.2, seed=0)
+    np.testing.assert_array_equal(again, train)

@@ -70,7 +70,6 @@ from .distributed import check_distributed, data_parallel
 from .loader import ArrayDataset, LazyImageDataset
 from .loop import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
 from .persistence import load_files, resolve_files, restore_learned, save_learned
-from .targets import check_class_prior
 from .threads import worker_threads
 from .weight_path import Served, TrainingPhase, split_validation, weigh
 
@@ -407,15 +406,17 @@ class BaseCNN(TrainingLoop, NeuralNet):
             )
         shape = tuple(images.shape)
         spatial = shape[2:]
-        sw = check_sample_weight(
-            sample_weight, shape[0], extra_shape=spatial if self._pixel_weights else None,
-            unit=self._sample_unit, element="pixel" if len(spatial) == 2 else "voxel",
+        y = self._check_targets(y, shape[0], spatial)
+        extra = self._weight_extra_shape(y, spatial)
+        element = "label" if extra is not None and len(extra) == 1 else (
+            "pixel" if len(spatial) == 2 else "voxel"
         )
+        sw = check_sample_weight(sample_weight, shape[0], extra_shape=extra,
+                                 unit=self._sample_unit, element=element)
         if sw is not None:
             # Only ratios matter: weights of any magnitude become numbers
             # near 1 before anything is computed from them.
             sw = sw / sw.max()
-        y = self._check_targets(y, shape[0], spatial)
         if reset:
             self.targets_ = self._learn_targets(y, sw, classes)
         target, mask = self.targets_.encode(y, continuing=not reset)
@@ -434,6 +435,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """Check ``y`` against ``n_samples`` images of shape ``spatial``; return it."""
         raise NotImplementedError
 
+    def _weight_extra_shape(self, y, spatial):
+        """Return the trailing shape ``sample_weight`` may have besides ``(N,)``."""
+        return spatial if self._pixel_weights else None
+
     def _learn_targets(self, y, sample_weight, classes):
         """Learn the target object (``targets_``) from checked targets."""
         raise NotImplementedError
@@ -446,8 +451,16 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """Build the default network, sized from the data."""
         raise NotImplementedError
 
-    def _after_fit(self, data):
-        """Check the fitted model on its training data (nothing by default)."""
+    def _after_fit(self, data, valid):
+        """Finish the fit with the data and the validation split (nothing by default)."""
+
+    def _criterion_for(self, name):
+        """Return the loss class of a criterion name."""
+        return self._named_criteria[name]
+
+    def _decision_threshold(self):
+        """Return the thresholds of ``predict`` (None: the most probable class)."""
+        return None
 
     # -- the fit template (steps 5 to 12) ---------------------------------------
 
@@ -485,9 +498,9 @@ class BaseCNN(TrainingLoop, NeuralNet):
                 device = dp.device(device)
                 # Unseeded fits draw their seeds per process: use process 0's.
                 self._seeds_ = dp.broadcast_object(self._seeds_)
-            self._train(data, X, y, class_weight, partial, continuing, fit_params,
-                        device, dp)
-        self._after_fit(data)
+            valid = self._train(data, X, y, class_weight, partial, continuing,
+                                fit_params, device, dp)
+        self._after_fit(data, valid)
         return self
 
     def _train(self, data, X, y, class_weight, partial, continuing, fit_params, device,
@@ -521,6 +534,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
             if dp is not None:
                 # A checkpoint may have reloaded its best weights on process 0.
                 dp.broadcast_module(self.module_)
+            return valid
         finally:
             object.__setattr__(self, "verbose", verbose)
             self.__dict__.pop("_dp_", None)
@@ -553,7 +567,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
 
         def weighed(dataset, weights, counts, training=True):
             return weigh(dataset, weights, counts, training=training,
-                         unit=self._sample_unit, sources=self._weight_sources())
+                         unit=targets.weight_unit(self._sample_unit),
+                         sources=self._weight_sources())
 
         # Only the label estimators have reweight_from_epoch; the others
         # apply their (sample) weights from the start.
@@ -659,7 +674,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """
         crit = self.criterion
         if isinstance(crit, str):
-            crit = self._named_criteria[crit]
+            crit = self._criterion_for(crit)
         kwargs = self.get_params_for("criterion")
         targets = self.__dict__.get("targets_")  # None: initialize() before fit
         if not isinstance(crit, torch.nn.Module) and targets is not None:
@@ -726,7 +741,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
 
     def _class_prior(self):
         """Return the checked ``class_prior`` parameter, for the fitted classes."""
-        return check_class_prior(self.class_prior, len(self.targets_.classes))
+        return self.targets_.check_prior(self.class_prior)
 
     def predict_proba(self, X):
         """Predict class probabilities (per pixel for a segmenter).
@@ -783,8 +798,9 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """
         self.check_is_fitted()
         prior, targets = self._class_prior(), self.targets_
-        index = self._outputs(X, lambda out: targets.log_proba(out, prior).argmax(dim=1))
-        return targets.classes[index.numpy()]
+        threshold = self._decision_threshold()
+        decisions = self._outputs(X, lambda out: targets.decision(out, prior, threshold))
+        return targets.labels(decisions.numpy())
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         """Raise ``NotFittedError`` unless ``fit`` has run.

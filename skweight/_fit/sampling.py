@@ -161,13 +161,20 @@ def resample_training(sampler, dataset, classes, rng):
     is 1, as for every real sample.
     """
     y = dataset.target.numpy()
-    keep = np.arange(len(y)) if dataset.weight is None else np.flatnonzero(
-        dataset.weight.numpy() > 0
+    multilabel = y.ndim == 2
+    weight = None if dataset.weight is None else dataset.weight.numpy()
+    keep = np.arange(len(y)) if weight is None else np.flatnonzero(
+        weight.reshape(len(y), -1).max(axis=1) > 0
     )
     if len(keep) == 0:
         raise ValueError(
             "All training samples have weight 0; there is nothing to resample "
             "or to learn from."
+        )
+    if multilabel and not _takes_multilabel(sampler):
+        raise ValueError(
+            f"sampler={sampler!r} takes one label per sample; for multi-label y use "
+            f"skweight.sampling.MultiLabelRandomOverSampler()."
         )
     if isinstance(sampler, str):
         epochs = _balanced_rows(y, keep, rng)
@@ -177,7 +184,7 @@ def resample_training(sampler, dataset, classes, rng):
         counts[keep] = per_class / n_classes[y[keep]]
         return Served(dataset, epochs, counts)
 
-    labels = classes[y[keep]]
+    labels = y[keep].astype(np.int64) if multilabel else classes[y[keep]]
     label_only = _label_only(sampler)
     if label_only:
         X_in = np.arange(len(keep)).reshape(-1, 1)
@@ -300,6 +307,12 @@ def _seed(rng):
     return int(rng.integers(2**31 - 1))
 
 
+def _takes_multilabel(sampler):
+    from ..sampling import MultiLabelRandomOverSampler
+
+    return isinstance(sampler, MultiLabelRandomOverSampler)
+
+
 def _label_only(sampler):
     """Whether the sampler's choice of rows depends on ``y`` alone.
 
@@ -309,7 +322,7 @@ def _label_only(sampler):
     from imblearn.over_sampling import RandomOverSampler
     from imblearn.under_sampling import RandomUnderSampler
 
-    if type(sampler) is RandomUnderSampler:
+    if type(sampler) is RandomUnderSampler or _takes_multilabel(sampler):
         return True
     return type(sampler) is RandomOverSampler and sampler.shrinkage is None
 

@@ -25,16 +25,17 @@ network's weights (:meth:`Targets.get_state`).
 
 import inspect
 import numbers
+import warnings
 
 import numpy as np
 import torch
 
-from .._class_weight import resolve_class_weight
+from .._class_weight import class_weight_from_dict, resolve_class_weight
 from .._validation import check_class_mass, encode_labels, per_element
 from .weight_path import fold_weights
 
-__all__ = ["PRIOR_FLOOR", "FittedAttribute", "LabelTargets", "RealTargets", "Targets",
-           "check_class_prior", "targets_from_state"]
+__all__ = ["PRIOR_FLOOR", "FittedAttribute", "LabelTargets", "MultiLabelTargets",
+           "RealTargets", "Targets", "check_class_prior", "targets_from_state"]
 
 # Floor of a class prior wherever one enters a logarithm: a class that no
 # training sample carries gets log(1e-12) = -27.6, finite.
@@ -140,6 +141,10 @@ class Targets:
         """Return the weights the loss applies to a batch's elements (default: as given)."""
         return weight
 
+    def weight_unit(self, unit):
+        """Name what one weight is attached to, for messages (``unit``: a sample's)."""
+        return unit
+
     def duplicated_weights(self, requested):
         """Return weights the estimator applies that the loss must not repeat.
 
@@ -169,7 +174,7 @@ class Targets:
 
 def targets_from_state(state):
     """Rebuild the target object that :meth:`Targets.get_state` saved."""
-    kinds = {kind.__name__: kind for kind in (LabelTargets, RealTargets)}
+    kinds = {kind.__name__: kind for kind in (LabelTargets, MultiLabelTargets, RealTargets)}
     return kinds[state["kind"]].from_state(state)
 
 
@@ -428,6 +433,18 @@ class LabelTargets(Targets):
             )
         return out
 
+    def check_prior(self, prior):
+        """Validate ``class_prior`` for these classes (frequencies summing to 1)."""
+        return check_class_prior(prior, len(self.classes))
+
+    def decision(self, logits, class_prior, threshold=None):
+        """Return the index of the most probable class."""
+        return self.log_proba(logits, class_prior).argmax(dim=1)
+
+    def labels(self, decisions):
+        """Map class indices to the labels of ``classes``."""
+        return self.classes[decisions]
+
     def log_proba(self, logits, class_prior=None):
         """Log-probabilities of the network's logits, moved to ``class_prior``.
 
@@ -453,6 +470,302 @@ class LabelTargets(Targets):
         with np.errstate(divide="ignore"):
             shift = np.log(target) - np.log(np.maximum(self.effective_prior, PRIOR_FLOOR))
         return torch.log_softmax(log_q + torch.as_tensor(shift).reshape(shape), dim=1)
+
+
+class MultiLabelTargets(Targets):
+    """Several 0/1 labels per image (classifier) or overlapping masks per pixel (segmenter).
+
+    Label ``c`` is column (or channel) ``c`` of ``y``; the network has one
+    sigmoid logit per label. Weights are per element: one per (sample,
+    label), or per (pixel, channel).
+
+    Parameters
+    ----------
+    n_labels : int
+    per_pixel : bool
+        Whether the labels are masks ``(N, C, *spatial)`` rather than
+        ``(N, C)``.
+
+    Attributes
+    ----------
+    classes : ndarray of shape (n_labels,)
+        ``0..C-1``, as scikit-learn's multi-label estimators have.
+    class_weight : None or ndarray of shape (n_labels, 2)
+        The weight of negatives (column 0) and positives (column 1) of each
+        label in the last fit.
+    train_prior, effective_prior : ndarray of shape (n_labels,)
+        Label prevalences: of the training split as drawn, and the ones the
+        network's (unadjusted) outputs are calibrated for.
+    threshold : ndarray of shape (n_labels,)
+        The decision thresholds of the last fit (tuned, with
+        ``threshold="auto"``).
+    """
+
+    _state = ("classes", "per_pixel", "class_weight", "train_prior", "effective_prior",
+              "threshold")
+    ignore_index = None
+
+    def __init__(self, n_labels, *, per_pixel=False):
+        self.classes = np.arange(n_labels)
+        self.per_pixel = per_pixel
+        self.class_weight = None
+        self.train_prior = None
+        self.effective_prior = None
+        self.threshold = None
+
+    def encode(self, y, continuing=False):
+        """Return the 0/1 labels as float32 (the mask is always None).
+
+        Parameters
+        ----------
+        y : ndarray of shape (N, C) or (N, C, *spatial)
+            Checked 0/1 labels.
+        continuing : bool
+            Whether a fitted network is trained further.
+
+        Returns
+        -------
+        target : torch.Tensor of float32
+        mask : None
+        """
+        if y.shape[1] != len(self.classes):
+            raise ValueError(
+                f"y has {y.shape[1]} labels, but the network being trained further "
+                f"has {len(self.classes)} outputs."
+            )
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), None
+
+    def decode(self, target, weight=None):
+        """Return the 0/1 labels as int64 (as the estimator predicts them)."""
+        return target.long()
+
+    def weight_unit(self, unit):
+        """Weights are per (sample, label) or per (pixel, channel)."""
+        return "pixel label" if self.per_pixel else f"{unit} label"
+
+    def stratify(self, dataset):
+        """Return the label indicator: the split is stratified per label (iteratively)."""
+        return None if self.per_pixel else dataset.target.numpy()
+
+    def _masses(self, dataset, counts=None):
+        """Each element's share of the objective: sample weight times how often served."""
+        target = dataset.target.numpy()
+        mass = np.ones(target.shape) if dataset.weight is None else np.array(
+            per_element(dataset.weight.numpy(), target.shape)
+        )
+        if counts is not None:
+            mass = mass * per_element(counts, target.shape)
+        return target, mass
+
+    def _per_label(self, values):
+        """Sum an ``(N, C, ...)`` array per label."""
+        return values.swapaxes(0, 1).reshape(values.shape[1], -1).sum(axis=1)
+
+    def learn_class_weights(self, requested, served):
+        """Learn each label's weights of negatives and positives from the rows served.
+
+        Parameters
+        ----------
+        requested : None, "balanced", list of dicts or array-like of shape (C,)
+            ``"balanced"`` gives the positives and the negatives of each
+            label half of that label's mass each; a list of one
+            ``{0: w_neg, 1: w_pos}`` per label (scikit-learn's multi-output
+            form); an array gives ratios ``pos_weight``: positives weighted
+            by it, negatives by 1.
+        served : Served
+
+        Returns
+        -------
+        class_weight : None or ndarray of shape (C, 2)
+        """
+        if requested is None:
+            self.class_weight = None
+            return None
+        n_labels = len(self.classes)
+        if isinstance(requested, str):
+            if requested != "balanced":
+                raise ValueError(
+                    f"class_weight must be None, 'balanced', a list of {n_labels} "
+                    f"dicts {{0: w, 1: w}} or {n_labels} positive-class ratios for "
+                    f"multi-label y, got the string {requested!r}."
+                )
+            target, mass = self._masses(served.dataset, served.counts)
+            positive = self._per_label(mass * target)
+            total = self._per_label(mass)
+            negative = total - positive
+            weights = np.zeros((n_labels, 2))
+            # Half of each label's mass to each side; an empty side gets 0.
+            np.divide(total, 2 * negative, out=weights[:, 0], where=negative > 0)
+            np.divide(total, 2 * positive, out=weights[:, 1], where=positive > 0)
+        elif isinstance(requested, (list, tuple)) and all(
+            isinstance(d, dict) for d in requested
+        ):
+            if len(requested) != n_labels:
+                raise ValueError(
+                    f"class_weight has {len(requested)} dicts, but y has {n_labels} "
+                    f"labels; pass one {{0: w_neg, 1: w_pos}} per label."
+                )
+            weights = np.stack([
+                class_weight_from_dict(d, np.array([0, 1])) for d in requested
+            ])
+        elif isinstance(requested, dict):
+            raise ValueError(
+                f"class_weight for multi-label y must be 'balanced', a list of "
+                f"{n_labels} dicts {{0: w_neg, 1: w_pos}} (one per label) or "
+                f"{n_labels} positive-class ratios, got a dict: {requested!r}."
+            )
+        else:
+            ratios = check_class_mass(requested, "class_weight")
+            if ratios.shape != (n_labels,):
+                raise ValueError(
+                    f"class_weight has {ratios.size} positive-class ratios, but y has "
+                    f"{n_labels} labels; pass one per label."
+                )
+            weights = np.stack([np.ones(n_labels), ratios], axis=1)
+        self.class_weight = weights
+        return weights
+
+    def learn_training_prior(self, split):
+        """Learn each label's prevalence in the training split as drawn (unweighted)."""
+        target = split.target.numpy()
+        self.train_prior = self._per_label(target) / (target.size / target.shape[1])
+        self._warn_if_constant(self.train_prior)
+
+    def _warn_if_constant(self, prevalence):
+        constant = np.flatnonzero((prevalence == 0) | (prevalence == 1))
+        if constant.size:
+            warnings.warn(
+                f"Label(s) {constant.tolist()} have no positive or no negative in the "
+                f"training split: the network cannot learn to tell them apart (their "
+                f"weights stay finite).", UserWarning, stacklevel=2,
+            )
+
+    def seen_prior(self, dataset, counts):
+        """Return each label's prevalence as the loss sees it (weighted, as served)."""
+        target, mass = self._masses(dataset, counts)
+        total = self._per_label(mass)
+        positive = self._per_label(mass * target)
+        return np.divide(positive, total, out=np.full(len(total), 0.5), where=total > 0)
+
+    def criterion_defaults(self, criterion_class, kwargs, prior):
+        """Give a loss class the label prior, sigmoid outputs and no alpha of its own.
+
+        Class weights already weigh positives and negatives per label, so a
+        focal loss gets ``alpha=None`` unless the user sets one.
+        """
+        try:
+            accepted = inspect.signature(criterion_class).parameters
+        except (TypeError, ValueError):
+            return kwargs
+        defaults = {"alpha": None, "sigmoid": True}
+        if prior is not None:
+            defaults["class_prior"] = prior
+        return {**{k: v for k, v in defaults.items() if k in accepted}, **kwargs}
+
+    def start_phase(self, criterion, prior, criterion_params):
+        """Give a logit-adjusting loss the label prevalences it will see."""
+        crit = getattr(criterion, "_orig_mod", criterion)
+        if (callable(getattr(crit, "set_class_prior", None))
+                and "class_prior" not in criterion_params):
+            crit.set_class_prior(prior)
+
+    def end_training(self, criterion, prior):
+        """Learn the prevalences the unadjusted outputs are calibrated for.
+
+        Per label, ``sigmoid(f)`` estimates the posterior under the seen
+        prevalence ``pi``; a logit-adjusted loss trains ``sigmoid(f + tau
+        logit(q))`` for that, so that ``sigmoid(f)`` corresponds to the
+        log-odds ``logit(pi) - tau logit(q)``.
+        """
+        crit = getattr(criterion, "_orig_mod", criterion)
+        log_odds = _logit(np.asarray(prior, dtype=np.float64))
+        used = getattr(crit, "class_prior", None)
+        if isinstance(used, torch.Tensor) and hasattr(crit, "tau"):
+            log_odds = log_odds - float(crit.tau) * _logit(
+                used.detach().cpu().double().numpy()
+            )
+        self.effective_prior = 1.0 / (1.0 + np.exp(-log_odds))
+
+    def duplicated_weights(self, requested):
+        """Class weights, when the estimator applies them (None otherwise)."""
+        if requested is None:
+            return None
+        return "class_weight", ("pos_weight", "weight", "class_weight"), "class weights"
+
+    def check_output(self, out, n_samples, spatial):
+        """Check the logits' shape: ``(N, C)``, or ``(N, C, *spatial)`` for masks."""
+        expected = (n_samples, len(self.classes))
+        got = tuple(out.shape)
+        want = expected if not self.per_pixel else (
+            (*expected, *spatial) if spatial is not None else (*expected, "H", "W")
+        )
+        if got[:2] != expected or (self.per_pixel and spatial is not None
+                                   and got[2:] != spatial) or (
+            not self.per_pixel and len(got) != 2
+        ):
+            raise ValueError(
+                f"The module returned output of shape {got}, but {expected[1]} labels "
+                f"need one logit per label: {want}."
+            )
+        return out
+
+    def check_prior(self, prior):
+        """Validate ``class_prior`` for these labels: None, "train" or prevalences."""
+        if prior is None or (isinstance(prior, str) and prior == "train"):
+            return prior
+        if isinstance(prior, str) or isinstance(prior, numbers.Number):
+            raise ValueError(
+                f"class_prior must be None, 'train' or an array of label prevalences "
+                f"in [0, 1] for multi-label y, got {prior!r}."
+            )
+        values = np.asarray(prior, dtype=np.float64)
+        if values.shape != self.classes.shape or not np.all(
+            (values >= 0) & (values <= 1)
+        ):
+            raise ValueError(
+                f"class_prior must hold one prevalence in [0, 1] per label "
+                f"({len(self.classes)}) for multi-label y, got {prior!r}."
+            )
+        return values
+
+    def log_proba(self, logits, class_prior=None):
+        """Log-probability of each label, moved to the prevalences ``class_prior``.
+
+        Per label, Bayes' rule adds ``logit(prior) - logit(effective_prior)``
+        to the log-odds.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (N, C) or (N, C, ...)
+        class_prior : None, "train" or ndarray of shape (C,)
+
+        Returns
+        -------
+        log_proba : torch.Tensor (float64)
+        """
+        z = logits.double()
+        if class_prior is not None:
+            target = self.train_prior if isinstance(class_prior, str) else class_prior
+            shift = _logit(target) - _logit(self.effective_prior)
+            shape = (1, -1) + (1,) * (z.ndim - 2)
+            z = z + torch.as_tensor(shift, device=z.device).reshape(shape)
+        return torch.nn.functional.logsigmoid(z)
+
+    def decision(self, logits, class_prior, threshold):
+        """Return 0/1 labels: each probability against its label's threshold."""
+        proba = torch.exp(self.log_proba(logits, class_prior))
+        shape = (1, -1) + (1,) * (proba.ndim - 2)
+        cut = torch.as_tensor(threshold, dtype=proba.dtype, device=proba.device)
+        return (proba >= cut.reshape(shape)).to(torch.int64)
+
+    def labels(self, decisions):
+        """Return predictions in the user's terms: the 0/1 indicator as it is."""
+        return decisions
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), PRIOR_FLOOR, 1 - PRIOR_FLOOR)
+    return np.log(p) - np.log1p(-p)
 
 
 def check_class_prior(prior, n_classes=None):

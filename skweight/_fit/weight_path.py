@@ -36,6 +36,7 @@ __all__ = [
     "Served",
     "TrainingPhase",
     "fold_weights",
+    "iterative_split",
     "normalize_weights",
     "split_validation",
     "warn_if_small_ess",
@@ -78,7 +79,8 @@ def split_validation(dataset, train_split, *, seed, stratify, split_params):
         skorch-style splitter ``train_split(dataset, y, **split_params)``.
     seed : int
     stratify : None or ndarray
-        Labels to stratify a fractional split by.
+        Labels to stratify a fractional split by: ``(N,)`` class labels, or
+        an ``(N, C)`` multi-label indicator (:func:`iterative_split`).
     split_params : dict
         Passed to a callable splitter.
 
@@ -88,6 +90,11 @@ def split_validation(dataset, train_split, *, seed, stratify, split_params):
     """
     if train_split is None:
         return dataset, None
+    if isinstance(train_split, numbers.Real) and stratify is not None and (
+        np.ndim(stratify) == 2
+    ):
+        train_idx, valid_idx = iterative_split(stratify, train_split, seed)
+        return dataset.take(train_idx), dataset.take(valid_idx)
     if isinstance(train_split, numbers.Real):
         index = np.arange(len(dataset))
         try:
@@ -107,6 +114,59 @@ def split_validation(dataset, train_split, *, seed, stratify, split_params):
         return dataset.take(train_idx), dataset.take(valid_idx)
     train, valid = train_split(dataset, stratify, **split_params)
     return _as_dataset(train), None if valid is None else _as_dataset(valid)
+
+
+def iterative_split(Y, test_size, seed):
+    """Split multi-label samples so that every label keeps its share in both parts.
+
+    Iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011): the
+    label with the fewest positives left is placed first, each of its
+    samples going to the part that lacks that label most (ties: the part
+    that lacks samples most, then at random); samples without any label
+    fill the parts up to their sizes.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (N, C)
+        The 0/1 label indicator.
+    test_size : float
+        The fraction held out, in (0, 1).
+    seed : int
+
+    Returns
+    -------
+    train_idx, test_idx : ndarray of int64
+        Sorted row numbers.
+    """
+    rng = np.random.default_rng(seed)
+    Y = np.asarray(Y) > 0
+    n = len(Y)
+    n_test = int(np.ceil(test_size * n))
+    ratios = np.array([1.0 - n_test / n, n_test / n])
+    wanted = ratios * n  # samples each part still lacks
+    wanted_label = np.outer(ratios, Y.sum(axis=0))  # positives each part lacks
+    part = np.full(n, -1)
+    left = Y.copy()
+    while left.any():
+        counts = left.sum(axis=0).astype(float)
+        counts[counts == 0] = np.inf
+        label = rng.choice(np.flatnonzero(counts == counts.min()))
+        for i in rng.permutation(np.flatnonzero(left[:, label])):
+            need = wanted_label[:, label]
+            best = np.flatnonzero(need == need.max())
+            if len(best) > 1:
+                best = best[wanted[best] == wanted[best].max()]
+            chosen = rng.choice(best)
+            part[i] = chosen
+            wanted[chosen] -= 1
+            wanted_label[chosen] -= Y[i]
+            left[i] = False
+    for i in rng.permutation(np.flatnonzero(part < 0)):
+        best = np.flatnonzero(wanted == wanted.max())
+        chosen = rng.choice(best)
+        part[i] = chosen
+        wanted[chosen] -= 1
+    return np.flatnonzero(part == 0), np.flatnonzero(part == 1)
 
 
 def _as_dataset(ds):
@@ -164,6 +224,8 @@ def weigh(dataset, class_weight, counts, *, training, unit, sources):
 
 def weighted_what(weights, unit):
     """Name what the weights are attached to, plural, for messages."""
+    if unit.endswith("label"):
+        return unit + "s"
     if np.ndim(weights) > 1:
         return "pixels" if np.ndim(weights) == 3 else "voxels"
     return unit + "s"
@@ -194,7 +256,9 @@ def fold_weights(y, sample_weight=None, class_weight=None, mask=None):
         ``class_weight``, and its shape with ``mask``.
     sample_weight : None or ndarray
         ``(N,)`` or ``y``'s shape, non-negative.
-    class_weight : None or ndarray of shape (n_classes,)
+    class_weight : None or ndarray of shape (n_classes,) or (n_labels, 2)
+        Per class; or, for multi-label 0/1 targets ``(N, C, ...)``, the
+        weights of each label's negatives and positives.
     mask : None or ndarray of bool
         ``y``'s shape; False marks elements that neither teach nor count
         (e.g. ``ignore_index`` pixels).
@@ -213,7 +277,14 @@ def fold_weights(y, sample_weight=None, class_weight=None, mask=None):
         per_element(_scaled_to_max(sample_weight), shape)
     )
     if class_weight is not None:
-        w *= _scaled_to_max(class_weight)[y]
+        cw = _scaled_to_max(class_weight)
+        if cw.ndim == 2:
+            # Per label (multi-label y): row c holds label c's weights of its
+            # negatives and positives, and y's axis 1 runs over the labels.
+            label = np.arange(len(cw)).reshape((1, -1) + (1,) * (np.ndim(y) - 2))
+            w *= cw[label, np.asarray(y, dtype=np.int64)]
+        else:
+            w *= cw[y]
     if mask is not None:
         w *= mask
     return w
