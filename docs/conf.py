@@ -233,8 +233,8 @@ def _unlink_foreign_refs(app, what, name, obj, options, lines):
 # -- Is every public name in the API reference? ----------------------------------
 
 PUBLIC_MODULES = ["skweight", "skweight.losses", "skweight.metrics", "skweight.weighting",
-                  "skweight.datasets", "skweight.augment", "skweight.nets",
-                  "skweight.display", "skweight.exceptions"]
+                  "skweight.sampling", "skweight.datasets", "skweight.augment",
+                  "skweight.nets", "skweight.display", "skweight.exceptions"]
 
 
 def api_entries(path=DOCS / "api.rst"):

@@ -60,6 +60,17 @@ _PARAMETERS = {
     "lr": """\
     lr : float, default=%(lr)s
         Learning rate.""",
+    "weight_decay": """\
+    weight_decay : float, default=0.0
+        Decoupled weight decay (as AdamW's, with any optimizer): before each
+        step the network's weights shrink by ``1 - lr * weight_decay``. It
+        applies to the weights of convolutional, linear and embedding
+        layers only: not to biases, not to normalisation layers, not to the
+        loss's own parameters (e.g. Balanced MSE's noise scale), not to
+        frozen parameters. ``optimizer__weight_decay`` keeps torch's meaning
+        (every parameter the optimizer trains). A tuned weight decay is one
+        of the strongest levers on long-tailed data (see the user guide on
+        weights).""",
     "max_epochs": """\
     max_epochs : int, default=%(max_epochs)s
         Number of passes over the training data per ``fit``.""",
@@ -120,6 +131,17 @@ _PARAMETERS = {
         loss, and ``predict`` is the argmax of ``predict_proba``. The
         correction is exact for a calibrated network (see the user guide on
         weights).""",
+    "prior_tau": """\
+    prior_tau : float, default=1.0
+        Strength of the ``class_prior`` correction: the probabilities become
+        ``p(y|x) * (class_prior / effective_prior_) ** prior_tau``,
+        renormalised (per label, on the log-odds, for multi-label ``y``).
+        ``0`` leaves them as trained and ``1`` is Bayes' rule. It is applied
+        at prediction only, so it can be tuned without refitting: compute
+        ``predict_proba`` once and try values on a held-out set, or search
+        over it with a fitted model (``FrozenEstimator``). Post-hoc logit
+        adjustment with ``class_prior`` uniform and ``prior_tau`` near 0.65
+        is a strong long-tail recipe (Hasegawa and Sato, 2024).""",
     "reweight_from_epoch": """\
     reweight_from_epoch : None or int, default=None
         Deferred re-weighting (Cao et al., 2019): the class weights and the
@@ -180,9 +202,9 @@ _PARAMETERS = {
 
 # The settings of the training itself, in the order the estimators list them.
 _TRAINING = ("random_state", "device", "precision", "channels_last",
-             "data_device_fraction", "optimizer", "lr", "max_epochs", "batch_size",
-             "train_split", "callbacks", "verbose", "warm_start", "compile", "augment",
-             "distributed", "kwargs")
+             "data_device_fraction", "optimizer", "lr", "weight_decay", "max_epochs",
+             "batch_size", "train_split", "callbacks", "verbose", "warm_start",
+             "compile", "augment", "distributed", "kwargs")
 
 
 def fill_doc(entries=None, **defaults):

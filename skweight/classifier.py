@@ -17,6 +17,7 @@ from ._fit.targets import (
     LabelTargets,
     MultiLabelTargets,
     check_class_prior,
+    check_prior_tau_setting,
 )
 from ._fit.thresholds import THRESHOLD_METRICS, check_threshold, tune_thresholds
 from ._fit.weight_path import Served
@@ -47,16 +48,35 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     in float64, so each mini-batch loss is an unbiased estimate of that
     objective and weights as small as 1e-100 are handled.
 
+    With a multilabel-indicator ``y`` of shape ``(N, n_labels)`` (several
+    findings per image) the network has one sigmoid logit per label,
+    weights are per (sample, label) element, ``predict_proba`` returns
+    ``(N, n_labels)`` and ``predict`` the 0/1 indicator, each label
+    thresholded (``threshold``); ``score`` is then scikit-learn's subset
+    accuracy (every label of a sample right), as for its other multi-label
+    classifiers; use ``scoring="f1_macro"`` or ``"average_precision"`` in a
+    search.
+
     Parameters
     ----------
     module : None, nn.Module class or instance, default=None
-        The network; it returns raw logits of shape ``(N, n_classes)``.
+        The network; it returns raw logits of shape ``(N, n_classes)``
+        (``(N, n_labels)`` for multi-label ``y``).
         ``None`` builds :class:`skweight.nets.SmallCNN` sized from the data at
         ``fit``; its settings are ``module__channels``,
         ``module__hidden_units``, ``module__norm``, ``module__dropout``.
-    criterion : {"cross_entropy", "focal", "logit_adjusted"}, loss class or \
-            instance, default="cross_entropy"
-        The loss. ``"focal"`` is :class:`skweight.losses.FocalLoss` with
+    criterion : {"cross_entropy", "focal", "logit_adjusted", "bce", "asl"}, loss \
+            class or instance, default="cross_entropy"
+        The loss. For multi-label ``y`` every name is its sigmoid form, one
+        logit per label: ``"cross_entropy"`` and ``"bce"`` are
+        :class:`skweight.losses.BinaryCrossEntropyLoss`, ``"focal"``
+        :class:`~skweight.losses.SigmoidFocalLoss` (its ``alpha`` comes from
+        the class weights), ``"asl"`` :class:`~skweight.losses.AsymmetricLoss`
+        (Ben-Baruch et al., 2021: ``criterion__gamma_neg=4``,
+        ``criterion__gamma_pos=0``, ``criterion__clip=0.05``) and
+        ``"logit_adjusted"`` :class:`~skweight.losses.BinaryLogitAdjustedLoss`
+        (each label's log-odds shifted by ``tau`` times its prior's). For one
+        label per image: ``"focal"`` is :class:`skweight.losses.FocalLoss` with
         ``criterion__gamma`` (default 2). Class weights act as the focal
         ``alpha`` (they are applied once, per sample, before the mean).
         ``"logit_adjusted"`` is :class:`skweight.losses.LogitAdjustedLoss`,
@@ -68,12 +88,19 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         is uniform, and the loss is plain cross-entropy: never a double
         correction). The network's outputs, and ``predict_proba``, stay the
         unadjusted logits'.
-    class_weight : None, "balanced" or dict, default=None
+    class_weight : None, "balanced", dict, list of dicts or array-like, \
+            default=None
         Per-class weights. ``"balanced"`` weighs class ``k`` by
         ``sum(w) / (n_classes * sum(w[y == k]))`` (scikit-learn's formula,
         with sample weights), computed on the training split after any
-        resampling. A dict maps labels to weights (others get 1).
-        ``fit(class_weight=...)`` overrides it for that call.
+        resampling. A dict maps labels to weights (others get 1). For
+        multi-label ``y`` the weights are per (sample, label) element:
+        ``"balanced"`` gives the positives and the negatives of each label
+        half of that label's mass each; a list of one ``{0: w_neg, 1:
+        w_pos}`` per label is scikit-learn's multi-output form; an array of
+        one ratio per label weighs its positives by it (torch's
+        ``pos_weight``). ``fit(class_weight=...)`` overrides it for that
+        call.
     %(input_shape)s
     %(input_scale)s
     sampler : None, "balanced" or imbalanced-learn sampler, default=None
@@ -105,16 +132,32 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         estimator's ``random_state``. Nested parameters such as
         ``sampler__k_neighbors`` can be set and grid-searched.
     %(class_prior)s
+    %(prior_tau)s
     %(reweight_from_epoch)s
+    threshold : float, array-like of shape (n_labels,) or "auto", default=0.5
+        Multi-label ``y`` only: a label is predicted where its probability
+        reaches its threshold. One number for every label, one per label,
+        or ``"auto"``: one per label tuned on the validation split
+        (``train_split`` must be set) for ``threshold_metric``; the
+        thresholds used are ``threshold_``. It applies at prediction, so a
+        fitted model takes new values without refitting.
+    threshold_metric : {"f1", "balanced_accuracy"}, default="f1"
+        What ``threshold="auto"`` maximises for each label (weighted by the
+        validation split's sample and class weights).
     %(training_parameters)s
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The labels.
-    class_weight_ : None or ndarray of shape (n_classes,)
+        The labels; for multi-label ``y``, ``0..n_labels-1`` (the columns).
+    class_weight_ : None or ndarray of shape (n_classes,) or (n_labels, 2)
         The class weights used in the last ``fit``, aligned with ``classes_``
-        (computed on the training split, after any resampling).
+        (computed on the training split, after any resampling); for
+        multi-label ``y`` the weights of each label's negatives and
+        positives.
+    threshold_ : ndarray of shape (n_labels,)
+        Multi-label ``y`` only: the thresholds of the last ``fit`` (tuned,
+        with ``threshold="auto"``).
     %(prior_attributes)s
     %(fitted_attributes)s
 
@@ -147,19 +190,20 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     threshold_ = FittedAttribute("threshold")
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
-                 input_shape=None, input_scale="auto", sampler=None,
-                 class_prior=None, reweight_from_epoch=None, threshold=0.5,
-                 threshold_metric="f1", random_state=None,
-                 device="auto", precision="32", channels_last=False,
-                 data_device_fraction=0.5,
-                 optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20, batch_size=64,
-                 train_split=None, callbacks=None, verbose=0, warm_start=False,
-                 compile=False, augment=None, distributed="auto", **kwargs):
+                 input_shape=None, input_scale="auto", sampler=None, class_prior=None,
+                 prior_tau=1.0, reweight_from_epoch=None, threshold=0.5,
+                 threshold_metric="f1", random_state=None, device="auto", precision="32",
+                 channels_last=False, data_device_fraction=0.5,
+                 optimizer=torch.optim.AdamW, lr=1e-3, weight_decay=0.0, max_epochs=20,
+                 batch_size=64, train_split=None, callbacks=None, verbose=0,
+                 warm_start=False, compile=False, augment=None, distributed="auto",
+                 **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, input_scale=input_scale,
             random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
             compile=compile, augment=augment, distributed=distributed,
@@ -168,6 +212,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         self.class_weight = class_weight
         self.sampler = sampler
         self.class_prior = class_prior
+        self.prior_tau = prior_tau
         self.reweight_from_epoch = reweight_from_epoch
         self.threshold = threshold
         self.threshold_metric = threshold_metric
@@ -179,9 +224,15 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         Parameters
         ----------
         %(X)s
-        y : array-like of shape (N,)
-            Labels of any type.
-        %(sample_weight)s
+        y : array-like of shape (N,) or (N, n_labels)
+            Labels of any type, or a multilabel indicator of 0/1 (one column
+            per label, e.g. from :class:`sklearn.preprocessing.MultiLabelBinarizer`
+            for lists of label sets).
+        sample_weight : None or array-like of shape (N,) or (N, n_labels)
+            Non-negative weights of any magnitude, per sample or (multi-label
+            ``y``) per (sample, label) element; weight 0 leaves an element
+            out, integer weight k counts it k times, and multiplying all
+            weights by a constant changes nothing.
         class_weight : None, "balanced" or dict
             Overrides the constructor's ``class_weight`` for this call.
         %(fit_params)s
@@ -226,6 +277,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         check_sampler(self.sampler)
         check_int(self.reweight_from_epoch, "reweight_from_epoch", low=1, allow_none=True)
         check_class_prior(self.class_prior)
+        check_prior_tau_setting(self.prior_tau, self.class_prior)
         check_threshold(self.threshold)
         if self.threshold_metric not in THRESHOLD_METRICS:
             raise ValueError(
@@ -238,7 +290,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     def _check_targets(self, y, n_samples, spatial):
         if hasattr(y, "toarray"):  # MultiLabelBinarizer(sparse_output=True)
             y = y.toarray()
-        if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+        if not hasattr(y, "shape"):
+            y = np.asarray(y)
+        if len(y.shape) == 2 and y.shape[1] > 1:
             return self._check_multilabel(y, n_samples)
         y = to_numpy_1d(y)
         if len(y) != n_samples:
@@ -278,7 +332,10 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     def _weight_extra_shape(self, y, spatial):
         # Multi-label weights may be per (sample, label) element.
-        return y.shape[1:] if y.ndim == 2 else None
+        shape = getattr(y, "shape", None)
+        if shape is None:
+            shape = np.shape(np.asarray(y, dtype=object))
+        return tuple(shape[1:]) if len(shape) == 2 and shape[1] > 1 else None
 
     def _learn_targets(self, y, sample_weight, classes):
         if y.ndim == 2:
@@ -338,9 +395,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 "threshold='auto' tunes one threshold per label on the validation "
                 "split: set train_split (e.g. 0.2)."
             )
-        prior = self._class_prior()
+        prior, tau = self._class_prior()
         proba = self._forward_images(
-            valid, lambda out: torch.exp(targets.log_proba(out, prior)).float()
+            valid, lambda out: torch.exp(targets.log_proba(out, prior, tau)).float()
         ).numpy()
         weight = None if valid.weight is None else valid.weight.numpy()
         targets.threshold = tune_thresholds(valid.target.numpy(), proba, weight,

@@ -19,7 +19,7 @@ from ._fit.targets import (
 )
 from ._validation import check_bool, check_sample_weight
 from .exceptions import PredictionCollapseWarning
-from .losses import HuberLoss, L1Loss, MSELoss
+from .losses import BalancedMSELoss, HuberLoss, L1Loss, MSELoss
 from .nets import SmallCNN
 
 __all__ = ["COLLAPSE_STD_RATIO", "CNNRegressor"]
@@ -171,7 +171,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     True
     """
 
-    _named_criteria = {"mse": MSELoss, "l1": L1Loss, "huber": HuberLoss}
+    _named_criteria = {"mse": MSELoss, "l1": L1Loss, "huber": HuberLoss,
+                       "balanced_mse": BalancedMSELoss}
 
     n_outputs_ = FittedAttribute("n_outputs")
     target_mean_ = FittedAttribute("mean")
@@ -182,14 +183,15 @@ class CNNRegressor(RegressorMixin, BaseCNN):
                  standardize_target=True, input_shape=None, input_scale="auto",
                  random_state=None, device="auto", precision="32", channels_last=False,
                  data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=3e-3,
-                 max_epochs=20, batch_size=64, train_split=None, callbacks=None,
-                 verbose=0, warm_start=False, compile=False, augment=None,
+                 weight_decay=0.0, max_epochs=20, batch_size=64, train_split=None,
+                 callbacks=None, verbose=0, warm_start=False, compile=False, augment=None,
                  distributed="auto", **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, input_scale=input_scale,
             random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
             compile=compile, augment=augment, distributed=distributed,

@@ -7,7 +7,12 @@ import torch
 
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
-from ._fit.targets import FittedAttribute, LabelTargets, check_class_prior
+from ._fit.targets import (
+    FittedAttribute,
+    LabelTargets,
+    check_class_prior,
+    check_prior_tau_setting,
+)
 from ._fit.threads import worker_threads
 from ._fit.tiling import (
     check_tile_blend,
@@ -119,6 +124,7 @@ class CNNSegmenter(BaseCNN):
     %(input_shape)s
     %(input_scale)s
     %(class_prior)s
+    %(prior_tau)s
     %(reweight_from_epoch)s
     tile_shape : None, int or tuple of int, default=None
         Predict images tile by tile (a sliding window) instead of whole, so
@@ -227,19 +233,20 @@ class CNNSegmenter(BaseCNN):
     effective_prior_ = FittedAttribute("effective_prior")
 
     def __init__(self, module=None, *, criterion="dice_ce", class_weight=None,
-                 ignore_index=None, input_shape=None, input_scale="auto",
-                 class_prior=None, reweight_from_epoch=None, tile_shape=None,
-                 tile_overlap=0.5, tile_blend="gaussian", random_state=None,
-                 device="auto", precision="32", channels_last=False,
-                 data_device_fraction=0.5,
-                 optimizer=torch.optim.AdamW, lr=3e-3, max_epochs=15, batch_size=16,
-                 train_split=None, callbacks=None, verbose=0, warm_start=False,
-                 compile=False, augment=None, distributed="auto", **kwargs):
+                 ignore_index=None, input_shape=None, input_scale="auto", class_prior=None,
+                 prior_tau=1.0, reweight_from_epoch=None, tile_shape=None,
+                 tile_overlap=0.5, tile_blend="gaussian", random_state=None, device="auto",
+                 precision="32", channels_last=False, data_device_fraction=0.5,
+                 optimizer=torch.optim.AdamW, lr=3e-3, weight_decay=0.0, max_epochs=15,
+                 batch_size=16, train_split=None, callbacks=None, verbose=0,
+                 warm_start=False, compile=False, augment=None, distributed="auto",
+                 **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, input_scale=input_scale,
             random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay,
             max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
             callbacks=callbacks, verbose=verbose, warm_start=warm_start,
             compile=compile, augment=augment, distributed=distributed,
@@ -248,6 +255,7 @@ class CNNSegmenter(BaseCNN):
         self.class_weight = class_weight
         self.ignore_index = ignore_index
         self.class_prior = class_prior
+        self.prior_tau = prior_tau
         self.reweight_from_epoch = reweight_from_epoch
         self.tile_shape = tile_shape
         self.tile_overlap = tile_overlap
@@ -313,6 +321,7 @@ class CNNSegmenter(BaseCNN):
         check_ignore_index(self.ignore_index)
         check_int(self.reweight_from_epoch, "reweight_from_epoch", low=1, allow_none=True)
         check_class_prior(self.class_prior)
+        check_prior_tau_setting(self.prior_tau, self.class_prior)
         self._check_tiling()
 
     # -- the hooks of the fit template ----------------------------------------

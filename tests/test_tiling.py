@@ -9,6 +9,7 @@ as plain functions.
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -63,10 +64,17 @@ def images(shape, seed=1):
 
 
 def nnunet_starts(size, tile, overlap):
-    """nnU-Net's rule, written out: n steps evenly spread over [0, size - tile]."""
+    """nnU-Net's rule, written out: n steps evenly spread over [0, size - tile].
+
+    In exact arithmetic (``1 - 0.9`` is not 0.1 in floats, which would cost
+    one more tile where the ratio is a whole number). With a step under a
+    pixel nnU-Net repeats positions; here n is capped so that they stay
+    distinct.
+    """
     if size <= tile:
         return [0]
-    n = math.ceil((size - tile) / (tile * (1 - overlap))) + 1
+    n = math.ceil((size - tile) / (tile * (1 - Fraction(str(overlap))))) + 1
+    n = min(n, size - tile + 1)
     spacing = (size - tile) / (n - 1)
     return [int(np.round(k * spacing)) for k in range(n)]
 
@@ -158,6 +166,7 @@ def test_reflect_indices_match_numpy_pad(size, before, after):
 SHAPES = [
     pytest.param((3, 3, 37, 50), 16, id="2d-uneven"),
     pytest.param((2, 2, 10, 45), (16, 8), id="2d-shorter-than-tile"),
+    pytest.param((2, 3, 37, 5), 16, id="2d-narrower-than-tile"),
     pytest.param((2, 2, 13, 21, 18), 8, id="3d-uneven"),
     pytest.param((1, 2, 5, 30, 11), (8, 8, 8), id="3d-shorter-than-tile"),
 ]
@@ -189,7 +198,8 @@ def test_tiled_equals_whole_image_for_a_pixelwise_network(identity_2d, identity_
     try:
         proba = seg.predict_proba(X)
         np.testing.assert_allclose(proba, whole, atol=1e-5)
-        np.testing.assert_allclose(seg.predict_log_proba(X), whole_log, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(seg.predict_log_proba(X), whole_log, atol=1e-5,
+                                   rtol=1e-5)
         np.testing.assert_array_equal(seg.predict(X), whole.argmax(axis=1))
     finally:
         seg.set_params(tile_shape=None, batch_size=16)
@@ -322,11 +332,11 @@ def test_network_never_sees_more_than_batch_size_tiles():
     ("tile_blend", "linear"), ("tile_blend", None),
 ])
 def test_bad_tiling_parameters_are_refused(identity_2d, name, value):
-    X, y = make_disk_scenes(4, image_size=8, random_state=0)
+    X, y = make_disk_scenes(4, image_size=16, random_state=0)
     with pytest.raises(ValueError, match=name):
         CNNSegmenter(max_epochs=1, **{name: value}).fit(X, y)
     # Set after fit, they are refused at prediction.
-    seg = identity_2d.set_params(tile_shape=16, **{name: value})
+    seg = identity_2d.set_params(**{"tile_shape": 16, name: value})
     try:
         with pytest.raises(ValueError, match=name):
             seg.predict(images((1, 3, 40, 40)))
@@ -335,7 +345,7 @@ def test_bad_tiling_parameters_are_refused(identity_2d, name, value):
 
 
 def test_tile_shapes_the_default_unet_cannot_take_are_refused(unet):
-    X, y = make_disk_scenes(4, image_size=8, random_state=0)
+    X, y = make_disk_scenes(4, image_size=16, random_state=0)
     with pytest.raises(ValueError, match=r"tile_shape=30 .* multiples of 4"):
         CNNSegmenter(max_epochs=1, tile_shape=30).fit(X, y)
     with pytest.raises(ValueError, match=r"tile_shape=\(16, 12\) .* multiples of 8"):

@@ -13,6 +13,7 @@ Read it in this order:
 - :mod:`.sampling`: a classifier's ``sampler=``, on the training split;
 - :mod:`.loop`: the training loop (skorch's hooks, cheap per step);
 - :mod:`.data` and :mod:`.loader`: images in, batches out;
+- :mod:`.tiling`: the segmenter's tiled prediction (``tile_shape``);
 - :mod:`.persistence`, :mod:`.distributed`, :mod:`.threads`: saving,
   torchrun, thread counts in worker processes.
 """

@@ -70,6 +70,7 @@ from .distributed import check_distributed, data_parallel
 from .loader import ArrayDataset, LazyImageDataset
 from .loop import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
 from .persistence import load_files, resolve_files, restore_learned, save_learned
+from .targets import check_prior_tau
 from .threads import worker_threads
 from .weight_path import Served, TrainingPhase, split_validation, weigh
 
@@ -118,7 +119,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
     def __init__(self, module=None, criterion=None, *, input_shape=None,
                  input_scale="auto", random_state=None, device="auto", precision="32",
                  channels_last=False, data_device_fraction=0.5,
-                 optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=20,
+                 optimizer=torch.optim.AdamW, lr=1e-3, weight_decay=0.0, max_epochs=20,
                  batch_size=64, train_split=None, callbacks=None, verbose=0,
                  warm_start=False, compile=False, augment=None, distributed="auto",
                  **kwargs):
@@ -129,6 +130,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         self.criterion = criterion
         self.optimizer = optimizer
         self.lr = lr
+        self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.train_split = train_split
@@ -270,6 +272,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         check_bool(self.warm_start, "warm_start")
         check_real(self.data_device_fraction, "data_device_fraction", low=0.0, high=1.0)
         check_int(self.max_epochs, "max_epochs", low=0)
+        check_real(self.weight_decay, "weight_decay", low=0.0)
         bs = self.batch_size
         if not isinstance(bs, numbers.Integral) or isinstance(bs, bool) or (
             bs <= 0 and bs != -1
@@ -406,7 +409,6 @@ class BaseCNN(TrainingLoop, NeuralNet):
             )
         shape = tuple(images.shape)
         spatial = shape[2:]
-        y = self._check_targets(y, shape[0], spatial)
         extra = self._weight_extra_shape(y, spatial)
         element = "label" if extra is not None and len(extra) == 1 else (
             "pixel" if len(spatial) == 2 else "voxel"
@@ -417,6 +419,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
             # Only ratios matter: weights of any magnitude become numbers
             # near 1 before anything is computed from them.
             sw = sw / sw.max()
+        y = self._check_targets(y, shape[0], spatial)
         if reset:
             self.targets_ = self._learn_targets(y, sw, classes)
         target, mask = self.targets_.encode(y, continuing=not reset)
@@ -436,7 +439,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
         raise NotImplementedError
 
     def _weight_extra_shape(self, y, spatial):
-        """Return the trailing shape ``sample_weight`` may have besides ``(N,)``."""
+        """Return the trailing shape ``sample_weight`` may have besides ``(N,)``.
+
+        ``y`` is the targets as given (not checked yet).
+        """
         return spatial if self._pixel_weights else None
 
     def _learn_targets(self, y, sample_weight, classes):
@@ -740,8 +746,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
             return self._forward_images(images, checked)
 
     def _class_prior(self):
-        """Return the checked ``class_prior`` parameter, for the fitted classes."""
-        return self.targets_.check_prior(self.class_prior)
+        """Return the checked ``class_prior`` and ``prior_tau``, for the fitted classes."""
+        return self.targets_.check_prior(self.class_prior), check_prior_tau(self.prior_tau)
 
     def predict_proba(self, X):
         """Predict class probabilities (per pixel for a segmenter).
@@ -759,9 +765,9 @@ class BaseCNN(TrainingLoop, NeuralNet):
             ``(N, n_classes, D, H, W)``.
         """
         self.check_is_fitted()
-        prior, targets = self._class_prior(), self.targets_
+        (prior, tau), targets = self._class_prior(), self.targets_
         return self._outputs(
-            X, lambda out: torch.exp(targets.log_proba(out, prior)).float()
+            X, lambda out: torch.exp(targets.log_proba(out, prior, tau)).float()
         ).numpy()
 
     def predict_log_proba(self, X):
@@ -778,8 +784,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
             The shape of :meth:`predict_proba`'s output, float32.
         """
         self.check_is_fitted()
-        prior, targets = self._class_prior(), self.targets_
-        return self._outputs(X, lambda out: targets.log_proba(out, prior).float()).numpy()
+        (prior, tau), targets = self._class_prior(), self.targets_
+        return self._outputs(
+            X, lambda out: targets.log_proba(out, prior, tau).float()
+        ).numpy()
 
     def predict(self, X):
         """Predict the most probable label (per pixel for a segmenter).
@@ -797,9 +805,11 @@ class BaseCNN(TrainingLoop, NeuralNet):
             Labels of ``classes_``.
         """
         self.check_is_fitted()
-        prior, targets = self._class_prior(), self.targets_
+        (prior, tau), targets = self._class_prior(), self.targets_
         threshold = self._decision_threshold()
-        decisions = self._outputs(X, lambda out: targets.decision(out, prior, threshold))
+        decisions = self._outputs(
+            X, lambda out: targets.decision(out, prior, threshold, tau)
+        )
         return targets.labels(decisions.numpy())
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):

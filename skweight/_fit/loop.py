@@ -37,6 +37,7 @@ from .loader import (
     ShardedBatchSampler,
     ShuffleSampler,
 )
+from .optim import DecoupledDecay, decayed_parameters, parameter_groups
 
 __all__ = ["TrainingLoop", "resolve_device", "resolve_optimizer"]
 
@@ -133,6 +134,7 @@ class _LoopState(NamedTuple):
     closure: bool
     autocast: object  # a callable returning the step's autocast context
     augment_generator: object  # None, or the generator of the batch augmentation
+    decay: object  # None, or the decoupled weight decay (a DecoupledDecay)
     train_module: object  # None, or the data-parallel wrapper of module_
 
 
@@ -219,8 +221,14 @@ class TrainingLoop:
         """
         named_parameters = self.get_all_learnable_params()
         args, kwargs = self.get_params_for_optimizer("optimizer", named_parameters)
-        self.optimizer_ = resolve_optimizer(self.optimizer)(*args, **kwargs)
+        groups = parameter_groups(args[0], self.__dict__.get("criterion_"),
+                                  self._learning_rate_of())
+        self.optimizer_ = resolve_optimizer(self.optimizer)(groups, **kwargs)
         return self
+
+    def _learning_rate_of(self):
+        """Return ``param -> lr`` for parameters with a rate of their own (None: none)."""
+        return None
 
     # -- data placement and iteration -----------------------------------
 
@@ -403,6 +411,9 @@ class TrainingLoop:
                 torch.Generator(self.device_).manual_seed(self._seeds_.augment)
             ),
             train_module=self._train_module(closure),
+            decay=None if not self.weight_decay else DecoupledDecay(
+                self.optimizer_, decayed_parameters(self.module_), self.weight_decay
+            ),
         )
 
     def _train_module(self, closure):
@@ -750,6 +761,8 @@ class TrainingLoop:
         """
         loop = self._current_loop()
         if loop.closure:
+            if loop.decay is not None:
+                loop.decay()
             return super().train_step(batch, **fit_params)
         for optimizer in loop.optimizers:
             optimizer.zero_grad(set_to_none=True)
@@ -764,6 +777,8 @@ class TrainingLoop:
                 named_parameters=TeeGenerator(self.get_all_learnable_params()),
                 batch=batch, training=True,
             )
+        if loop.decay is not None:
+            loop.decay()
         for optimizer in loop.optimizers:
             if scaler is not None:
                 scaler.step(optimizer)

@@ -35,7 +35,8 @@ from .._validation import check_class_mass, encode_labels, per_element
 from .weight_path import fold_weights
 
 __all__ = ["PRIOR_FLOOR", "FittedAttribute", "LabelTargets", "MultiLabelTargets",
-           "RealTargets", "Targets", "check_class_prior", "targets_from_state"]
+           "RealTargets", "Targets", "check_class_prior", "check_prior_tau",
+           "check_prior_tau_setting", "targets_from_state"]
 
 # Floor of a class prior wherever one enters a logarithm: a class that no
 # training sample carries gets log(1e-12) = -27.6, finite.
@@ -437,39 +438,44 @@ class LabelTargets(Targets):
         """Validate ``class_prior`` for these classes (frequencies summing to 1)."""
         return check_class_prior(prior, len(self.classes))
 
-    def decision(self, logits, class_prior, threshold=None):
+    def decision(self, logits, class_prior, threshold=None, tau=1.0):
         """Return the index of the most probable class."""
-        return self.log_proba(logits, class_prior).argmax(dim=1)
+        return self.log_proba(logits, class_prior, tau).argmax(dim=1)
 
     def labels(self, decisions):
         """Map class indices to the labels of ``classes``."""
         return self.classes[decisions]
 
-    def log_proba(self, logits, class_prior=None):
+    def log_proba(self, logits, class_prior=None, tau=1.0):
         """Log-probabilities of the network's logits, moved to ``class_prior``.
 
         Bayes' rule moves the posterior from the prior the outputs are
-        calibrated for (``effective_prior``) to the requested one:
-        ``p(y|x) ~ q(y|x) * prior(y) / effective_prior(y)``.
+        calibrated for (``effective_prior``) to the requested one, with
+        strength ``tau``: ``p(y|x) ~ q(y|x) * (prior(y) /
+        effective_prior(y)) ** tau`` (``tau=1``: Bayes' rule; 0: as
+        trained).
 
         Parameters
         ----------
         logits : torch.Tensor of shape (N, K) or (N, K, ...)
         class_prior : None, "train" or ndarray
             The checked ``class_prior`` parameter.
+        tau : float
+            The checked ``prior_tau``.
 
         Returns
         -------
         log_proba : torch.Tensor (float64)
         """
         log_q = torch.log_softmax(logits.double(), dim=1)
-        if class_prior is None:
+        if class_prior is None or tau == 0:
             return log_q
         target = self.train_prior if isinstance(class_prior, str) else class_prior
         shape = (1, -1) + (1,) * (log_q.ndim - 2)
         with np.errstate(divide="ignore"):
             shift = np.log(target) - np.log(np.maximum(self.effective_prior, PRIOR_FLOOR))
-        return torch.log_softmax(log_q + torch.as_tensor(shift).reshape(shape), dim=1)
+        shift = torch.as_tensor(tau * shift, device=log_q.device).reshape(shape)
+        return torch.log_softmax(log_q + shift, dim=1)
 
 
 class MultiLabelTargets(Targets):
@@ -728,32 +734,34 @@ class MultiLabelTargets(Targets):
             )
         return values
 
-    def log_proba(self, logits, class_prior=None):
+    def log_proba(self, logits, class_prior=None, tau=1.0):
         """Log-probability of each label, moved to the prevalences ``class_prior``.
 
-        Per label, Bayes' rule adds ``logit(prior) - logit(effective_prior)``
-        to the log-odds.
+        Per label, Bayes' rule adds ``tau * (logit(prior) -
+        logit(effective_prior))`` to the log-odds.
 
         Parameters
         ----------
         logits : torch.Tensor of shape (N, C) or (N, C, ...)
         class_prior : None, "train" or ndarray of shape (C,)
+        tau : float
+            The checked ``prior_tau``.
 
         Returns
         -------
         log_proba : torch.Tensor (float64)
         """
         z = logits.double()
-        if class_prior is not None:
+        if class_prior is not None and tau != 0:
             target = self.train_prior if isinstance(class_prior, str) else class_prior
-            shift = _logit(target) - _logit(self.effective_prior)
+            shift = tau * (_logit(target) - _logit(self.effective_prior))
             shape = (1, -1) + (1,) * (z.ndim - 2)
             z = z + torch.as_tensor(shift, device=z.device).reshape(shape)
         return torch.nn.functional.logsigmoid(z)
 
-    def decision(self, logits, class_prior, threshold):
+    def decision(self, logits, class_prior, threshold, tau=1.0):
         """Return 0/1 labels: each probability against its label's threshold."""
-        proba = torch.exp(self.log_proba(logits, class_prior))
+        proba = torch.exp(self.log_proba(logits, class_prior, tau))
         shape = (1, -1) + (1,) * (proba.ndim - 2)
         cut = torch.as_tensor(threshold, dtype=proba.dtype, device=proba.device)
         return (proba >= cut.reshape(shape)).to(torch.int64)
@@ -766,6 +774,31 @@ class MultiLabelTargets(Targets):
 def _logit(p):
     p = np.clip(np.asarray(p, dtype=np.float64), PRIOR_FLOOR, 1 - PRIOR_FLOOR)
     return np.log(p) - np.log1p(-p)
+
+
+def check_prior_tau(prior_tau):
+    """Validate ``prior_tau``: a finite number >= 0 (the strength of ``class_prior``)."""
+    if isinstance(prior_tau, bool) or not isinstance(prior_tau, numbers.Real) or not (
+        np.isfinite(prior_tau) and prior_tau >= 0
+    ):
+        raise ValueError(
+            f"prior_tau must be a finite number >= 0 (0: probabilities as trained, "
+            f"1: Bayes' rule to class_prior), got {prior_tau!r}."
+        )
+    return float(prior_tau)
+
+
+def check_prior_tau_setting(prior_tau, class_prior):
+    """Validate ``prior_tau`` at fit, warning when it does nothing (no ``class_prior``)."""
+    tau = check_prior_tau(prior_tau)
+    if tau != 1.0 and class_prior is None:
+        warnings.warn(
+            f"prior_tau={prior_tau!r} does nothing without class_prior: it is the "
+            f"strength of the correction of the probabilities to class_prior "
+            f"(e.g. class_prior='train' or a deployment's class frequencies).",
+            UserWarning, stacklevel=3,
+        )
+    return tau
 
 
 def check_class_prior(prior, n_classes=None):
@@ -899,6 +932,23 @@ class RealTargets(Targets):
         scale = torch.as_tensor(self.scale, device=target.device)
         y = target.double() * scale + mean
         return y.reshape(-1) if self.one_d else y
+
+    def seen_prior(self, dataset, counts):
+        """Return the targets the loss sees and their weights (as served).
+
+        A loss with a label prior (Balanced MSE) fits it to them.
+        """
+        weight = None if dataset.weight is None else dataset.weight.numpy()
+        if counts is not None:
+            weight = counts if weight is None else counts * weight
+        return dataset.target.numpy(), weight
+
+    def start_phase(self, criterion, prior, criterion_params):
+        """Fit a loss's label prior (Balanced MSE) to the training targets of this phase."""
+        crit = getattr(criterion, "_orig_mod", criterion)
+        if callable(getattr(crit, "fit_prior", None)):
+            targets, weight = prior
+            crit.fit_prior(targets, weight)
 
     def element_weights(self, weight, target):
         """Turn per-target weights into per-element weights ``(N, T)``.
