@@ -633,3 +633,63 @@ def test_cuda_matches_contract(boxes):
     assert reg.module_.head[-1].weight.device.type == "cuda"
     assert reg.score(Xt, yt) > 0.8
 
+
+
+# -- Balanced MSE -------------------------------------------------------------------
+
+
+def _long_tail(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.lognormal(0, 0.8, n)
+    X = (y[:, None, None, None] / 8 * rng.uniform(0.5, 1.5, (n, 1, 6, 6))).astype(
+        np.float32)
+    return X, y
+
+
+@pytest.mark.parametrize("prior", ["bni", "gai"])
+def test_balanced_mse_prior_is_the_weighted_training_split(prior):
+    X, y = _long_tail()
+    k = np.random.default_rng(1).integers(0, 3, len(y))
+    kw = dict(criterion="balanced_mse", criterion__prior=prior, batch_size=-1,
+              max_epochs=4, random_state=0)
+    a = CNNRegressor(**kw).fit(X, y, sample_weight=k)
+    b = CNNRegressor(**kw).fit(np.repeat(X, k, axis=0), np.repeat(y, k))
+    # the prior the loss fitted is the same: the standardised targets,
+    # weighted as served (zero weights: left out)
+    for name in ("prior_means", "prior_variances", "prior_log_weights"):
+        torch.testing.assert_close(getattr(a.criterion_, name),
+                                   getattr(b.criterion_, name), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-4, atol=1e-4)
+
+
+def test_balanced_mse_with_a_flat_prior_trains_as_mse():
+    # A prior far wider than the targets: the log-partition term is constant
+    # near the predictions, and the gradient is the MSE's.
+    X, y = _long_tail()
+    mse = CNNRegressor(batch_size=-1, max_epochs=3, random_state=0).fit(X, y)
+    flat = CNNRegressor(criterion="balanced_mse", criterion__prior="gai",
+                        criterion__n_components=1, criterion__learn_sigma=False,
+                        criterion__noise_sigma=1e-3, batch_size=-1, max_epochs=3,
+                        random_state=0)
+    flat.fit(X, y)
+    # one wide component: its variance is the targets', sigma tiny against it
+    np.testing.assert_allclose(flat.predict(X), mse.predict(X), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"criterion__prior": "kde"}, "prior must be one of"),
+    ({"criterion__noise_sigma": 0.0}, "noise_sigma"),
+    ({"criterion__noise_sigma": -1.0}, "noise_sigma"),
+])
+def test_balanced_mse_bad_settings_are_named(params, match):
+    X, y = _long_tail(60)
+    with pytest.raises(ValueError, match=match):
+        CNNRegressor(criterion="balanced_mse", max_epochs=1, **params).fit(X, y)
+
+
+def test_balanced_mse_refuses_targets_with_one_value():
+    X, _ = _long_tail(60)
+    y = np.ones((60, 2))
+    y[:, 1] = np.arange(60)
+    with pytest.raises(ValueError, match="one distinct value|distinct"):
+        CNNRegressor(criterion="balanced_mse", max_epochs=1).fit(X, y)

@@ -224,3 +224,46 @@ def test_segmenter_logit_adjustment_per_pixel():
     freq = np.bincount(masks.ravel(), minlength=3) / masks.size
     np.testing.assert_allclose(seg.criterion_.class_prior.numpy(), freq, rtol=1e-6)
     assert np.isfinite(seg.history[-1, "train_loss"])
+
+
+# -- prior_tau: the strength of the class_prior correction ------------------------
+
+
+def test_prior_tau_scales_the_bayes_shift(digits, tiny_cnn):
+    X, y = digits
+    clf = CNNClassifier(class_weight="balanced", max_epochs=2, **tiny_cnn).fit(X, y)
+    q = clf.predict_proba(X).astype(np.float64)
+    uniform = np.full(10, 0.1)
+    for tau in (0.0, 0.5, 1.0, 2.0):
+        clf.set_params(class_prior=uniform, prior_tau=tau)
+        expected = q * (uniform / clf.effective_prior_) ** tau
+        expected /= expected.sum(1, keepdims=True)
+        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+    clf.set_params(prior_tau=0.0)
+    np.testing.assert_array_equal(clf.predict_proba(X), q.astype(np.float32))
+
+
+def test_prior_tau_per_label_for_multilabel_y(digits, tiny_cnn):
+    X, y = digits
+    Y = np.stack([y == 1, y == 2], axis=1).astype(int)
+    clf = CNNClassifier(max_epochs=2, **tiny_cnn).fit(X, Y)
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    q = clf.predict_proba(X).astype(np.float64)
+    target = np.array([0.3, 0.05])
+    clf.set_params(class_prior=target, prior_tau=0.5)
+    z = logit(q) + 0.5 * (logit(target) - logit(clf.effective_prior_))
+    np.testing.assert_allclose(clf.predict_proba(X), 1 / (1 + np.exp(-z)), rtol=1e-4)
+
+
+@pytest.mark.parametrize("tau", [-0.5, float("inf"), float("nan"), "1", True])
+def test_bad_prior_tau_is_named(digits, tau, tiny_cnn):
+    X, y = digits
+    with pytest.raises(ValueError, match="prior_tau must be a finite number >= 0"):
+        CNNClassifier(class_prior="train", prior_tau=tau, max_epochs=1,
+                      **tiny_cnn).fit(X, y)
+
+
+def test_prior_tau_without_class_prior_warns_that_it_does_nothing(digits, tiny_cnn):
+    X, y = digits
+    with pytest.warns(UserWarning, match="prior_tau=0.5 does nothing without class_prior"):
+        CNNClassifier(prior_tau=0.5, max_epochs=1, **tiny_cnn).fit(X, y)

@@ -51,6 +51,7 @@ user's units).
 """
 
 import copy
+import inspect
 import numbers
 import warnings
 
@@ -75,6 +76,13 @@ from .threads import worker_threads
 from .weight_path import Served, TrainingPhase, split_validation, weigh
 
 __all__ = ["BaseCNN"]
+
+
+def _accepts(callable_, name):
+    try:
+        return name in inspect.signature(callable_).parameters
+    except (TypeError, ValueError):
+        return False
 
 # skorch's own constructor parameters that the estimators take through
 # ``**kwargs``, with skorch's defaults.
@@ -686,6 +694,13 @@ class BaseCNN(TrainingLoop, NeuralNet):
         if not isinstance(crit, torch.nn.Module) and targets is not None:
             prior = self.__dict__.get("_training_prior_")
             kwargs = targets.criterion_defaults(crit, kwargs, prior)
+            seeds = self.__dict__.get("_seeds_")
+            if seeds is not None and "random_state" not in kwargs and _accepts(
+                crit, "random_state"
+            ):
+                # A loss that draws (e.g. Balanced MSE's mixture) is seeded by
+                # the estimator: the same random_state, the same model.
+                kwargs["random_state"] = seeds.torch
         instance = self.initialized_instance(crit, kwargs)
         call = self._criterion_call(instance)
         if call == "elementwise" and getattr(instance, "reduction", None) not in (

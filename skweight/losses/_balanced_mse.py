@@ -311,6 +311,11 @@ class BalancedMSELoss(WeightedLoss):
         Make ``sigma`` an :class:`torch.nn.Parameter` (stored as its log,
         ``log_sigma``, so that it stays positive) that an optimizer of the
         loss's parameters trains with the network; with False it is a buffer.
+    sigma_lr : None or float, default=None
+        The learning rate of ``sigma`` (> 0). The estimators put the loss's
+        parameters in an optimizer group of their own, without weight
+        decay, at this rate; ``None``: the estimator's ``lr``. Ren et al.
+        train sigma faster than the network (their default 1e-2).
     n_bins : int, default=100
         Number of equal-width bins over the range of each target for
         ``prior="bni"`` (>= 1). Empty bins are dropped.
@@ -453,6 +458,7 @@ class BalancedMSELoss(WeightedLoss):
         prior="bni",
         noise_sigma=1.0,
         learn_sigma=True,
+        sigma_lr=None,
         n_bins=100,
         n_components=8,
         random_state=None,
@@ -466,6 +472,9 @@ class BalancedMSELoss(WeightedLoss):
         self.prior = prior
         self.noise_sigma = check_real(noise_sigma, "noise_sigma", low=0.0, low_open=True)
         self.learn_sigma = check_bool(learn_sigma, "learn_sigma")
+        self.sigma_lr = None if sigma_lr is None else check_real(
+            sigma_lr, "sigma_lr", low=0.0, low_open=True
+        )
         self.n_bins = check_int(n_bins, "n_bins", low=1)
         self.n_components = check_int(n_components, "n_components", low=1)
         self.random_state = random_state
