@@ -1,6 +1,5 @@
 """What the optimizer trains, and the decoupled weight decay (skweight._fit.optim)."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
