@@ -229,8 +229,9 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--overlap", type=float, default=0.25,
-                        help="tile_overlap of the memory table (the memory bound does "
-                             "not depend on it; it sets the time)")
+                        help="tile_overlap of the memory table: it sets the number "
+                             "of tiles, hence the time; the terms of the memory bound "
+                             "(output, band, one batch) do not depend on it")
     parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 2048, 4096])
     parser.add_argument("--whole-sizes", type=int, nargs="*", default=[1024, 2048, 4096])
     parser.add_argument("--no-dice", action="store_true")

@@ -29,6 +29,48 @@ _PARAMETERS = {
         they are. ``None``: every integer input reaches the network
         unscaled as int64 (ids stored as ``uint8``). A number multiplies
         every input (integers as float32).""",
+    "input_mean": """\
+    input_mean : None or array-like of shape (C,), default=None
+        Per-channel mean subtracted from the images, after the integer
+        scaling (``input_scale``), on the device, at fit and prediction
+        alike: e.g. a pretrained backbone's ``(0.485, 0.456, 0.406)``. One
+        value per channel of the images (for grey images into an RGB
+        network, one value).""",
+    "input_std": """\
+    input_std : None or array-like of shape (C,), default=None
+        Per-channel standard deviation the images are divided by, after
+        ``input_mean``; no zeros.""",
+    "head": """\
+    head : "auto", None or str, default="auto"
+        The layer that outputs the logits (or the regression outputs) of a
+        network given as ``module``. ``"auto"``: the network's
+        ``get_classifier()`` where it has one (timm), else its last
+        ``nn.Linear``, else its last (transposed) convolution; or a layer's name
+        (``"fc"``, ``"classifier.1"``). When its number of outputs is not
+        the number of classes (or targets), it is replaced by a freshly
+        initialised layer of the right size, seeded by ``random_state``.
+        ``None``: the network's outputs are taken as they are.""",
+    "freeze": """\
+    freeze : None, "backbone" or list of str, default=None
+        Parameters kept as they are while training: ``"backbone"`` is every
+        parameter outside the head (the default U-Net: its encoder), a list
+        holds ``fnmatch`` patterns of parameter names (``["conv1.*",
+        "layer1.*"]``), each of which must match. Frozen parameters get no
+        update and no weight decay, and normalisation layers whose
+        parameters are all frozen stay in inference mode (BatchNorm's
+        running statistics unchanged); to let a BatchNorm's statistics
+        follow the new data, leave its parameters out of the patterns.""",
+    "unfreeze_from_epoch": """\
+    unfreeze_from_epoch : None or int, default=None
+        The epoch (from 1, over the training history) from which the
+        ``freeze`` d parameters train too, at ``backbone_lr``: fastai's two
+        stages, the new head first. ``None``: frozen for the whole fit.""",
+    "backbone_lr": """\
+    backbone_lr : None or float, default=None
+        The learning rate of every parameter outside the head (from the
+        start, or once unfrozen); the head learns at ``lr``. ``None``:
+        ``lr`` for all. A rate 10 to 100 times below ``lr`` is the usual
+        choice for fine-tuning.""",
     "random_state": """\
     random_state : None, int or RandomState, default=None
         Seeds weight initialisation, shuffling, dropout, the validation
@@ -189,6 +231,11 @@ _PARAMETERS = {
         images).
     feature_names_in_ : ndarray of str
         Column names of ``X`` when it was a DataFrame with string columns.
+    head_ : None or str
+        The name of the network's head (see ``head``).
+    input_adapted_ : None or str
+        How the first convolution of a network given as ``module`` was
+        adapted to the images' channels, if it was.
     device_ : torch.device
         The device the network lives on.
     module_ : nn.Module
@@ -199,6 +246,10 @@ _PARAMETERS = {
         Per-epoch and per-batch losses and timings.""",
 }
 
+
+# The settings of the network and its inputs, in the order the estimators list them.
+_NETWORK = ("input_mean", "input_std", "head", "freeze", "unfreeze_from_epoch",
+            "backbone_lr")
 
 # The settings of the training itself, in the order the estimators list them.
 _TRAINING = ("random_state", "device", "precision", "channels_last",
@@ -242,6 +293,9 @@ def fill_doc(entries=None, **defaults):
             filled[name] = textwrap.dedent(text)
         filled["training_parameters"] = "\n".join(
             filled[name] for name in _TRAINING if name in filled
+        )
+        filled["network_parameters"] = "\n".join(
+            filled[name] for name in _NETWORK if name in filled
         )
 
         def substitute(match):

@@ -11,6 +11,7 @@ from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
 from ._fit.data import to_numpy_1d
 from ._fit.loader import LazyImageDataset
+from ._fit.pretrained import TAU_GRID, check_decoupled, tau_normalize
 from ._fit.sampling import check_sampler, resample_training
 from ._fit.targets import (
     FittedAttribute,
@@ -103,6 +104,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         call.
     %(input_shape)s
     %(input_scale)s
+    %(network_parameters)s
     sampler : None, "balanced" or imbalanced-learn sampler, default=None
         Resampling of the training data (never of the validation split),
         with ``X``, ``y`` and ``sample_weight`` resampled together and
@@ -134,6 +136,20 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     %(class_prior)s
     %(prior_tau)s
     %(reweight_from_epoch)s
+    decoupled : None, "crt", "lws" or "tau_norm", default=None
+        Decoupled training for the long tail (Kang et al., ICLR 2020): the
+        network learns its features on the data as they are, then only its
+        classifier is balanced. ``"crt"`` (classifier re-training): from
+        ``reweight_from_epoch`` on, the head is re-initialised and trained
+        alone, the rest frozen; ``"lws"`` (learnable weight scaling): from
+        ``reweight_from_epoch`` on, everything is frozen and one factor per
+        class on the head's logits is learned (then folded into the head).
+        Both take their balance from that phase's ``sampler="balanced"``
+        or ``class_weight="balanced"``. ``"tau_norm"``: after training, each
+        class's row of the head's weights is divided by its norm to the
+        power ``tau``, with ``tau`` in [0, 2] chosen for the balanced
+        accuracy of the validation split (``train_split`` must be set;
+        ``tau_`` holds it).
     threshold : float, array-like of shape (n_labels,) or "auto", default=0.5
         Multi-label ``y`` only: a label is predicted where its probability
         reaches its threshold. One number for every label, one per label,
@@ -158,6 +174,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     threshold_ : ndarray of shape (n_labels,)
         Multi-label ``y`` only: the thresholds of the last ``fit`` (tuned,
         with ``threshold="auto"``).
+    tau_ : float
+        With ``decoupled="tau_norm"``: the tau of the head's normalisation.
     %(prior_attributes)s
     %(fitted_attributes)s
 
@@ -190,16 +208,19 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     threshold_ = FittedAttribute("threshold")
 
     def __init__(self, module=None, *, criterion="cross_entropy", class_weight=None,
-                 input_shape=None, input_scale="auto", sampler=None, class_prior=None,
-                 prior_tau=1.0, reweight_from_epoch=None, threshold=0.5,
-                 threshold_metric="f1", random_state=None, device="auto", precision="32",
-                 channels_last=False, data_device_fraction=0.5,
-                 optimizer=torch.optim.AdamW, lr=1e-3, weight_decay=0.0, max_epochs=20,
-                 batch_size=64, train_split=None, callbacks=None, verbose=0,
-                 warm_start=False, compile=False, augment=None, distributed="auto",
-                 **kwargs):
+                 input_shape=None, input_scale="auto", input_mean=None, input_std=None,
+                 head="auto", freeze=None, unfreeze_from_epoch=None, backbone_lr=None,
+                 sampler=None, class_prior=None, prior_tau=1.0, reweight_from_epoch=None,
+                 decoupled=None, threshold=0.5, threshold_metric="f1", random_state=None,
+                 device="auto", precision="32", channels_last=False,
+                 data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=1e-3,
+                 weight_decay=0.0, max_epochs=20, batch_size=64, train_split=None,
+                 callbacks=None, verbose=0, warm_start=False, compile=False, augment=None,
+                 distributed="auto", **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, input_scale=input_scale,
+            input_mean=input_mean, input_std=input_std, head=head, freeze=freeze,
+            unfreeze_from_epoch=unfreeze_from_epoch, backbone_lr=backbone_lr,
             random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
@@ -214,6 +235,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         self.class_prior = class_prior
         self.prior_tau = prior_tau
         self.reweight_from_epoch = reweight_from_epoch
+        self.decoupled = decoupled
         self.threshold = threshold
         self.threshold_metric = threshold_metric
 
@@ -279,6 +301,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         check_class_prior(self.class_prior)
         check_prior_tau_setting(self.prior_tau, self.class_prior)
         check_threshold(self.threshold)
+        check_decoupled(self.decoupled, self.reweight_from_epoch, self.train_split,
+                        self.head)
         if self.threshold_metric not in THRESHOLD_METRICS:
             raise ValueError(
                 f"threshold_metric must be one of {sorted(THRESHOLD_METRICS)}, got "
@@ -385,6 +409,13 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     def _after_fit(self, data, valid):
         targets = self.targets_
+        if self.decoupled is not None and isinstance(targets, MultiLabelTargets):
+            raise ValueError(
+                f"decoupled={self.decoupled!r} balances the classes of one label per "
+                f"image; for multi-label y use class_weight or the sampler."
+            )
+        if self.decoupled == "tau_norm":
+            self.tau_ = self._tau_normalize(valid)
         if not isinstance(targets, MultiLabelTargets):
             return
         if not (isinstance(self.threshold, str) and self.threshold == "auto"):
@@ -402,6 +433,25 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         weight = None if valid.weight is None else valid.weight.numpy()
         targets.threshold = tune_thresholds(valid.target.numpy(), proba, weight,
                                             self.threshold_metric)
+
+    def _tau_normalize(self, valid):
+        """Normalise the head with the tau best for the validation balanced accuracy."""
+        from sklearn.metrics import balanced_accuracy_score
+
+        head = getattr(self.module_, "_orig_mod", self.module_).get_submodule(self.head_)
+        original = head.weight.detach().clone()
+        y = valid.target.numpy()
+        weight = None if valid.weight is None else valid.weight.numpy()
+        scores = []
+        for tau in TAU_GRID:
+            with torch.no_grad():
+                head.weight.copy_(tau_normalize(original, tau))
+            pred = self._forward_images(valid, lambda out: out.argmax(dim=1)).numpy()
+            scores.append(balanced_accuracy_score(y, pred, sample_weight=weight))
+        best = float(TAU_GRID[int(np.argmax(scores))])
+        with torch.no_grad():
+            head.weight.copy_(tau_normalize(original, best))
+        return best
 
     def _decision_threshold(self):
         if not isinstance(self.targets_, MultiLabelTargets):

@@ -220,6 +220,9 @@ class UNet(nn.Module):
     torch.Size([1, 2, 5, 8, 9])
     """
 
+    #: What ``freeze="backbone"`` keeps: the encoder (its parameter names).
+    backbone_patterns = ("down.*",)
+
     def __init__(self, in_channels, n_classes, channels=(12, 24, 48), norm="group",
                  ndim=2):
         super().__init__()

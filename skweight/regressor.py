@@ -125,6 +125,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         representable in float32 (the network outputs them as they are).
     %(input_shape)s
     %(input_scale)s
+    %(network_parameters)s
     %(training_parameters)s
 
     Attributes
@@ -181,13 +182,17 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     def __init__(self, module=None, *, criterion="mse", target_weight=None,
                  standardize_target=True, input_shape=None, input_scale="auto",
-                 random_state=None, device="auto", precision="32", channels_last=False,
+                 input_mean=None, input_std=None, head="auto", freeze=None,
+                 unfreeze_from_epoch=None, backbone_lr=None, random_state=None,
+                 device="auto", precision="32", channels_last=False,
                  data_device_fraction=0.5, optimizer=torch.optim.AdamW, lr=3e-3,
                  weight_decay=0.0, max_epochs=20, batch_size=64, train_split=None,
                  callbacks=None, verbose=0, warm_start=False, compile=False, augment=None,
                  distributed="auto", **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, input_scale=input_scale,
+            input_mean=input_mean, input_std=input_std, head=head, freeze=freeze,
+            unfreeze_from_epoch=unfreeze_from_epoch, backbone_lr=backbone_lr,
             random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,

@@ -123,6 +123,7 @@ class CNNSegmenter(BaseCNN):
         of :meth:`score` (e.g. 255 for unannotated borders).
     %(input_shape)s
     %(input_scale)s
+    %(network_parameters)s
     %(class_prior)s
     %(prior_tau)s
     %(reweight_from_epoch)s
@@ -142,9 +143,12 @@ class CNNSegmenter(BaseCNN):
         the default U-Net every size must be a multiple of ``2 ** depth``
         (4 for the default ``module__channels``), or a ValueError is
         raised; a network of your own must take tiles of this shape (not
-        checked). :meth:`predict`, :meth:`predict_proba`,
-        :meth:`predict_log_proba` and :meth:`score` all use it; it may be
-        set after ``fit`` with ``set_params``.
+        checked). Tiles go through the network ``batch_size`` at a time
+        (``iterator_valid__batch_size`` if set; -1: one image's tiles), and
+        the blended sums are kept in a band one tile thick, so that the
+        memory is the output plus a bounded amount. :meth:`predict`,
+        :meth:`predict_proba`, :meth:`predict_log_proba` and :meth:`score`
+        all use it; it may be set after ``fit`` with ``set_params``.
     tile_overlap : float, default=0.5
         Fraction of a tile that its neighbours share along each axis, in
         [0, 1): the target step between tiles is ``T * (1 - tile_overlap)``
@@ -233,16 +237,20 @@ class CNNSegmenter(BaseCNN):
     effective_prior_ = FittedAttribute("effective_prior")
 
     def __init__(self, module=None, *, criterion="dice_ce", class_weight=None,
-                 ignore_index=None, input_shape=None, input_scale="auto", class_prior=None,
-                 prior_tau=1.0, reweight_from_epoch=None, tile_shape=None,
-                 tile_overlap=0.5, tile_blend="gaussian", random_state=None, device="auto",
-                 precision="32", channels_last=False, data_device_fraction=0.5,
+                 ignore_index=None, input_shape=None, input_scale="auto", input_mean=None,
+                 input_std=None, head="auto", freeze=None, unfreeze_from_epoch=None,
+                 backbone_lr=None, class_prior=None, prior_tau=1.0,
+                 reweight_from_epoch=None, tile_shape=None, tile_overlap=0.5,
+                 tile_blend="gaussian", random_state=None, device="auto", precision="32",
+                 channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=3e-3, weight_decay=0.0, max_epochs=15,
                  batch_size=16, train_split=None, callbacks=None, verbose=0,
                  warm_start=False, compile=False, augment=None, distributed="auto",
                  **kwargs):
         super().__init__(
             module, criterion, input_shape=input_shape, input_scale=input_scale,
+            input_mean=input_mean, input_std=input_std, head=head, freeze=freeze,
+            unfreeze_from_epoch=unfreeze_from_epoch, backbone_lr=backbone_lr,
             random_state=random_state,
             device=device, precision=precision, channels_last=channels_last,
             data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,

@@ -169,8 +169,11 @@ def test_user_module_class_and_instance(digits, linear_module):
     clf = CNNClassifier(module=linear_module, random_state=0, max_epochs=10, lr=1e-2)
     assert clf.fit(Xtr, ytr).score(Xte, yte) > 0.85
     instance = linear_module()
+    before = instance.fc.weight.detach().clone()
     clf = CNNClassifier(module=instance, max_epochs=1).fit(Xtr, ytr)
-    assert clf.module_ is instance
+    # an instance is a starting point: the fit trains a copy of it
+    assert clf.module_ is not instance and isinstance(clf.module_, linear_module)
+    assert torch.equal(instance.fc.weight, before)
     # clone deep-copies a module instance: a grid search must not train the
     # same object in every fold.
     cloned = clone(clf).module
@@ -262,8 +265,11 @@ def test_module_with_the_wrong_number_of_logits_is_reported(digits, n_outputs,
     with pytest.raises(ValueError, match=rf"output of shape \(64, {n_outputs}\), but a "
                                          r"classifier of 10 classes needs logits of "
                                          r"shape \(N, n_classes\) = \(64, 10\)"):
-        CNNClassifier(linear_module, module__n_outputs=n_outputs,
+        CNNClassifier(linear_module, module__n_outputs=n_outputs, head=None,
                       max_epochs=1).fit(Xtr, ytr)
+    # with head="auto" (the default) the wrong head is replaced by one of 10
+    clf = CNNClassifier(linear_module, module__n_outputs=n_outputs, max_epochs=1)
+    assert clf.fit(Xtr, ytr).module_.fc.out_features == 10
 
 
 # -- multi-label y ------------------------------------------------------------------

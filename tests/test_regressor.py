@@ -508,7 +508,7 @@ def test_module_output_shape_is_checked(boxes, linear_module):
     (X, y), _ = boxes
     with pytest.raises(ValueError, match=r"outputs of shape \(32, 3\).*\(32, 2\)"):
         CNNRegressor(linear_module, module__n_features=144, module__n_outputs=3,
-                     max_epochs=1, batch_size=32).fit(X, y)
+                     head=None, max_epochs=1, batch_size=32).fit(X, y)
 
 
 # ---------------------------------------------------------------- bad input

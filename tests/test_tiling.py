@@ -25,26 +25,30 @@ BLENDS = ["gaussian", "constant"]
 
 
 class LogitsAreInput(nn.Module):
-    """Return the input as logits: softmax of channel k is the class-k probability."""
+    """Return the input as logits: softmax of channel k is the class-k probability.
 
-    def __init__(self):
+    A 1x1 convolution set to the identity, so that the network has the
+    layer a head is looked for in.
+    """
+
+    def __init__(self, n_classes=3, ndim=2):
         super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
+        conv = nn.Conv2d if ndim == 2 else nn.Conv3d
+        self.head = conv(n_classes, n_classes, 1, bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.eye(n_classes).reshape(
+                n_classes, n_classes, *(1,) * ndim))
 
     def forward(self, x):
-        return x * self.scale
+        return self.head(x)
 
 
-class TileMeanShift(nn.Module):
+class TileMeanShift(LogitsAreInput):
     """Logits that depend on the whole tile (its mean), so overlapping tiles disagree."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
 
     def forward(self, x):
         axes = tuple(range(2, x.ndim))
-        return x * self.scale + 4 * x.mean(dim=axes, keepdim=True)
+        return self.head(x) + 4 * x.mean(dim=axes, keepdim=True)
 
 
 def fitted(module, n_classes=3, spatial=(8, 8), **params):
@@ -53,7 +57,8 @@ def fitted(module, n_classes=3, spatial=(8, 8), **params):
     X = rng.normal(size=(2, n_classes, *spatial)).astype(np.float32)
     y = np.arange(2 * math.prod(spatial)).reshape(2, *spatial) % n_classes
     return CNNSegmenter(module, criterion="cross_entropy", max_epochs=0,
-                        random_state=0, **params).fit(X, y)
+                        random_state=0, module__n_classes=n_classes,
+                        module__ndim=len(spatial), **params).fit(X, y)
 
 
 def images(shape, seed=1):
@@ -303,9 +308,17 @@ def test_uint8_images_stay_integers_until_each_batch_of_tiles(identity_2d):
     np.testing.assert_allclose(tiled, seg.predict_proba(X8 / np.float32(255)), atol=1e-6)
 
 
-def test_network_never_sees_more_than_batch_size_tiles():
+PER_IMAGE = len(tile_starts(300, 32, 0.25)) * len(tile_starts(200, 24, 0.25))
+
+
+@pytest.mark.parametrize("params, largest", [
+    ({"batch_size": 4}, 4),
+    ({"batch_size": 16, "iterator_valid__batch_size": 3}, 3),
+    ({"batch_size": -1}, PER_IMAGE),
+])
+def test_network_never_sees_more_than_batch_size_tiles(params, largest):
     seg = fitted(LogitsAreInput, n_classes=2, spatial=(8, 8), tile_shape=(32, 24),
-                 tile_overlap=0.25, batch_size=4)
+                 tile_overlap=0.25, **params)
     sizes = []
     hook = seg.module_.register_forward_pre_hook(
         lambda module, args: sizes.append(tuple(args[0].shape))
@@ -315,10 +328,9 @@ def test_network_never_sees_more_than_batch_size_tiles():
     finally:
         hook.remove()
     assert out.shape == (2, 300, 200)
-    assert max(s[0] for s in sizes) == 4
+    assert max(s[0] for s in sizes) == largest
     assert {s[2:] for s in sizes} == {(32, 24)}
-    per_image = len(tile_starts(300, 32, 0.25)) * len(tile_starts(200, 24, 0.25))
-    assert sum(s[0] for s in sizes) == 2 * per_image
+    assert sum(s[0] for s in sizes) == 2 * PER_IMAGE
 
 
 # -- parameters ---------------------------------------------------------------------

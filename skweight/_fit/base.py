@@ -71,6 +71,17 @@ from .distributed import check_distributed, data_parallel
 from .loader import ArrayDataset, LazyImageDataset
 from .loop import PRECISIONS, TrainingLoop, resolve_device, resolve_optimizer
 from .persistence import load_files, resolve_files, restore_learned, save_learned
+from .pretrained import (
+    LearnedScale,
+    adapt_input_channels,
+    check_channels_stats,
+    check_pretrained_params,
+    find_head,
+    frozen_norm_layers,
+    frozen_parameters,
+    replace_head,
+    starting_copy,
+)
 from .targets import check_prior_tau
 from .threads import worker_threads
 from .weight_path import Served, TrainingPhase, split_validation, weigh
@@ -125,7 +136,9 @@ class BaseCNN(TrainingLoop, NeuralNet):
                            "targets_")
 
     def __init__(self, module=None, criterion=None, *, input_shape=None,
-                 input_scale="auto", random_state=None, device="auto", precision="32",
+                 input_scale="auto", input_mean=None, input_std=None, head="auto",
+                 freeze=None, unfreeze_from_epoch=None, backbone_lr=None,
+                 random_state=None, device="auto", precision="32",
                  channels_last=False, data_device_fraction=0.5,
                  optimizer=torch.optim.AdamW, lr=1e-3, weight_decay=0.0, max_epochs=20,
                  batch_size=64, train_split=None, callbacks=None, verbose=0,
@@ -151,6 +164,12 @@ class BaseCNN(TrainingLoop, NeuralNet):
             setattr(self, name, kwargs.pop(name, default))
         self.input_shape = input_shape
         self.input_scale = input_scale
+        self.input_mean = input_mean
+        self.input_std = input_std
+        self.head = head
+        self.freeze = freeze
+        self.unfreeze_from_epoch = unfreeze_from_epoch
+        self.backbone_lr = backbone_lr
         self.augment = augment
         self.distributed = distributed
         self.random_state = random_state
@@ -262,6 +281,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """Validate hyper-parameters; raise clear errors before any work."""
         check_input_shape(self.input_shape, self._spatial_ndims)
         check_input_scale(self.input_scale)
+        check_pretrained_params(self)
         try:
             check_random_state(self.random_state)
         except ValueError as exc:
@@ -538,10 +558,18 @@ class BaseCNN(TrainingLoop, NeuralNet):
                 self._training_prior_ = phases[0].class_prior
                 if not continuing:
                     self.initialize()
+                else:
+                    self._set_frozen(self._frozen_at(first_epoch))
                 self._refuse_double_weights(class_weight)
+                trained = len(self.history)
                 self.notify("on_train_begin", X=X, y=y)
+                # A callback may have restored a checkpoint's history (skorch's
+                # LoadInitState, e.g. after torchrun restarted the script):
+                # the fit then finishes that run rather than adding max_epochs.
+                restored = len(self.history) - trained
                 try:
-                    self._fit_loop(phases, valid, forward_params)
+                    self._fit_loop(phases, valid, forward_params, epochs=(
+                        max(self.max_epochs - restored, 0) if restored > 0 else None))
                 except KeyboardInterrupt:
                     pass
                 self.notify("on_train_end", X=X, y=y)
@@ -594,8 +622,12 @@ class BaseCNN(TrainingLoop, NeuralNet):
             phases.append(TrainingPhase(first_epoch, self._place(plain), None,
                                         targets.seen_prior(plain, None)))
         weighted = weighed(served.dataset, class_weights, served.counts)
+        # The decoupled recipes retrain (or rescale) the head alone in the
+        # second phase (classifier only; checked with its parameters).
+        stage = getattr(self, "decoupled", None) if phases else None
         phases.append(TrainingPhase(start, self._place(weighted), served.epoch_rows,
-                                    targets.seen_prior(weighted, served.counts)))
+                                    targets.seen_prior(weighted, served.counts),
+                                    stage if stage in ("crt", "lws") else None))
         if valid is not None:
             valid = self._place(weighed(valid, class_weights, None, training=False),
                                 training=False)
@@ -673,10 +705,108 @@ class BaseCNN(TrainingLoop, NeuralNet):
                     "call fit(X, y) instead of initialize()."
                 )
             module = self._default_module(**kwargs)
+        elif isinstance(self.module, torch.nn.Module):
+            if kwargs:
+                raise ValueError(
+                    f"module is an instance ({type(self.module).__name__}) and "
+                    f"{sorted('module__' + k for k in kwargs)} are set: an instance is "
+                    f"a starting point trained as it is, and skorch would rebuild it "
+                    f"from its class (its weights lost). Pass the class with its "
+                    f"settings, or the instance without module__* parameters."
+                )
+            # A starting point, never trained itself: every fit, clone and
+            # search fold starts from the caller's weights.
+            module = starting_copy(self.module)
         else:
             module = self.initialized_instance(self.module, kwargs)
         self.module_ = module
+        if "targets_" in self.__dict__:
+            self._adapt_module(module)
         return self
+
+    def _adapt_module(self, module):
+        """Fit the network to the data: its head, its input channels, what is frozen."""
+        self.head_ = None
+        if self.head is not None and self.module is not None:
+            name, layer = find_head(module, self.head)
+            n_outputs = self.targets_.n_outputs
+            if (layer.out_features if isinstance(layer, torch.nn.Linear)
+                    else layer.out_channels) != n_outputs:
+                replace_head(module, name, n_outputs)
+            self.head_ = name
+        elif self.module is None and (self.freeze is not None or self.backbone_lr):
+            self.head_ = find_head(module, "auto")[0]
+        self.input_adapted_ = adapt_input_channels(module, self.input_shape_[0])
+        names = frozen_parameters(module, self.freeze, self.head_)
+        self._frozen_names_ = names
+        self._set_frozen(bool(names))
+        mean = check_channels_stats(self.input_mean, "input_mean", self.input_shape_[0])
+        std = check_channels_stats(self.input_std, "input_std", self.input_shape_[0])
+        self._input_norm_ = None if mean is None and std is None else (
+            np.zeros(self.input_shape_[0]) if mean is None else mean,
+            np.ones(self.input_shape_[0]) if std is None else std,
+        )
+
+    def _frozen_at(self, epoch):
+        """Whether ``freeze`` holds at ``epoch`` (1-based, over the history)."""
+        start = self.unfreeze_from_epoch
+        frozen = bool(self.__dict__.get("_frozen_names_"))
+        return frozen and (start is None or epoch < start)
+
+    def _unfreezes(self, epoch):
+        """Whether the frozen parameters are released at ``epoch``."""
+        return (self.unfreeze_from_epoch == epoch
+                and bool(self.__dict__.get("_frozen_names_")))
+
+    def _start_stage(self, stage):
+        """Begin a decoupled stage: only the head learns (cRT), or a scale per class (LWS).
+
+        cRT (classifier re-training) re-initialises the head, in place, and
+        freezes the rest; LWS (learnable weight scaling) freezes everything
+        and learns one factor per class on the head's outputs (Kang et al.,
+        ICLR 2020). The sampler and class weights of this phase make it
+        class-balanced.
+        """
+        module = getattr(self.module_, "_orig_mod", self.module_)
+        head = module.get_submodule(self.head_)
+        in_head = {id(p) for p in head.parameters()}
+        names = [n for n, p in module.named_parameters()
+                 if stage == "lws" or id(p) not in in_head]
+        self._set_frozen(False)
+        self._frozen_names_ = names
+        self._set_frozen(True)
+        if stage == "crt":
+            head.reset_parameters()
+            for param in head.parameters():
+                self.optimizer_.state.pop(param, None)
+        else:
+            scale = LearnedScale(self.targets_.n_outputs).to(head.weight.device)
+            scale.attach(head)
+            self.optimizer_.add_param_group({"params": [scale.scale], "weight_decay": 0.0})
+
+    def _end_stages(self):
+        """After training: fold a learned scale into the head; unfreeze what was frozen."""
+        module = getattr(self.module_, "_orig_mod", self.module_)
+        head_name = self.__dict__.get("head_")
+        head = None if head_name is None else module.get_submodule(head_name)
+        scale = getattr(head, "lws", None)
+        if scale is not None:
+            scale.fold(head)
+            self.optimizer_.param_groups = [
+                g for g in self.optimizer_.param_groups
+                if not any(p is scale.scale for p in g["params"])
+            ]
+            self.optimizer_.state.pop(scale.scale, None)
+        self._set_frozen(False)
+
+    def _set_frozen(self, frozen):
+        """Freeze (or unfreeze) the parameters ``freeze`` names; frozen norms in eval."""
+        names = set(self.__dict__.get("_frozen_names_", ()))
+        module = getattr(self.module_, "_orig_mod", self.module_)  # torch.compile'd
+        for name, param in module.named_parameters():
+            if name in names:
+                param.requires_grad_(not frozen)
+        self._frozen_norms_ = frozen_norm_layers(module) if frozen else []
 
     def initialize_criterion(self):
         """Instantiate the loss, deciding how it receives weights.

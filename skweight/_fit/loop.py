@@ -227,8 +227,33 @@ class TrainingLoop:
         return self
 
     def _learning_rate_of(self):
-        """Return ``param -> lr`` for parameters with a rate of their own (None: none)."""
-        return None
+        """Return ``param -> lr`` for parameters with a rate of their own (None: none).
+
+        With ``backbone_lr`` every parameter outside the head has that rate.
+        """
+        head = self.__dict__.get("head_")
+        if self.backbone_lr is None or head is None:
+            return None
+        module = getattr(self.module_, "_orig_mod", self.module_)
+        in_head = {id(p) for p in module.get_submodule(head).parameters()}
+        backbone = {id(p) for p in module.parameters()} - in_head
+
+        def lr_of(param):
+            return self.backbone_lr if id(param) in backbone else None
+
+        return lr_of
+
+    def _set_training(self, training=True):
+        """Set the train/eval mode; normalisation layers of frozen parts stay in eval.
+
+        A frozen BatchNorm keeps its running statistics (as Keras keeps it),
+        whatever a callback set in between: the mode is set here, once per
+        pass.
+        """
+        super()._set_training(training)
+        if training:
+            for layer in self.__dict__.get("_frozen_norms_", ()):
+                layer.eval()
 
     # -- data placement and iteration -----------------------------------
 
@@ -373,10 +398,20 @@ class TrainingLoop:
                     iterator_train = self.get_iterator(
                         phase.dataset, training=True, epoch_rows=phase.epoch_rows
                     )
+                    # A fit resumed from a checkpoint (LoadInitState) trained
+                    # this phase's first epochs already: their row orders are
+                    # drawn again, so that the next ones shuffle as they would have.
+                    _skip_passes(iterator_train, epoch - phase.start_epoch)
                     # A loss that adjusts for the class prior learns the
                     # one this phase shows it.
                     self.targets_.start_phase(self.criterion_, phase.class_prior,
                                               self.get_params_for("criterion"))
+                    if phase.stage is not None:
+                        self._start_stage(phase.stage)
+                        self._loop_ = self._loop_state()
+                if self._unfreezes(epoch):
+                    self._set_frozen(False)
+                    self._loop_ = self._loop_state()
                 on_epoch_kwargs = {"dataset_train": phase.dataset, "dataset_valid": valid}
                 self.notify("on_epoch_begin", **on_epoch_kwargs)
                 self.run_single_epoch(iterator_train, training=True, prefix="train",
@@ -386,6 +421,7 @@ class TrainingLoop:
                 self.notify("on_epoch_end", **on_epoch_kwargs)
         finally:
             self.__dict__.pop("_loop_", None)
+            self._end_stages()
             self.targets_.end_training(self.criterion_, (phase or phases[0]).class_prior)
         return self
 
@@ -683,6 +719,9 @@ class TrainingLoop:
         if x.device != self.device_:  # the usual case is already there
             x = x.to(self.device_, non_blocking=True)
         x = scale_inputs(x, self.input_scale, user_module=self.module is not None)
+        norm = self.__dict__.get("_input_norm_")
+        if norm is not None:
+            x = self._normalized(x, norm)
         if x.ndim == 4 and self.__dict__.get("_channels_last_"):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -699,6 +738,22 @@ class TrainingLoop:
             if isinstance(module, torch.nn.Module) and module.training != training:
                 self._set_training(training)
                 return
+
+    def _normalized(self, x, norm):
+        """Return ``(x - input_mean) / input_std``, per channel, on x's device."""
+        cache = self.__dict__.setdefault("_input_norm_on_", {})
+        key = (x.device, x.dtype)
+        if key not in cache:
+            if not x.is_floating_point():
+                raise ValueError(
+                    "input_mean and input_std apply to images; with input_scale=None "
+                    "the inputs are integer ids."
+                )
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            cache[key] = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
+                               .reshape(shape) for v in norm)
+        mean, std = cache[key]
+        return (x - mean) / std
 
     def train_step_single(self, batch, **fit_params):
         """Forward, weighted loss and backward pass for one batch.
@@ -977,6 +1032,26 @@ def prefix_count(loss_key):
 def _batch_len(batch):
     X = batch[0] if isinstance(batch, (tuple, list)) else batch
     return X.shape[0] if isinstance(X, torch.Tensor) else len(X)
+
+
+def _skip_passes(iterator, passes):
+    """Draw, and drop, the row orders of ``passes`` passes of a training iterator.
+
+    Only skweight's own orders are replayed (the slicing iterator, and a
+    DataLoader over a :class:`ShuffleSampler`); a user's sampler or
+    generator draws as it pleases.
+    """
+    if passes <= 0:
+        return
+    if isinstance(iterator, BatchIterator):
+        for _ in range(passes):
+            iterator._order()
+        return
+    order = getattr(getattr(iterator, "batch_sampler", None), "order", None)
+    order = getattr(iterator, "sampler", None) if order is None else order
+    if isinstance(order, ShuffleSampler):
+        for _ in range(passes):
+            iter(order)  # draws the pass's permutation
 
 
 def _is_2d(net):

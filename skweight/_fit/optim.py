@@ -3,7 +3,8 @@
 :func:`parameter_groups` splits the trainable parameters into the
 optimizer's groups: the network's, and the loss's own (e.g. Balanced MSE's
 noise scale), which get no weight decay and may have their own learning
-rate. Frozen parameters (``requires_grad=False``) are left out.
+rate. Frozen parameters (``requires_grad=False``) stay in their groups
+without a gradient: no step, no state, no decay until they are unfrozen.
 
 ``weight_decay`` (every estimator) is decoupled, as AdamW's (Loshchilov and
 Hutter, 2019), whatever the optimizer: before each step every decayed
@@ -65,14 +66,17 @@ def parameter_groups(groups, criterion, lr_of=None):
     Returns
     -------
     groups : list of dict
-        Non-empty groups of trainable parameters.
+        The non-empty groups.
     """
     own = set()
     if isinstance(criterion, nn.Module):
         own = {id(p) for p in criterion.parameters()}
     out, loss_params = [], []
     for group in groups:
-        params = [p for p in group["params"] if p.requires_grad]
+        # Frozen parameters stay in their groups: they get no gradient, so no
+        # step and no optimizer state until they are unfrozen (and a
+        # learning-rate schedule keeps acting on the one optimizer).
+        params = list(group["params"])
         rest = {k: v for k, v in group.items() if k != "params"}
         loss_params += [p for p in params if id(p) in own]
         params = [p for p in params if id(p) not in own]

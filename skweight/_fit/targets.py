@@ -83,6 +83,11 @@ class Targets:
     #: The fitted state, saved by ``get_state`` (attribute names).
     _state = ()
 
+    @property
+    def n_outputs(self):
+        """The number of outputs the network needs (one per class or label)."""
+        return len(self.classes)
+
     def encode(self, y):
         """Return the targets as the loss sees them, and a mask of the elements that count.
 

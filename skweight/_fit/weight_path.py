@@ -66,6 +66,7 @@ class TrainingPhase(NamedTuple):
     dataset: object
     epoch_rows: object  # None, or a callable drawing each epoch's rows
     class_prior: object  # None, or the class distribution the loss sees
+    stage: object = None  # None, or the decoupled recipe of this phase ("crt", "lws")
 
 
 def split_validation(dataset, train_split, *, seed, stratify, split_params):
