@@ -150,6 +150,7 @@ USER_GUIDE_ORDER = [
     "composition",
     "regression",
     "segmentation",
+    "multilabel",
     "augmentation",
     "scale-out",
 ]

@@ -8,7 +8,9 @@ draws them with matplotlib:
 - :class:`SegmentationDisplay`: an image, its true and predicted label
   masks, and a map of the errors (false positives, false negatives);
 - :class:`ReliabilityDisplay`: a top-label reliability diagram with the
-  expected calibration error (ECE).
+  expected calibration error (ECE);
+- :class:`MultiLabelPrecisionRecallDisplay`: one precision-recall curve per
+  label of a multi-label classifier, with each label's average precision.
 
 As in scikit-learn, ``from_estimator`` and ``from_predictions`` compute the
 numbers and draw them; ``plot(ax=...)`` draws an existing display again,
@@ -18,15 +20,22 @@ drawn, so the module imports without it.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import average_precision_score, precision_recall_curve
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_int, check_real, check_sample_weight, per_element
 from .metrics import expected_calibration_error, reliability_curve
 
-__all__ = ["ReliabilityDisplay", "SegmentationDisplay", "TrainingCurveDisplay"]
+__all__ = [
+    "MultiLabelPrecisionRecallDisplay",
+    "ReliabilityDisplay",
+    "SegmentationDisplay",
+    "TrainingCurveDisplay",
+]
 
 # Colours of the error map: red for what the prediction adds, blue for what
 # it misses (the usual convention of overlay figures), yellow for a pixel of
@@ -825,6 +834,380 @@ class ReliabilityDisplay:
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (largest probability)",
                ylabel="accuracy", aspect="equal")
         ax.legend(loc="upper left")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+
+# ---------------------------------------------------------------------------
+# Multi-label precision-recall curves
+# ---------------------------------------------------------------------------
+
+
+def _check_indicator(y_true, y_score):
+    """``(Y, P)`` as float64 arrays of shape (N, n_labels), checked."""
+    if hasattr(y_true, "toarray"):  # MultiLabelBinarizer(sparse_output=True)
+        y_true = y_true.toarray()
+    Y, P = _to_numpy(y_true, "y_true"), _to_numpy(y_score, "y_score")
+    if Y.ndim != 2:
+        raise ValueError(
+            f"y_true must be a multilabel indicator of shape (N, n_labels), got shape "
+            f"{Y.shape}. For one binary label use "
+            f"sklearn.metrics.PrecisionRecallDisplay."
+        )
+    if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
+        raise ValueError(
+            "y_true must be a multilabel indicator of 0/1 (one column per label, e.g. "
+            "from sklearn.preprocessing.MultiLabelBinarizer)."
+        )
+    if P.shape != Y.shape:
+        raise ValueError(
+            f"y_score must have the shape of y_true, {Y.shape} (one score per sample "
+            f"and label, e.g. predict_proba), got shape {P.shape}."
+        )
+    if P.dtype.kind not in "biuf" or not np.all(np.isfinite(P)):
+        raise ValueError("y_score must hold finite numbers.")
+    return Y.astype(np.float64), P.astype(np.float64)
+
+
+class MultiLabelPrecisionRecallDisplay:
+    """Precision-recall curves of a multi-label classifier, one per label.
+
+    For each label the curve is scikit-learn's
+    :func:`~sklearn.metrics.precision_recall_curve` of that label's column
+    and the legend gives its average precision
+    (:func:`~sklearn.metrics.average_precision_score`); a rare label's
+    curve shows what a single number such as the macro F1 hides: how much
+    precision each level of its recall costs. The legend's title gives the
+    macro average precision (the mean over labels: scikit-learn's
+    ``scoring="average_precision"``) and the micro average precision (all
+    (sample, label) pairs ranked together, dominated by the frequent
+    labels). Build it with :meth:`from_estimator` or
+    :meth:`from_predictions`; the constructor only stores the curves.
+
+    Parameters
+    ----------
+    precision, recall : list of ndarray
+        The curve of each label, as
+        :func:`~sklearn.metrics.precision_recall_curve` returns them
+        (recall decreasing).
+    average_precision : ndarray of shape (n_labels,)
+        The average precision of each label.
+    micro_precision, micro_recall : ndarray, default=None
+        The micro-averaged curve: every (sample, label) pair one
+        prediction.
+    micro_average_precision : float, default=None
+        Its average precision.
+    prevalence : ndarray of shape (n_labels,), default=None
+        The (weighted) fraction of positives of each label: the precision
+        of a random ranking, drawn by ``chance_level=True``.
+    label_names : list of str, default=None
+        Names of the labels in the legend; ``None`` uses ``0..n_labels-1``.
+    estimator_name : str, default=None
+        Name shown in the legend's title.
+
+    Attributes
+    ----------
+    macro_average_precision : float
+        The mean of ``average_precision`` over the labels.
+    lines_ : dict of int to matplotlib Line2D
+        The drawn curve of each label drawn, by column index.
+    micro_line_ : matplotlib Line2D or None
+        The drawn micro-averaged curve.
+    chance_level_ : dict of int to matplotlib Line2D
+        The drawn chance levels, by column index (empty unless drawn).
+    ax_ : matplotlib Axes
+        The axes drawn on.
+    figure_ : matplotlib Figure
+        The figure holding ``ax_``.
+
+    See Also
+    --------
+    sklearn.metrics.PrecisionRecallDisplay : The curve of one binary label.
+    sklearn.metrics.average_precision_score : The numbers in the legend.
+
+    Notes
+    -----
+    Weights follow the classifier's: ``sample_weight`` of shape ``(N,)``
+    weighs every label of a sample, one of shape ``(N, n_labels)`` each
+    (sample, label) pair on its own. The curve and the average precision
+    of label ``c`` are then scikit-learn's with ``sample_weight[:, c]``,
+    and the micro average ranks all pairs with their own weights.
+
+    A label without positives (of positive weight) has no recall: its
+    curve is not drawn, a warning names it, and its average precision is
+    0, the value scikit-learn gives it, so that
+    ``macro_average_precision`` is the ``"average_precision"`` scorer's
+    number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skweight.display import MultiLabelPrecisionRecallDisplay
+    >>> Y = np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    >>> proba = np.array([[0.9, 0.2], [0.6, 0.4], [0.7, 0.3], [0.1, 0.8]])
+    >>> display = MultiLabelPrecisionRecallDisplay.from_predictions(Y, proba)
+    >>> display.average_precision.round(3)
+    array([0.833, 1.   ])
+    >>> round(display.macro_average_precision, 4)
+    0.9167
+    """
+
+    def __init__(self, precision, recall, average_precision, *, micro_precision=None,
+                 micro_recall=None, micro_average_precision=None, prevalence=None,
+                 label_names=None, estimator_name=None):
+        self.precision = precision
+        self.recall = recall
+        self.average_precision = np.asarray(average_precision, dtype=np.float64)
+        self.micro_precision = micro_precision
+        self.micro_recall = micro_recall
+        self.micro_average_precision = micro_average_precision
+        self.prevalence = prevalence
+        self.label_names = label_names
+        self.estimator_name = estimator_name
+        self.macro_average_precision = float(np.mean(self.average_precision))
+
+    @classmethod
+    def from_predictions(cls, y_true, y_score, *, sample_weight=None, label_names=None,
+                         labels=None, drop_intermediate=False, name=None, micro=False,
+                         chance_level=False, ax=None, **kwargs):
+        """Plot the precision-recall curve of each label from given scores.
+
+        Parameters
+        ----------
+        y_true : array-like or sparse matrix of shape (N, n_labels)
+            The 0/1 multilabel indicator (one column per label).
+        y_score : array-like of shape (N, n_labels)
+            A score per sample and label, higher for positive, e.g.
+            ``predict_proba``.
+        sample_weight : array-like of shape (N,) or (N, n_labels), default=None
+            Weights per sample, or per (sample, label) pair.
+        label_names : array-like of shape (n_labels,), default=None
+            Names of the labels in the legend (e.g. a
+            ``MultiLabelBinarizer``'s ``classes_``); ``None`` uses the
+            column indices.
+        labels : array-like of int, default=None
+            The columns whose curves are drawn (all are computed);
+            ``None`` draws every label with positives.
+        drop_intermediate : bool, default=False
+            Whether to drop the thresholds that do not change the drawn
+            curve (see :func:`~sklearn.metrics.precision_recall_curve`);
+            the average precisions are computed on the full curves.
+        name : str, default=None
+            Name shown in the legend's title.
+        micro : bool, default=False
+            Whether to draw the micro-averaged curve too.
+        chance_level : bool, default=False
+            Whether to draw each drawn label's chance level: a horizontal
+            line at its prevalence.
+        ax : matplotlib Axes, default=None
+            Axes to draw on; ``None`` makes a new figure.
+        **kwargs : dict
+            Keyword arguments for matplotlib's ``plot``, for every curve.
+
+        Returns
+        -------
+        display : MultiLabelPrecisionRecallDisplay
+            The display, drawn.
+        """
+        Y, P = _check_indicator(y_true, y_score)
+        n_samples, n_labels = Y.shape
+        weight = check_sample_weight(sample_weight, n_samples, extra_shape=(n_labels,),
+                                     element="(sample, label) pair")
+        W = np.ones(Y.shape) if weight is None else per_element(weight, Y.shape)
+        label_names = cls._check_label_names(label_names, n_labels)
+        positive = (W * Y).sum(axis=0)
+        empty = np.flatnonzero(positive <= 0)
+        if empty.size:
+            warnings.warn(
+                f"Label(s) {empty.tolist()} have no positive (of positive weight) in "
+                f"y_true: their recall is undefined, their curves are not drawn and "
+                f"their average precision is 0, as scikit-learn counts it.",
+                UserWarning, stacklevel=2,
+            )
+        precision, recall, average_precision = [], [], np.zeros(n_labels)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No positive class found")
+            for c in range(n_labels):
+                w = None if weight is None else W[:, c]
+                p, r, _ = precision_recall_curve(Y[:, c], P[:, c], sample_weight=w,
+                                                 drop_intermediate=drop_intermediate)
+                precision.append(p)
+                recall.append(r)
+                average_precision[c] = average_precision_score(Y[:, c], P[:, c],
+                                                               sample_weight=w)
+            micro_w = None if weight is None else W.ravel()
+            micro_p, micro_r, _ = precision_recall_curve(
+                Y.ravel(), P.ravel(), sample_weight=micro_w,
+                drop_intermediate=drop_intermediate)
+            micro_ap = float(average_precision_score(Y.ravel(), P.ravel(),
+                                                     sample_weight=micro_w))
+        prevalence = positive / W.sum(axis=0).clip(min=np.finfo(np.float64).tiny)
+        display = cls(precision, recall, average_precision, micro_precision=micro_p,
+                      micro_recall=micro_r, micro_average_precision=micro_ap,
+                      prevalence=prevalence, label_names=label_names,
+                      estimator_name=name)
+        if labels is None:
+            labels = [c for c in range(n_labels) if positive[c] > 0]
+        return display.plot(ax=ax, labels=labels, micro=micro, chance_level=chance_level,
+                            **kwargs)
+
+    @classmethod
+    def from_estimator(cls, estimator, X, y, *, sample_weight=None, label_names=None,
+                       labels=None, drop_intermediate=False, name=None, micro=False,
+                       chance_level=False, ax=None, **kwargs):
+        """Plot the precision-recall curve of each label of a fitted classifier.
+
+        Parameters
+        ----------
+        estimator : fitted multi-label classifier
+            Anything whose ``predict_proba`` returns one probability per
+            label, ``(N, n_labels)``: a ``CNNClassifier`` fitted on a
+            multilabel indicator, or a scikit-learn multi-label classifier
+            such as ``MLPClassifier``.
+        X : array-like or tensor
+            Images, as given to ``predict_proba``.
+        y : array-like or sparse matrix of shape (N, n_labels)
+            The true 0/1 multilabel indicator.
+        sample_weight : array-like of shape (N,) or (N, n_labels), default=None
+            Weights per sample, or per (sample, label) pair.
+        label_names : array-like of shape (n_labels,), default=None
+            Names of the labels in the legend; ``None`` uses the column
+            indices.
+        labels : array-like of int, default=None
+            The columns whose curves are drawn; ``None`` draws every label
+            with positives.
+        drop_intermediate : bool, default=False
+            Whether to drop the thresholds that do not change the drawn
+            curve.
+        name : str, default=None
+            Name shown in the legend's title; ``None`` uses the
+            estimator's class name.
+        micro : bool, default=False
+            Whether to draw the micro-averaged curve too.
+        chance_level : bool, default=False
+            Whether to draw each drawn label's prevalence.
+        ax : matplotlib Axes, default=None
+            Axes to draw on; ``None`` makes a new figure.
+        **kwargs : dict
+            Keyword arguments for matplotlib's ``plot``, for every curve.
+
+        Returns
+        -------
+        display : MultiLabelPrecisionRecallDisplay
+            The display, drawn.
+        """
+        _check_fitted(estimator, needs="predict_proba")
+        proba = estimator.predict_proba(X)
+        if isinstance(proba, list):  # scikit-learn's per-output lists
+            raise ValueError(
+                f"{type(estimator).__name__}.predict_proba returns one array per "
+                f"output; this display needs one probability per label, (N, "
+                f"n_labels), as a multi-label CNNClassifier or MLPClassifier gives."
+            )
+        name = type(estimator).__name__ if name is None else name
+        return cls.from_predictions(
+            y, proba, sample_weight=sample_weight, label_names=label_names,
+            labels=labels, drop_intermediate=drop_intermediate, name=name, micro=micro,
+            chance_level=chance_level, ax=ax, **kwargs,
+        )
+
+    @staticmethod
+    def _check_label_names(label_names, n_labels):
+        if label_names is None:
+            return None
+        names = [str(n) for n in _to_numpy(label_names, "label_names").ravel()]
+        if len(names) != n_labels:
+            raise ValueError(
+                f"label_names has {len(names)} entries, but y_true has {n_labels} "
+                f"labels."
+            )
+        return names
+
+    def _check_labels(self, labels):
+        n_labels = len(self.average_precision)
+        if labels is None:
+            return list(range(n_labels))
+        labels = np.atleast_1d(_to_numpy(labels, "labels"))
+        if labels.dtype.kind not in "iu" or labels.ndim != 1:
+            raise TypeError(
+                f"labels must be column indices (ints), got {labels.tolist()!r}."
+            )
+        out = [int(c) for c in labels]
+        bad = [c for c in out if not 0 <= c < n_labels]
+        if bad:
+            raise ValueError(
+                f"labels {bad} are not columns of y_true (0..{n_labels - 1})."
+            )
+        return out
+
+    def plot(self, ax=None, *, labels=None, name=None, micro=False, chance_level=False,
+             **kwargs):
+        """Draw the curves.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw on; ``None`` makes a new figure.
+        labels : array-like of int, default=None
+            The columns whose curves are drawn; ``None`` draws every label
+            (a label without positives is skipped).
+        name : str, default=None
+            Name shown in the legend's title; ``None`` uses
+            ``estimator_name``.
+        micro : bool, default=False
+            Whether to draw the micro-averaged curve too (black, dashed).
+        chance_level : bool, default=False
+            Whether to draw each drawn label's prevalence (dotted, in its
+            colour).
+        **kwargs : dict
+            Keyword arguments for matplotlib's ``plot``, for every curve.
+
+        Returns
+        -------
+        display : MultiLabelPrecisionRecallDisplay
+            This display, with ``lines_``, ``micro_line_``,
+            ``chance_level_``, ``ax_`` and ``figure_`` set.
+        """
+        plt = _pyplot()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
+        labels = self._check_labels(labels)
+        names = (self.label_names if self.label_names is not None
+                 else [str(c) for c in range(len(self.average_precision))])
+        palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+        self.lines_, self.chance_level_, self.micro_line_ = {}, {}, None
+        for c in labels:
+            recall = np.asarray(self.recall[c])
+            if not np.all(np.isfinite(recall)) or (
+                self.prevalence is not None and self.prevalence[c] <= 0
+            ):
+                continue  # no positives: no curve
+            kw = {"drawstyle": "steps-post", "color": palette(c % palette.N),
+                  "label": f"{names[c]} (AP = {self.average_precision[c]:.2f})",
+                  **kwargs}
+            (self.lines_[c],) = ax.plot(recall, self.precision[c], **kw)
+            if chance_level and self.prevalence is not None:
+                (self.chance_level_[c],) = ax.plot(
+                    [0, 1], [self.prevalence[c]] * 2, linestyle=":",
+                    color=self.lines_[c].get_color(), label="_nolegend_")
+        if micro:
+            if self.micro_recall is None:
+                raise ValueError("This display holds no micro-averaged curve.")
+            kw = {"drawstyle": "steps-post", "color": "black", "linestyle": "--",
+                  "label": f"micro (AP = {self.micro_average_precision:.2f})",
+                  **kwargs}
+            (self.micro_line_,) = ax.plot(self.micro_recall, self.micro_precision, **kw)
+        name = self.estimator_name if name is None else name
+        title = f"macro AP = {self.macro_average_precision:.3f}"
+        if self.micro_average_precision is not None:
+            title += f", micro AP = {self.micro_average_precision:.3f}"
+        if name:
+            title = f"{name}: {title}"
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="recall",
+               ylabel="precision")
+        ax.legend(title=title, loc="lower left", fontsize="small",
+                  title_fontsize="small")
         self.ax_ = ax
         self.figure_ = ax.figure
         return self

@@ -10,6 +10,7 @@ from ._fit.base import BaseCNN
 from ._fit.targets import (
     FittedAttribute,
     LabelTargets,
+    MultiLabelTargets,
     check_class_prior,
     check_prior_tau_setting,
 )
@@ -24,11 +25,14 @@ from ._fit.tiling import (
 )
 from ._validation import check_ignore_index, check_int, encode_labels
 from .losses import (
+    BinaryCrossEntropyLoss,
+    BinaryLogitAdjustedLoss,
     CrossEntropyLoss,
     DiceCELoss,
     DiceLoss,
     FocalLoss,
     LogitAdjustedLoss,
+    SigmoidFocalLoss,
     TverskyLoss,
 )
 from .metrics import dice_score
@@ -41,13 +45,26 @@ _UNET_CHANNELS = inspect.signature(UNet).parameters["channels"].default
 
 
 def _check_masks(y, n_samples, spatial_shape, name="y"):
-    """``y`` as an int64 array of shape ``(N, *spatial)`` matching the images."""
+    """Return label masks ``(N, *spatial)`` (int64), or 0/1 masks ``(N, C, *spatial)``.
+
+    Masks with a channel axis of at least two channels, matching the images,
+    are overlapping structures (multi-label), returned as int8.
+    """
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     if hasattr(y, "tocsr"):
         raise TypeError(f"{name} must be dense label masks, got a sparse matrix.")
     y = np.asarray(y)
     expected = (n_samples, *spatial_shape)
+    if (y.ndim == len(expected) + 1 and y.shape[0] == n_samples and y.shape[1] >= 2
+            and tuple(y.shape[2:]) == tuple(spatial_shape)):
+        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+            raise ValueError(
+                f"{name} of shape {y.shape} holds one mask per channel (overlapping "
+                f"structures): its values must be 0 or 1. For label masks, pass "
+                f"{layout_of(spatial_shape)} = {expected}."
+            )
+        return y.astype(np.int8)
     if y.shape != expected:
         hint = ""
         if y.ndim == len(expected) + 1 and y.shape[1] == 1:
@@ -55,10 +72,10 @@ def _check_masks(y, n_samples, spatial_shape, name="y"):
         elif y.ndim == 1:
             hint = (" A segmenter needs one label per pixel; for one label per image "
                     "use CNNClassifier.")
-        layout = "(N, H, W)" if len(spatial_shape) == 2 else "(N, D, H, W)"
         raise ValueError(
-            f"{name} must hold label masks of shape {layout} = {expected}, matching "
-            f"the images X, got shape {y.shape}.{hint}"
+            f"{name} must hold label masks of shape {layout_of(spatial_shape)} = "
+            f"{expected}, matching the images X (or overlapping 0/1 masks (N, C, "
+            f"...) of two channels or more), got shape {y.shape}.{hint}"
         )
     if y.dtype.kind in "biu":
         return y.astype(np.int64, copy=False)
@@ -74,6 +91,11 @@ def _check_masks(y, n_samples, spatial_shape, name="y"):
     raise ValueError(
         f"{name} must hold integer class labels, got an array of dtype {y.dtype}."
     )
+
+
+def layout_of(spatial_shape):
+    """Name the mask layout of images or volumes, for messages."""
+    return "(N, H, W)" if len(spatial_shape) == 2 else "(N, D, H, W)"
 
 
 @fill_doc(lr="3e-3", max_epochs="15", batch_size="16", samples="images",
@@ -93,6 +115,18 @@ class CNNSegmenter(BaseCNN):
     each image's term is weighted by its mean pixel weight, so that an
     integer image weight k still counts the image k times). Pixels labelled
     ``ignore_index`` get weight 0: they neither teach nor count.
+
+    Overlapping structures (nested regions, objects and their borders) come
+    as 0/1 masks ``(N, n_structures, H, W)`` (two channels or more): the
+    network then has one sigmoid channel per structure, every loss is its
+    sigmoid form (``"dice"``, ``"dice_ce"`` with binary cross-entropy,
+    ``"tversky"``, ``"focal"``, ``"cross_entropy"``/``"bce"``,
+    ``"logit_adjusted"``), ``class_weight`` weighs each channel's positives
+    and negatives (as :class:`CNNClassifier` does for multi-label ``y``),
+    per-pixel weights apply to every channel, and ``predict`` returns the
+    masks thresholded at 0.5. When 4-D images and the masks have the same
+    shape, ``X`` is read as one-channel volumes unless
+    ``input_shape=(C, H, W)`` says they are images.
 
     Parameters
     ----------
@@ -220,6 +254,12 @@ class CNNSegmenter(BaseCNN):
         "focal": FocalLoss,
         "logit_adjusted": LogitAdjustedLoss,
         "tversky": TverskyLoss,
+        "bce": BinaryCrossEntropyLoss,
+    }
+    #: The losses of overlapping 0/1 masks, one sigmoid channel per structure.
+    _multilabel_criteria = {
+        "cross_entropy": BinaryCrossEntropyLoss, "bce": BinaryCrossEntropyLoss,
+        "focal": SigmoidFocalLoss, "logit_adjusted": BinaryLogitAdjustedLoss,
     }
     _match_spatial = False
     _spatial_ndims = (2, 3)
@@ -276,9 +316,10 @@ class CNNSegmenter(BaseCNN):
         Parameters
         ----------
         %(X)s
-        y : array-like of shape (N, H, W)
+        y : array-like of shape (N, H, W) or (N, n_structures, H, W)
             Integer label masks (any integer labels; ``ignore_index`` marks
-            pixels to leave out).
+            pixels to leave out), or overlapping 0/1 masks, one channel per
+            structure (see the class description).
         sample_weight : None or array-like of shape (N,) or (N, H, W)
             Non-negative weights per image or per pixel, of any magnitude.
             Weight 0 leaves an image (or a pixel) out; integer weight k
@@ -341,6 +382,13 @@ class CNNSegmenter(BaseCNN):
 
     def _learn_targets(self, y, sample_weight, classes):
         ignore = check_ignore_index(self.ignore_index)
+        if y.dtype == np.int8 and y.ndim == len(self.input_shape_) + 1:
+            if ignore is not None:
+                raise ValueError(
+                    f"ignore_index={ignore} marks pixels of label masks; overlapping "
+                    f"0/1 masks leave pixels out with sample_weight 0 instead."
+                )
+            return MultiLabelTargets(y.shape[1], per_pixel=True)
         labels = y if ignore is None else y[y != ignore]
         if labels.size == 0:
             raise ValueError(
@@ -356,6 +404,18 @@ class CNNSegmenter(BaseCNN):
         return UNet(in_channels=self.input_shape_[0], n_classes=len(self.classes_),
                     **kwargs)
 
+    def _criterion_for(self, name):
+        if isinstance(self.__dict__.get("targets_"), MultiLabelTargets):
+            # Overlapping masks: every loss in its sigmoid form (the Dice
+            # family gets sigmoid=True from the target object).
+            return self._multilabel_criteria.get(name, self._named_criteria[name])
+        if name == "bce":
+            raise ValueError(
+                f"criterion='bce' is for overlapping 0/1 masks (N, C, H, W); for label "
+                f"masks use one of {sorted(set(self._named_criteria) - {'bce'})}."
+            )
+        return self._named_criteria[name]
+
     def _prepare_X(self, X, y):
         """Read 4-D ``X`` as one-channel volumes ``(N, D, H, W)`` when it holds them.
 
@@ -366,6 +426,8 @@ class CNNSegmenter(BaseCNN):
         shape = getattr(X, "shape", None)
         if shape is None or len(shape) != 4 or isinstance(X, torch.utils.data.Dataset):
             return X
+        if self.input_shape is not None and len(self.input_shape) == 3:
+            return X  # (C, H, W) given: 4-D X is images, not volumes
         if y is None and len(getattr(self, "input_shape_", ())) != 4:
             return X
         if y is not None and shape[1] == 1:
@@ -445,7 +507,8 @@ class CNNSegmenter(BaseCNN):
                                                                self.batch_size)
         with worker_threads():
             return predict_tiled(images, forward, transform, tile, overlap=overlap,
-                                 blend=blend, batch_size=batch_size)
+                                 blend=blend, batch_size=batch_size,
+                                 sigmoid=isinstance(targets, MultiLabelTargets))
 
     # -- scoring ----------------------------------------------------------
 
@@ -463,9 +526,11 @@ class CNNSegmenter(BaseCNN):
         ----------
         X : array-like, torch.Tensor or torch Dataset
             Images.
-        y : array-like of shape (N, H, W)
+        y : array-like of shape (N, H, W) or (N, n_structures, H, W)
             True label masks; labels must be among ``classes_`` (or be
-            ``ignore_index``).
+            ``ignore_index``). For overlapping masks, the mean Dice of the
+            channels (:func:`skweight.metrics.dice_score` with
+            ``multilabel=True``).
         sample_weight : None or array-like of shape (N,) or (N, H, W)
             Weights per image or per pixel.
 
@@ -476,6 +541,15 @@ class CNNSegmenter(BaseCNN):
         """
         self.check_is_fitted()
         pred = self.predict(X)
+        if isinstance(self.targets_, MultiLabelTargets):
+            y = _check_masks(y, pred.shape[0], pred.shape[2:])
+            if y.shape != pred.shape:
+                raise ValueError(
+                    f"y has shape {y.shape}, but the segmenter predicts overlapping "
+                    f"masks of shape {pred.shape}."
+                )
+            return float(dice_score(y, pred, multilabel=True,
+                                    sample_weight=sample_weight))
         y = _check_masks(y, pred.shape[0], pred.shape[1:])
         ignore = check_ignore_index(self.ignore_index)
         kept = y if ignore is None else y[y != ignore]

@@ -12,7 +12,12 @@ from sklearn.linear_model import LinearRegression
 
 from skweight import CNNClassifier, CNNSegmenter
 from skweight.datasets import make_disk_scenes
-from skweight.display import ReliabilityDisplay, SegmentationDisplay, TrainingCurveDisplay
+from skweight.display import (
+    MultiLabelPrecisionRecallDisplay,
+    ReliabilityDisplay,
+    SegmentationDisplay,
+    TrainingCurveDisplay,
+)
 from skweight.metrics import expected_calibration_error
 
 matplotlib.use("Agg")
@@ -402,3 +407,176 @@ def test_reliability_errors(classifier, digits, predictions):
         ReliabilityDisplay.from_predictions(y4, proba[:, :1])
     with pytest.raises(ValueError, match="sample_weight"):
         ReliabilityDisplay.from_predictions(y4, proba, sample_weight=np.ones(3))
+
+
+# ---------------------------------------------------------------------------
+# MultiLabelPrecisionRecallDisplay
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def multilabel_scores():
+    """Four labels of falling prevalence, scores that rank them imperfectly."""
+    rng = np.random.default_rng(3)
+    Y = (rng.random((400, 4)) < [0.5, 0.2, 0.08, 0.03]).astype(int)
+    proba = np.clip(0.35 * Y + rng.random(Y.shape) * 0.7, 0, 1)
+    return Y, proba, rng.integers(1, 4, size=400).astype(float)
+
+
+@pytest.fixture(scope="module")
+def multilabel_fit(digits, tiny_cnn):
+    """A CNNClassifier on three overlapping labels of the 8x8 digits."""
+    X, y = digits
+    Y = np.stack([np.isin(y, (0, 1)), np.isin(y, (1, 2)), y == 3], axis=1).astype(int)
+    clf = CNNClassifier(input_shape=(1, 8, 8), max_epochs=3, **tiny_cnn).fit(X, Y)
+    return clf, X, Y
+
+
+def test_multilabel_pr_numbers_equal_scikit_learns_per_label(multilabel_scores):
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    Y, proba, w = multilabel_scores
+    for weight in (None, w):
+        shown = MultiLabelPrecisionRecallDisplay.from_predictions(
+            Y, proba, sample_weight=weight)
+        for c in range(4):
+            p, r, _ = precision_recall_curve(Y[:, c], proba[:, c], sample_weight=weight)
+            np.testing.assert_array_equal(shown.precision[c], p)
+            np.testing.assert_array_equal(shown.recall[c], r)
+            assert shown.average_precision[c] == average_precision_score(
+                Y[:, c], proba[:, c], sample_weight=weight)
+            # the drawn curve is that one
+            np.testing.assert_array_equal(shown.lines_[c].get_xdata(), r)
+            np.testing.assert_array_equal(shown.lines_[c].get_ydata(), p)
+        for average in ("macro", "micro"):
+            expected = average_precision_score(Y, proba, average=average,
+                                               sample_weight=weight)
+            got = getattr(shown, f"{average}_average_precision")
+            assert got == pytest.approx(expected, rel=1e-12)
+    # the scores rank the labels imperfectly: the curves are not trivial
+    assert np.sum(shown.average_precision < 0.95) >= 3
+
+
+def test_multilabel_pr_per_element_weights(multilabel_scores):
+    from sklearn.metrics import average_precision_score
+
+    Y, proba, w = multilabel_scores
+    W = np.random.default_rng(4).integers(0, 3, size=Y.shape).astype(float)
+    shown = MultiLabelPrecisionRecallDisplay.from_predictions(Y, proba, sample_weight=W)
+    for c in range(4):
+        assert shown.average_precision[c] == average_precision_score(
+            Y[:, c], proba[:, c], sample_weight=W[:, c])
+    # the micro average ranks every (sample, label) pair with its own weight:
+    # integer weights count as copies of the pairs
+    k = W.ravel().astype(int)
+    copies = average_precision_score(np.repeat(Y.ravel(), k), np.repeat(proba.ravel(), k))
+    assert shown.micro_average_precision == pytest.approx(copies, rel=1e-12)
+    np.testing.assert_allclose(shown.prevalence, (W * Y).sum(0) / W.sum(0))
+    # weights per sample, given per pair, change nothing
+    per_sample = MultiLabelPrecisionRecallDisplay.from_predictions(Y, proba,
+                                                                   sample_weight=w)
+    per_pair = MultiLabelPrecisionRecallDisplay.from_predictions(
+        Y, proba, sample_weight=np.repeat(w[:, None], 4, axis=1))
+    np.testing.assert_allclose(per_pair.average_precision, per_sample.average_precision)
+    assert per_pair.micro_average_precision == pytest.approx(
+        per_sample.micro_average_precision, rel=1e-12)
+
+
+def test_multilabel_pr_legend_labels_micro_and_chance_level(multilabel_scores):
+    Y, proba, _ = multilabel_scores
+    names = ["cat", "dog", "owl", "yak"]
+    shown = MultiLabelPrecisionRecallDisplay.from_predictions(
+        Y, proba, label_names=names, labels=[3, 1], micro=True, chance_level=True,
+        name="net", linewidth=3)
+    ap = shown.average_precision
+    texts = [t.get_text() for t in shown.ax_.get_legend().get_texts()]
+    assert texts == [f"yak (AP = {ap[3]:.2f})", f"dog (AP = {ap[1]:.2f})",
+                     f"micro (AP = {shown.micro_average_precision:.2f})"]
+    assert shown.ax_.get_legend().get_title().get_text() == (
+        f"net: macro AP = {shown.macro_average_precision:.3f}, "
+        f"micro AP = {shown.micro_average_precision:.3f}")
+    assert sorted(shown.lines_) == [1, 3] and shown.lines_[1].get_linewidth() == 3
+    # the chance level of a label is its prevalence, in the label's colour
+    for c in (1, 3):
+        np.testing.assert_allclose(shown.chance_level_[c].get_ydata(), Y[:, c].mean())
+        assert shown.chance_level_[c].get_color() == shown.lines_[c].get_color()
+    # a second display shares the axes; plot() draws this one again elsewhere
+    fig, ax = plt.subplots()
+    again = shown.plot(ax=ax, labels=[0])
+    assert again.ax_ is ax and again.figure_ is fig and list(again.lines_) == [0]
+    assert again.micro_line_ is None and again.chance_level_ == {}
+
+
+def test_multilabel_pr_label_without_positives(multilabel_scores):
+    from sklearn.metrics import average_precision_score
+
+    Y, proba, _ = multilabel_scores
+    Y = Y.copy()
+    Y[:, 2] = 0
+    with pytest.warns(UserWarning, match=r"Label\(s\) \[2\] have no positive"):
+        shown = MultiLabelPrecisionRecallDisplay.from_predictions(Y, proba)
+    assert shown.average_precision[2] == 0 and sorted(shown.lines_) == [0, 1, 3]
+    with pytest.warns(UserWarning, match="No positive class"):
+        expected = average_precision_score(Y, proba, average="macro")
+    assert shown.macro_average_precision == pytest.approx(expected, rel=1e-12)
+    # weight 0 on a label's positives leaves it without positives too
+    W = np.ones(Y.shape)
+    W[Y[:, 3] == 1, 3] = 0
+    with pytest.warns(UserWarning, match=r"Label\(s\) \[2, 3\]"):
+        MultiLabelPrecisionRecallDisplay.from_predictions(Y, proba, sample_weight=W)
+
+
+def test_multilabel_pr_from_estimator_equals_scikit_learns_scorers(multilabel_fit):
+    from sklearn.metrics import average_precision_score, get_scorer, make_scorer
+
+    clf, X, Y = multilabel_fit
+    shown = MultiLabelPrecisionRecallDisplay.from_estimator(clf, X, Y, micro=True)
+    direct = MultiLabelPrecisionRecallDisplay.from_predictions(Y, clf.predict_proba(X))
+    np.testing.assert_array_equal(shown.average_precision, direct.average_precision)
+    assert shown.ax_.get_legend().get_title().get_text().startswith("CNNClassifier: ")
+    # the macro number is scoring="average_precision"'s; the micro one that of
+    # the micro-averaged scorer
+    assert shown.macro_average_precision == pytest.approx(
+        get_scorer("average_precision")(clf, X, Y), rel=1e-12)
+    micro = make_scorer(average_precision_score, average="micro",
+                        response_method="predict_proba")
+    assert shown.micro_average_precision == pytest.approx(micro(clf, X, Y), rel=1e-12)
+    # sparse indicators (MultiLabelBinarizer(sparse_output=True)) are taken too
+    from scipy.sparse import csr_matrix
+
+    sparse = MultiLabelPrecisionRecallDisplay.from_estimator(clf, X, csr_matrix(Y))
+    np.testing.assert_array_equal(sparse.average_precision, shown.average_precision)
+
+
+def test_multilabel_pr_errors(multilabel_scores, multilabel_fit, classifier, digits):
+    from sklearn.ensemble import RandomForestClassifier
+
+    Y, proba, _ = multilabel_scores
+    show = MultiLabelPrecisionRecallDisplay.from_predictions
+    with pytest.raises(ValueError, match="PrecisionRecallDisplay"):
+        show(Y[:, 0], proba[:, 0])
+    with pytest.raises(ValueError, match=r"0/1"):
+        show(Y * 2, proba)
+    with pytest.raises(ValueError, match=r"shape of y_true, \(400, 4\)"):
+        show(Y, proba[:, :3])
+    with pytest.raises(ValueError, match="finite"):
+        show(Y, proba * np.nan)
+    with pytest.raises(ValueError, match="sample_weight"):
+        show(Y, proba, sample_weight=np.ones((400, 3)))
+    with pytest.raises(ValueError, match="label_names has 2 entries"):
+        show(Y, proba, label_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"labels \[4\] are not columns"):
+        show(Y, proba, labels=[0, 4])
+    with pytest.raises(TypeError, match="column indices"):
+        show(Y, proba, labels=["a"])
+    clf, X, Yd = multilabel_fit
+    with pytest.raises(NotFittedError):
+        MultiLabelPrecisionRecallDisplay.from_estimator(CNNClassifier(), X, Yd)
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Yd)
+    with pytest.raises(ValueError, match="one array per output"):
+        MultiLabelPrecisionRecallDisplay.from_estimator(forest, X, Yd)
+    # a classifier of one label per image: its (N, n_classes) probabilities
+    # are no indicator's
+    Xs, ys = digits
+    with pytest.raises(ValueError, match="multilabel indicator"):
+        MultiLabelPrecisionRecallDisplay.from_estimator(classifier, Xs, ys)

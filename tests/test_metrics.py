@@ -1431,3 +1431,39 @@ def test_calibration_bad_input_messages(metric, probabilities):
         args = {"y_true": y, "y_prob": proba, **changes}
         with pytest.raises(error, match=match):
             metric(args.pop("y_true"), args.pop("y_prob"), **args)
+
+
+# -- overlapping 0/1 masks (multilabel=True) -----------------------------------------
+
+
+def test_multilabel_masks_are_scored_per_channel():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((4, 3, 6, 6)) < 0.4).astype(int)
+    P = (rng.random((4, 3, 6, 6)) < 0.4).astype(int)
+    for score in (dice_score, iou_score):
+        per = score(Y, P, multilabel=True, average=None)
+        expected = [score(Y[:, c], P[:, c], labels=[1]) for c in range(3)]
+        np.testing.assert_allclose(per, expected)
+        assert score(Y, P, multilabel=True) == pytest.approx(np.mean(expected))
+        np.testing.assert_allclose(score(Y, P, multilabel=True, labels=[2], average=None),
+                                   expected[2:])
+        micro = [score(Y[:, c], P[:, c], labels=[1], average="micro") for c in range(3)]
+        assert score(Y, P, multilabel=True, average="micro") == pytest.approx(
+            np.mean(micro))
+    # weights per image, per pixel (every channel) or per channel
+    w = rng.uniform(0.5, 2, 4)
+    per_pixel = np.broadcast_to(w[:, None, None], (4, 6, 6))
+    a = dice_score(Y, P, multilabel=True, sample_weight=w)
+    b = dice_score(Y, P, multilabel=True, sample_weight=np.broadcast_to(
+        w[:, None, None, None], Y.shape))
+    assert a == pytest.approx(dice_score(Y, P, multilabel=True, sample_weight=w))
+    assert np.isfinite(dice_score(Y, P, multilabel=True, sample_weight=per_pixel))
+    assert np.isfinite(b)
+
+
+def test_multilabel_masks_bad_input():
+    Y = np.zeros((2, 2, 4, 4), int)
+    with pytest.raises(ValueError, match="must be 0/1 masks of the same shape"):
+        dice_score(Y, Y[:, :1], multilabel=True)
+    with pytest.raises(ValueError, match="y_pred must hold 0/1 masks"):
+        dice_score(Y, Y + 2, multilabel=True)

@@ -413,7 +413,7 @@ def test_bad_weights_and_parameters(scenes, tiny):
         tiny(ignore_index=2.5).fit(X, y)
     with pytest.raises(ValueError, match="Every pixel of y has the label ignore_index"):
         tiny(ignore_index=0).fit(X, np.zeros_like(y))
-    with pytest.raises(ValueError, match="criterion='bce' is not a known loss"):
+    with pytest.raises(ValueError, match="criterion='bce' is for overlapping 0/1 masks"):
         tiny(criterion="bce").fit(X, y)
     with pytest.raises(ValueError, match="Every training pixel has weight 0"):
         tiny(class_weight={0: 0.0, 1: 1.0, 2: 1.0}).fit(
@@ -594,3 +594,73 @@ def test_volume_inputs_and_refusals(volumes):
     images = CNNSegmenter(max_epochs=1, **VOL).fit(X[:, 4], y[:, 4])
     with pytest.raises(ValueError, match="spatial dimensions|images"):
         images.predict(X[:, None])
+
+
+# -- overlapping structures: 0/1 masks (N, C, H, W) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nested(scenes):
+    """Two overlapping structures per pixel: any object, and the class-2 objects."""
+    X, y = scenes
+    return X, np.stack([y > 0, y == 2], axis=1).astype(int)
+
+
+def test_overlapping_masks_train_one_sigmoid_channel_each(nested, tiny):
+    X, Y = nested
+    seg = tiny().fit(X, Y)
+    proba = seg.predict_proba(X)
+    assert proba.shape == Y.shape and proba.dtype == np.float32
+    assert not np.allclose(proba.sum(1), 1)  # independent channels, no softmax
+    np.testing.assert_array_equal(seg.predict(X), (proba >= 0.5).astype(int))
+    np.testing.assert_array_equal(seg.classes_, [0, 1])
+    expected = np.mean([dice_score(Y[:, c], seg.predict(X)[:, c], labels=[1])
+                        for c in range(2)])
+    assert seg.score(X, Y) == pytest.approx(expected)
+    assert seg.score(X, Y) == dice_score(Y, seg.predict(X), multilabel=True)
+
+
+@pytest.mark.parametrize("criterion", ["bce", "dice_ce", "dice", "focal", "tversky"])
+def test_overlapping_masks_weight_rules_per_element(nested, criterion, tiny):
+    X, Y = nested
+    X, Y = X[:10], Y[:10]
+    k = np.random.default_rng(0).integers(0, 3, len(Y))
+    kw = dict(criterion=criterion, batch_size=-1, class_weight="balanced")
+    per_image = tiny(**kw).fit(X, Y, sample_weight=k)
+    per_pixel = tiny(**kw).fit(X, Y, sample_weight=1e-30 * np.broadcast_to(
+        k[:, None, None], (10, 16, 16)))
+    copies = tiny(**kw).fit(np.repeat(X, k, axis=0), np.repeat(Y, k, axis=0))
+    p = per_image.predict_proba(X)
+    np.testing.assert_allclose(per_pixel.predict_proba(X), p, atol=1e-5)
+    np.testing.assert_allclose(copies.predict_proba(X), p, atol=3e-5)
+
+
+def test_overlapping_masks_class_weights_per_channel(nested, tiny):
+    X, Y = nested
+    seg = tiny(class_weight="balanced").fit(X, Y)
+    cw = seg.class_weight_
+    assert cw.shape == (2, 2)
+    pos = (Y * cw[:, 1][None, :, None, None]).sum(axis=(0, 2, 3))
+    neg = ((1 - Y) * cw[:, 0][None, :, None, None]).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(pos, neg)
+    np.testing.assert_allclose(seg.train_prior_, Y.mean(axis=(0, 2, 3)))
+
+
+def test_overlapping_masks_bad_input(nested, tiny):
+    X, Y = nested
+    with pytest.raises(ValueError, match="its values must be 0 or 1"):
+        tiny().fit(X, Y * 2)
+    with pytest.raises(ValueError, match="ignore_index=255 marks pixels of label masks"):
+        tiny(ignore_index=255).fit(X, Y)
+
+
+def test_input_shape_says_4d_images_when_masks_have_their_shape(tiny):
+    # Masks of X's very shape read X as one-channel volumes, unless input_shape
+    # says (C, H, W): then they are C overlapping masks of 2-D images.
+    rng = np.random.default_rng(0)
+    X = rng.random((6, 2, 16, 16)).astype(np.float32)
+    Y = (X > 0.5).astype(int)
+    volumes = tiny().fit(X, Y)
+    assert volumes.input_shape_ == (1, 2, 16, 16)
+    images = tiny(input_shape=(2, 16, 16)).fit(X, Y)
+    assert images.input_shape_ == (2, 16, 16) and images.predict(X).shape == Y.shape

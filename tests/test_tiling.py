@@ -391,3 +391,22 @@ def test_a_users_network_takes_any_tile_shape(identity_2d):
         np.testing.assert_allclose(identity_2d.predict_proba(X), whole, atol=1e-5)
     finally:
         identity_2d.set_params(tile_shape=None)
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_tiled_overlapping_masks_blend_each_channels_sigmoid(blend):
+    # Overlapping 0/1 masks: each channel's sigmoid is blended (not a softmax).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2, 2, 8, 8)).astype(np.float32)
+    Y = (rng.random((2, 2, 8, 8)) < 0.5).astype(int)
+    # (input_shape: masks of X's own shape are overlapping masks of images)
+    seg = CNNSegmenter(LogitsAreInput, criterion="bce", max_epochs=0, random_state=0,
+                       module__n_classes=2, module__ndim=2,
+                       input_shape=(2, 8, 8)).fit(X, Y)
+    seg.set_params(input_shape=None)  # other image sizes at prediction
+    X = images((2, 2, 30, 41))
+    whole = seg.predict_proba(X)
+    np.testing.assert_allclose(whole, 1 / (1 + np.exp(-X)), rtol=1e-5)
+    seg.set_params(tile_shape=16, tile_blend=blend, tile_overlap=0.5)
+    np.testing.assert_allclose(seg.predict_proba(X), whole, atol=1e-5)
+    np.testing.assert_array_equal(seg.predict(X), (whole >= 0.5).astype(int))

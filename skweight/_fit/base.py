@@ -451,6 +451,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         if reset:
             self.targets_ = self._learn_targets(y, sw, classes)
         target, mask = self.targets_.encode(y, continuing=not reset)
+        sw = self.targets_.element_sample_weight(sw, tuple(target.shape))
         weight = None if sw is None else torch.from_numpy(sw)
         mask = None if mask is None else torch.from_numpy(mask)
         return images.replace(target=target, weight=weight, mask=mask,
@@ -493,7 +494,12 @@ class BaseCNN(TrainingLoop, NeuralNet):
         return self._named_criteria[name]
 
     def _decision_threshold(self):
-        """Return the thresholds of ``predict`` (None: the most probable class)."""
+        """Return the thresholds of ``predict`` (None: the most probable class).
+
+        Overlapping masks (multi-label targets) are thresholded at 0.5.
+        """
+        if hasattr(self.targets_, "threshold"):
+            return np.full(self.targets_.n_outputs, 0.5)
         return None
 
     # -- the fit template (steps 5 to 12) ---------------------------------------

@@ -151,6 +151,10 @@ class Targets:
         """Name what one weight is attached to, for messages (``unit``: a sample's)."""
         return unit
 
+    def element_sample_weight(self, sample_weight, target_shape):
+        """Return ``sample_weight`` in a shape the weight path folds (here: as given)."""
+        return sample_weight
+
     def duplicated_weights(self, requested):
         """Return weights the estimator applies that the loss must not repeat.
 
@@ -550,6 +554,14 @@ class MultiLabelTargets(Targets):
         """Return the 0/1 labels as int64 (as the estimator predicts them)."""
         return target.long()
 
+    def element_sample_weight(self, sample_weight, target_shape):
+        """Give per-pixel weights ``(N, *spatial)`` to every channel of the masks."""
+        if sample_weight is None or sample_weight.ndim in (1, len(target_shape)):
+            return sample_weight
+        return np.ascontiguousarray(
+            np.broadcast_to(sample_weight[:, None], target_shape)
+        )
+
     def weight_unit(self, unit):
         """Weights are per (sample, label) or per (pixel, channel)."""
         return "pixel label" if self.per_pixel else f"{unit} label"
@@ -668,7 +680,9 @@ class MultiLabelTargets(Targets):
             accepted = inspect.signature(criterion_class).parameters
         except (TypeError, ValueError):
             return kwargs
-        defaults = {"alpha": None, "sigmoid": True}
+        defaults = {"sigmoid": True}
+        if "gamma" in accepted:  # a focal loss's alpha (not Tversky's)
+            defaults["alpha"] = None
         if prior is not None:
             defaults["class_prior"] = prior
         return {**{k: v for k, v in defaults.items() if k in accepted}, **kwargs}

@@ -365,7 +365,8 @@ class _Blender:
     the image rows ``[base, base + band_length)`` of image ``image``.
     """
 
-    def __init__(self, layout, weights, transform, n_images):
+    def __init__(self, layout, weights, transform, n_images, sigmoid=False):
+        self.sigmoid = sigmoid
         self.layout = layout
         self.weights = weights
         self.transform = transform
@@ -419,8 +420,11 @@ class _Blender:
         for lo in range(0, n_rows, chunk):
             hi = min(n_rows, lo + chunk)
             sums = self.band[:, lo:hi].double()
-            log_p = torch.log(sums[:k] / sums[k:])
-            out = self.transform(log_p[None])
+            p = sums[:k] / sums[k:]
+            # Blended probabilities back to logits: log p for a softmax (its
+            # log_softmax is log p again), the log-odds for sigmoids.
+            logits = torch.log(p) - torch.log1p(-p) if self.sigmoid else torch.log(p)
+            out = self.transform(logits[None])
             if self.result is None:
                 head = tuple(out.shape[1:out.ndim - len(self.layout.spatial)])
                 self.result = torch.empty((self.n_images, *head, *self.layout.spatial),
@@ -446,7 +450,7 @@ def _read_images(images):
 
 
 def predict_tiled(images, forward, transform, tile, *, overlap=0.5, blend="gaussian",
-                  batch_size=16):
+                  batch_size=16, sigmoid=False):
     """Predict images tile by tile and blend the tiles' probabilities.
 
     Parameters
@@ -470,6 +474,10 @@ def predict_tiled(images, forward, transform, tile, *, overlap=0.5, blend="gauss
     batch_size : int, default=16
         Tiles per forward pass (they may come from several images); -1: the
         tiles of one image.
+    sigmoid : bool, default=False
+        Whether the channels are independent sigmoids (overlapping masks)
+        rather than a softmax over classes: then each channel's probability
+        is blended, and ``transform`` receives the blended log-odds.
 
     Returns
     -------
@@ -482,7 +490,7 @@ def predict_tiled(images, forward, transform, tile, *, overlap=0.5, blend="gauss
     if transform is None:
         def transform(log_p):
             return log_p.float()
-    blender = _Blender(layout, weights, transform, len(images))
+    blender = _Blender(layout, weights, transform, len(images), sigmoid)
     if batch_size == -1:
         batch_size = len(layout)
     read = _read_images(images)
@@ -497,7 +505,9 @@ def predict_tiled(images, forward, transform, tile, *, overlap=0.5, blend="gauss
         logits = forward(tiles)
         if device_weights is None or device_weights.device != logits.device:
             device_weights = weights.to(logits.device)
-        proba = (torch.softmax(logits.float(), dim=1) * device_weights).to("cpu")
+        proba = (torch.sigmoid(logits.float()) if sigmoid
+                 else torch.softmax(logits.float(), dim=1))
+        proba = (proba * device_weights).to("cpu")
         for (i, position), p in zip(batch, proba, strict=True):
             blender.add(i, position, p)
     blender.finish()

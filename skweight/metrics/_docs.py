@@ -46,6 +46,15 @@ _ENTRIES = {
 
     zero_division : float or np.nan, default=1.0
         Score of a class that is absent from both masks of an image.""",
+    "multilabel": """\
+    multilabel : bool, default=False
+        Whether the masks are overlapping 0/1 channels ``(N, C, *spatial)``
+        (one per structure, as a multi-label segmenter predicts) rather than
+        label masks. Each channel is then scored as a binary mask; ``labels``
+        selects channels (default: all), ``average`` runs over them, and
+        ``sample_weight`` may also be given per channel, with the masks'
+        shape. ``include_background``, ``background`` and ``ignore_index``
+        do not apply.""",
     "spacing": """\
     spacing : float or sequence of float, default=None
         Pixel (voxel) size along each spatial axis, in the order of the array

@@ -71,7 +71,11 @@ def _check_zero_division(zero_division):
 
 
 def _overlap_score(kind, y_true, y_pred, *, labels, average, include_background,
-                   background, ignore_index, sample_weight, zero_division):
+                   background, ignore_index, sample_weight, zero_division,
+                   multilabel=False):
+    if multilabel:
+        return _per_channel(kind, y_true, y_pred, labels=labels, average=average,
+                            sample_weight=sample_weight, zero_division=zero_division)
     zero_division = _check_zero_division(zero_division)
     batch = validate_batch(
         y_true, y_pred, labels=labels, average=average,
@@ -93,10 +97,45 @@ def _overlap_score(kind, y_true, y_pred, *, labels, average, include_background,
     return aggregate(scores, batch.image_weights, average, zero_division)
 
 
+def _per_channel(kind, y_true, y_pred, *, labels, average, sample_weight,
+                 zero_division):
+    """Score overlapping 0/1 masks ``(N, C, ...)``: each channel as a binary mask."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim < 3:
+        raise ValueError(
+            f"With multilabel=True, y_true and y_pred must be 0/1 masks of the same "
+            f"shape (N, C, H, W) or (N, C, D, H, W), got {y_true.shape} and "
+            f"{y_pred.shape}."
+        )
+    for name, masks in (("y_true", y_true), ("y_pred", y_pred)):
+        if not np.isin(masks, (0, 1)).all():
+            raise ValueError(
+                f"With multilabel=True, {name} must hold 0/1 masks (one channel per "
+                f"structure), got other values."
+            )
+    channels = range(y_true.shape[1]) if labels is None else list(labels)
+    weight = None if sample_weight is None else np.asarray(sample_weight)
+    per_channel = []
+    for c in channels:
+        w = weight
+        if weight is not None and weight.shape == y_true.shape:
+            w = weight[:, c]
+        per_channel.append(_overlap_score(
+            kind, y_true[:, c], y_pred[:, c], labels=[1],
+            average="micro" if average == "micro" else None, include_background=True,
+            background=0, ignore_index=None, sample_weight=w,
+            zero_division=zero_division,
+        ))
+    scores = np.array([float(np.ravel(v)[0]) for v in per_channel])
+    if average is None:
+        return scores
+    return mean_over_classes(scores, _check_zero_division(zero_division))
+
+
 @fill_overlap_doc
 def dice_score(y_true, y_pred, *, labels=None, average="macro",
                include_background=False, background=0, ignore_index=None,
-               sample_weight=None, zero_division=1.0):
+               sample_weight=None, zero_division=1.0, multilabel=False):
     """Dice similarity coefficient between label masks.
 
     For one class ``k`` with masks ``A = (y_true == k)`` and
@@ -109,6 +148,8 @@ def dice_score(y_true, y_pred, *, labels=None, average="macro",
     %(mask_parameters)s
 
     %(overlap_weights)s
+
+    %(multilabel)s
 
     Returns
     -------
@@ -153,14 +194,14 @@ def dice_score(y_true, y_pred, *, labels=None, average="macro",
         "dice", y_true, y_pred, labels=labels, average=average,
         include_background=include_background, background=background,
         ignore_index=ignore_index, sample_weight=sample_weight,
-        zero_division=zero_division,
+        zero_division=zero_division, multilabel=multilabel,
     )
 
 
 @fill_overlap_doc
 def iou_score(y_true, y_pred, *, labels=None, average="macro",
               include_background=False, background=0, ignore_index=None,
-              sample_weight=None, zero_division=1.0):
+              sample_weight=None, zero_division=1.0, multilabel=False):
     """Intersection over union (Jaccard index) between label masks.
 
     For one class ``k`` with masks ``A = (y_true == k)`` and
@@ -174,6 +215,8 @@ def iou_score(y_true, y_pred, *, labels=None, average="macro",
     %(mask_parameters)s
 
     %(overlap_weights)s
+
+    %(multilabel)s
 
     Returns
     -------
@@ -213,5 +256,5 @@ def iou_score(y_true, y_pred, *, labels=None, average="macro",
         "iou", y_true, y_pred, labels=labels, average=average,
         include_background=include_background, background=background,
         ignore_index=ignore_index, sample_weight=sample_weight,
-        zero_division=zero_division,
+        zero_division=zero_division, multilabel=multilabel,
     )
