@@ -10,10 +10,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
-from skweight import CNNClassifier
+from skweight import CNNClassifier, CNNRegressor, CNNSegmenter
 from skweight._fit.loop import resolve_device
 from skweight.losses import FocalLoss
 
@@ -351,3 +352,28 @@ def test_extreme_weight_scales_train_like_weights_near_one(digits, class_weight,
     assert_same_model(ref, other, X, atol=1e-6)
     if class_weight is not None:
         np.testing.assert_allclose(other.class_weight_, ref.class_weight_, rtol=1e-12)
+
+
+# -- repr ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", [CNNClassifier, CNNRegressor, CNNSegmenter])
+def test_repr_shows_what_was_set_as_scikit_learn_does(Estimator):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    name = Estimator.__name__
+    assert repr(Estimator()) == f"{name}()"
+    assert repr(Estimator(lr=0.02, module__channels=(4,))) == (
+        f"{name}(lr=0.02, module__channels=(4,))")
+    # skorch's own settings show only when set, even to their default object
+    assert repr(Estimator(iterator_train=torch.utils.data.DataLoader)) == f"{name}()"
+    assert "iterator_valid__num_workers=2" in repr(
+        Estimator(iterator_valid__num_workers=2))
+    pipe = repr(make_pipeline(FunctionTransformer(), Estimator(max_epochs=3)))
+    assert f"{name}(max_epochs=3)" in pipe and "dataset" not in pipe
+    html = Estimator(max_epochs=3)._repr_html_()
+    assert "max_epochs" in html and "iterator_train" not in html
+    # set_params and clone keep what repr shows
+    est = Estimator().set_params(lr=0.5)
+    assert repr(est) == f"{name}(lr=0.5)" and repr(clone(est)) == repr(est)
