@@ -12,11 +12,12 @@ balanced classes, held three ways:
     The same images divided by 255, as float32 in memory (4x the bytes).
 
 Operations: ``fit`` of a ``CNNClassifier`` with the validation split
-``train_split=0.2``, one epoch, ``batch_size=64``; and ``predict_proba`` of
-all ``N`` images by a classifier fitted on 256 of them. The network is
-small on purpose (the memory of interest is the data's, and the run time is
-the network's): by default ``--net strided``, a 4x4 convolution of stride
-4 to 8 channels, ReLU, average pooling to 4 x 4 and a linear layer;
+``train_split=0.2``, ``--epochs`` epochs (default 1), ``batch_size=64``;
+and ``predict_proba`` of all ``N`` images by a classifier fitted on 256 of
+them. The network is small on purpose (the memory of interest is the
+data's, and the run time is the network's): by default ``--net strided``,
+a 4x4 convolution of stride 4 to 8 channels, ReLU, average pooling to
+4 x 4 and a linear layer;
 ``--net smallcnn`` is the default ``SmallCNN`` with
 ``module__channels=(8,)`` (about 10x slower on the CPU).
 
@@ -38,10 +39,12 @@ two increases over the memory just before it are recorded:
 The run on 256 images is the fixed cost: the model, its optimiser, a few
 batches and their activations. The tables give ``x input``:
 ``(increase(N) - increase(256) - output bytes) / bytes of X``: the memory
-that grows with the data, per byte of data. The targets of the issue "Real-size
-data": ``fit`` at most 1.5, ``predict_proba`` at most 1.2; a memory map
-the same, its pages read counted in ``RSS`` but not in ``anon`` (they are
-not copies), so for it the target applies to ``anon``.
+that grows with the data, per byte of data. The targets of the issue
+"Real-size data": ``fit`` at most 1.5, ``predict_proba`` at most 1.2; a
+memory map the same, its pages read counted in ``RSS`` but not in ``anon``
+(they are not copies), so for it the target applies to ``anon``. The
+``fit`` rows of the current tree vary from run to run (0 to 1.2 for uint8
+in memory): that is the glibc heap, see below.
 
 ``--before PATH`` measures a second checkout too (e.g. 0.2, the commit
 before "Engine room", through a git worktree) and prints both side by
@@ -259,10 +262,10 @@ def print_summary(results, versions, sizes):
 
 
 def print_glibc(rows):
-    print("\nglibc: the current tree, x input (RSS / anon) and the fixed cost (RSS MiB) "
-          "per environment")
+    print("\nglibc: the current tree, x input (RSS / anon), the fixed cost (RSS MiB) "
+          "and the seconds of the call on N images, per environment")
     variants = list(MALLOC_VARIANTS)
-    head = f"{'N':>6} {'data':<8}{'op':<8}" + "".join(f"{v:>28}" for v in variants)
+    head = f"{'N':>6} {'data':<8}{'op':<8}" + "".join(f"{v:>30}" for v in variants)
     print(head)
     print("-" * len(head))
     for key in sorted({k[1:] for k in rows}, key=lambda k: (k[0], SOURCES.index(k[1]),
@@ -272,8 +275,8 @@ def print_glibc(rows):
         for v in variants:
             r = rows[(v, *key)]
             cell = (f"{per_input(r, 'rss'):.2f} / {per_input(r, 'anon'):.2f}"
-                    f"  ({r['fixed']['rss'] / MIB:.0f})")
-            line += f"{cell:>28}"
+                    f"  ({r['fixed']['rss'] / MIB:.0f}, {r['full']['seconds']:.1f} s)")
+            line += f"{cell:>30}"
         print(line)
 
 

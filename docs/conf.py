@@ -152,7 +152,9 @@ USER_GUIDE_ORDER = [
     "segmentation",
     "multilabel",
     "augmentation",
+    "pretrained",
     "scale-out",
+    "large-data",
 ]
 _USER_GUIDE_MARKER = ".. user-guide-pages"
 # Markdown pages of docs/ that are not user guide pages (the top level lists them).

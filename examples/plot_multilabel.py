@@ -73,14 +73,14 @@ images = (images / 16).reshape(-1, 8, 8).astype(np.float32)
 Itr, Ite, dtr, dte = train_test_split(images, digits, test_size=0.5, stratify=digits,
                                       random_state=0)
 rng = np.random.default_rng(0)
-Xtr, Ytr = make_mosaics(Itr, dtr, 1500, rng)
-Xte, Yte = make_mosaics(Ite, dte, 1500, rng)
+Xtr, Ytr = make_mosaics(Itr, dtr, 3000, rng)
+Xte, Yte = make_mosaics(Ite, dte, 3000, rng)
 print(f"prevalence of labels 0..9 in training (%): "
       f"{np.round(100 * Ytr.mean(0), 1).tolist()}")
 print(f"positives of the rare labels {RARE}: training {Ytr[:, RARE].sum(0).tolist()}, "
       f"test {Yte[:, RARE].sum(0).tolist()}")
 
-fig, axes = plt.subplots(1, 6, figsize=(9, 2), layout="constrained")
+fig, axes = plt.subplots(1, 6, figsize=(9, 2.3), layout="constrained")
 for ax, i in zip(axes, [*np.flatnonzero(Ytr[:, 9])[:2], *range(4)], strict=True):
     ax.imshow(Xtr[i, 0], cmap="gray_r")
     ax.set_title("{" + ", ".join(map(str, np.flatnonzero(Ytr[i]))) + "}")
@@ -126,7 +126,7 @@ methods = {
 }
 fitted, rows = {}, {}
 for name, params in methods.items():
-    clf = CNNClassifier(threshold="auto", train_split=0.2, max_epochs=10,
+    clf = CNNClassifier(threshold="auto", train_split=0.2, max_epochs=20,
                         random_state=0, **params).fit(Xtr, Ytr)
     fitted[name] = clf
     tuned = clf.predict(Xte)
@@ -156,7 +156,7 @@ for name, params in methods.items():
 
 shown = [0, 4, 7, 8, 9]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained", sharey=True)
-for ax, name in zip(axes, ["BCE", "BCE + balanced"], strict=True):
+for ax, name in zip(axes, ["BCE", "logit adjusted"], strict=True):
     MultiLabelPrecisionRecallDisplay.from_estimator(
         fitted[name], Xte, Yte, labels=shown, name=name, chance_level=True, ax=ax)
 

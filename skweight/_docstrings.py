@@ -45,7 +45,7 @@ _PARAMETERS = {
         The layer that outputs the logits (or the regression outputs) of a
         network given as ``module``. ``"auto"``: the network's
         ``get_classifier()`` where it has one (timm), else its last
-        ``nn.Linear``, else its last (transposed) convolution; or a layer's name
+        ``nn.Linear`` (a segmenter: else its last convolution); or a layer's name
         (``"fc"``, ``"classifier.1"``). When its number of outputs is not
         the number of classes (or targets), it is replaced by a freshly
         initialised layer of the right size, seeded by ``random_state``.

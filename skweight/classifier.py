@@ -1,6 +1,7 @@
 """CNNClassifier: image classification with sample and class weights."""
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -303,6 +304,15 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         check_threshold(self.threshold)
         check_decoupled(self.decoupled, self.reweight_from_epoch, self.train_split,
                         self.head)
+        if self.decoupled in ("crt", "lws") and self.sampler is None and (
+            self.class_weight is None
+        ):
+            warnings.warn(
+                f"decoupled={self.decoupled!r} balances the classes in its second "
+                f"stage through sampler='balanced' or class_weight='balanced'; with "
+                f"neither, that stage trains on the same imbalance.", UserWarning,
+                stacklevel=3,
+            )
         if self.threshold_metric not in THRESHOLD_METRICS:
             raise ValueError(
                 f"threshold_metric must be one of {sorted(THRESHOLD_METRICS)}, got "

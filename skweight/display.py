@@ -1206,7 +1206,7 @@ class MultiLabelPrecisionRecallDisplay:
             title = f"{name}: {title}"
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="recall",
                ylabel="precision")
-        ax.legend(title=title, loc="lower left", fontsize="small",
+        ax.legend(title=title, loc="best", fontsize="small",
                   title_fontsize="small")
         self.ax_ = ax
         self.figure_ = ax.figure

@@ -129,8 +129,18 @@ def test_head_finding_rules():
     seq = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
                         nn.Linear(8, 2))
     assert find_head(seq, "auto")[0] == "4"
-    assert find_head(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1)),
-                     "auto")[0] == "1"
+    convs = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1))
+    assert find_head(convs, "auto", spatial=True)[0] == "1"
+    # a classifier's head is never guessed among feature convolutions
+    with pytest.raises(ValueError, match="found no nn.Linear in the network"):
+        find_head(convs, "auto")
+
+    class Headless(Backbone):
+        def get_classifier(self):
+            return nn.Identity()
+
+    with pytest.raises(ValueError, match=r"get_classifier\(\) is a Identity"):
+        find_head(Headless(), "auto")
     with pytest.raises(ValueError, match="head='classifier' is not a submodule"):
         find_head(seq, "classifier")
     with pytest.raises(ValueError, match="head='3' is a ReLU"):
@@ -250,6 +260,13 @@ def test_bad_pretrained_settings_are_named(transfer, params, exc, match):
         CNNClassifier(module=backbone, max_epochs=1, **params).fit(X, y)
 
 
+def test_decoupled_stage_without_balance_warns(transfer):
+    backbone, X, y = transfer
+    with pytest.warns(UserWarning, match="with neither, that stage trains on the same"):
+        CNNClassifier(module=backbone, decoupled="crt", reweight_from_epoch=2,
+                      max_epochs=2).fit(X, y)
+
+
 def test_unfreezing_beyond_max_epochs_warns(transfer):
     backbone, X, y = transfer
     with pytest.warns(UserWarning, match="beyond max_epochs=1"):
@@ -313,6 +330,18 @@ def test_lws_learns_one_scale_per_class_and_folds_it_into_the_head(transfer):
                                rtol=1e-4, atol=1e-6)
     assert not hasattr(clf.module_.fc, "lws")
     assert len(clf.optimizer_.param_groups) == 1
+
+
+@pytest.mark.parametrize("decoupled, extra", [
+    ("crt", {"reweight_from_epoch": 2, "sampler": "balanced"}),
+    ("lws", {"reweight_from_epoch": 2, "class_weight": "balanced"}),
+    ("tau_norm", {"train_split": 0.25}),
+])
+def test_decoupled_recipes_with_the_default_network(transfer, decoupled, extra):
+    _, X, y = transfer
+    clf = CNNClassifier(decoupled=decoupled, max_epochs=3, random_state=0,
+                        module__channels=(4,), **extra).fit(X, y)
+    assert clf.head_ == "head.4" and clf.score(X, y) > 0.2
 
 
 def test_tau_norm_is_tuned_on_the_validation_split(transfer):

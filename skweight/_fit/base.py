@@ -734,14 +734,16 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """Fit the network to the data: its head, its input channels, what is frozen."""
         self.head_ = None
         if self.head is not None and self.module is not None:
-            name, layer = find_head(module, self.head)
+            name, layer = find_head(module, self.head, spatial=self._pixel_weights)
             n_outputs = self.targets_.n_outputs
             if (layer.out_features if isinstance(layer, torch.nn.Linear)
                     else layer.out_channels) != n_outputs:
                 replace_head(module, name, n_outputs)
             self.head_ = name
-        elif self.module is None and (self.freeze is not None or self.backbone_lr):
-            self.head_ = find_head(module, "auto")[0]
+        elif self.module is None:
+            # The default networks' heads: for freeze, backbone_lr and the
+            # decoupled recipes.
+            self.head_ = find_head(module, "auto", spatial=self._pixel_weights)[0]
         self.input_adapted_ = adapt_input_channels(module, self.input_shape_[0])
         names = frozen_parameters(module, self.freeze, self.head_)
         self._frozen_names_ = names

@@ -63,9 +63,11 @@ collective fails, the survivors compare the pulses and raise
 import atexit
 import contextlib
 import datetime
+import gc
 import math
 import numbers
 import os
+import sys
 import threading
 import time
 from typing import NamedTuple
@@ -329,18 +331,31 @@ def _create_group(device, timeout):
                             **kwargs)
     _GROUPS.created = dist.group.WORLD
     _GROUPS.created_timeout = timeout
-    if not _GROUPS.exit_hook:
-        atexit.register(_destroy_created_group)
-        _GROUPS.exit_hook = True
 
 
-def _destroy_created_group():
-    """At exit: destroy the default group if skweight created it and it still exists."""
-    group, _GROUPS.created = _GROUPS.created, None
-    if group is None or not dist.is_initialized() or dist.group.WORLD is not group:
-        return
-    with contextlib.suppress(Exception):  # a broken group cannot fail the exit
-        dist.destroy_process_group()
+def _release_at_exit():
+    """At exit: destroy the group skweight created, and let go of every group.
+
+    ``destroy_process_group`` only forgets a group: gloo's threads end when
+    the last reference to it goes, which must happen while the interpreter
+    is whole (see the module docstring). skweight's own references (this
+    module's, and those of the ``DistributedDataParallel`` wrappers of past
+    fits, which sit in reference cycles) go here, also for a group the
+    script created and destroyed.
+    """
+    created, _GROUPS.created = _GROUPS.created, None
+    if (created is not None and dist.is_initialized()
+            and dist.group.WORLD is created):
+        with contextlib.suppress(Exception):  # a broken group cannot fail the exit
+            dist.destroy_process_group()
+    del created
+    _GROUPS.world, _GROUPS.timed = None, {}
+    # An exception that ended the script holds, through its frames, the
+    # wrapper of the fit it stopped; it was printed already.
+    for name in ("last_exc", "last_type", "last_value", "last_traceback"):
+        if getattr(sys, name, None) is not None:
+            setattr(sys, name, None)
+    gc.collect()
 
 
 def _backend_serves(backend, device):
@@ -560,6 +575,9 @@ def data_parallel(distributed, device):
         yield None
         return
     _refuse_pool_worker()
+    if not _GROUPS.exit_hook:
+        atexit.register(_release_at_exit)
+        _GROUPS.exit_hook = True
     if not _GROUPS.busy.acquire(blocking=False):
         raise RuntimeError(
             "Another data-parallel fit is running in this process (a search with "

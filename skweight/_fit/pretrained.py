@@ -68,7 +68,7 @@ def _outputs_of(layer):
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
-def find_head(module, head):
+def find_head(module, head, spatial=False):
     """Return the name and layer of the network's head (the layer of the logits).
 
     Parameters
@@ -77,9 +77,12 @@ def find_head(module, head):
     head : "auto" or str
         ``"auto"``: the module's ``get_classifier()`` where it has one
         (timm's networks), else its last ``nn.Linear`` (in the order of
-        ``named_modules``), else its last convolution or transposed
-        convolution (a segmenter's head). A name is a submodule's dotted path (``"fc"``,
-        ``"classifier.1"``).
+        ``named_modules``), else, for maps (``spatial``), its last
+        convolution or transposed convolution. A name is a submodule's
+        dotted path (``"fc"``, ``"classifier.1"``).
+    spatial : bool, default=False
+        Whether the outputs are maps (a segmenter's): only then may
+        ``"auto"`` take a convolution for the head.
 
     Returns
     -------
@@ -107,13 +110,24 @@ def find_head(module, head):
         for name, candidate in named.items():
             if candidate is layer and isinstance(layer, HEAD_LAYERS):
                 return name, layer
-    for kinds in ((nn.Linear,), _CONVS + _TRANSPOSED):
-        found = [(n, m) for n, m in named.items() if isinstance(m, kinds)]
+        # A headless network (timm's num_classes=0: an Identity): its last
+        # layer is a feature layer, which must not be replaced.
+        raise ValueError(
+            f"head='auto': the network's get_classifier() is a "
+            f"{type(layer).__name__}, not a layer of logits (a network without a "
+            f"head, e.g. timm's num_classes=0). Create it with num_classes set, or "
+            f"pass head=None to take its outputs as they are."
+        )
+    kinds = [(nn.Linear,)] + ([_CONVS + _TRANSPOSED] if spatial else [])
+    for kind in kinds:
+        found = [(n, m) for n, m in named.items() if isinstance(m, kind)]
         if found:
             return found[-1]
+    what = "nn.Linear or convolution" if spatial else "nn.Linear"
     raise ValueError(
-        "head='auto' found no nn.Linear or convolution in the network; pass "
-        "head=None to use the network's outputs as they are."
+        f"head='auto' found no {what} in the network to take for its head; name "
+        f"the layer of the logits (head='...'), or pass head=None to use the "
+        f"network's outputs as they are."
     )
 
 
