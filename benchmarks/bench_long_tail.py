@@ -220,6 +220,7 @@ def fit_regressor(data, epochs, params, alpha, seed):
         "sigma": getattr(reg.criterion_, "sigma", None),
         "seconds": seconds,
         "warnings": sorted({type(w.message).__name__ for w in caught}),
+        "pred": np.round(pred, 4).tolist(),
     }
 
 
@@ -232,7 +233,7 @@ def regression_table(methods, args, cache, title):
         print(f"\n{title}: {problem}, {len(data[1])} training / {len(data[3])} test "
               f"targets, {epochs} epochs, seeds {args.seeds}; rare: {rare.sum()} test "
               f"targets ({rare.mean():.0%})")
-        header = (f"{'method':<34} {'MAE all':>14} {'MAE rare':>14} {'MAE common':>14} "
+        header = (f"{'method':<38} {'MAE all':>14} {'MAE rare':>14} {'MAE common':>14} "
                   f"{'bias rare':>10} {'sigma':>6} {'s/fit':>6}")
         print(header)
         print("-" * len(header))
@@ -250,7 +251,7 @@ def regression_table(methods, args, cache, title):
             sigma = f"{np.mean(sigmas):.3f}" if sigmas else "-"
             flagged = sorted({w for r in results for w in r["warnings"]})
             note = f"  ({', '.join(flagged)})" if flagged else ""
-            print(f"{name:<34} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} "
+            print(f"{name:<38} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} "
                   f"{np.mean([r['bias_rare'] for r in results]):>+10.3f} {sigma:>6} "
                   f"{np.mean([r['seconds'] for r in results]):>6.1f}{note}", flush=True)
 

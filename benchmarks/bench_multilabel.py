@@ -42,7 +42,7 @@ the network's initialisation; every method sees the same data for a seed.
 
 Usage::
 
-    python benchmarks/bench_multilabel.py            # 7 methods x 3 seeds, ~15 min on 1 core
+    python benchmarks/bench_multilabel.py            # 7 methods x 3 seeds: ~18 min, 1 core
     python benchmarks/bench_multilabel.py --quick    # smoke run
     python benchmarks/bench_multilabel.py --methods bce asl --seeds 0 1
 """

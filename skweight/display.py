@@ -850,10 +850,11 @@ def _check_indicator(y_true, y_score):
         y_true = y_true.toarray()
     Y, P = _to_numpy(y_true, "y_true"), _to_numpy(y_score, "y_score")
     if Y.ndim != 2:
+        hint = (" For one binary label use sklearn.metrics.PrecisionRecallDisplay."
+                if Y.ndim == 1 else "")
         raise ValueError(
             f"y_true must be a multilabel indicator of shape (N, n_labels), got shape "
-            f"{Y.shape}. For one binary label use "
-            f"sklearn.metrics.PrecisionRecallDisplay."
+            f"{Y.shape}.{hint}"
         )
     if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
         raise ValueError(

@@ -414,6 +414,15 @@ def test_multilabel_thresholds_tuned_on_the_validation_split(mosaic, tiny):
         for t in np.linspace(0.01, 0.99, 99):
             assert f1_score(Yv[:, c], proba[:, c] >= t) <= best + 1e-12
     assert (tuned.predict(X) == (tuned.predict_proba(X) >= tuned.threshold_)).all()
+    # class weights do not weigh the tuning: the thresholds are the F1-best
+    # ones of the validation split as it is
+    weighted = CNNClassifier(threshold="auto", class_weight="balanced", **kw).fit(X, Y)
+    _, valid = weighted.get_split_datasets(X, Y)
+    proba = weighted.predict_proba(valid)
+    for c in range(3):
+        best = f1_score(Yv[:, c], proba[:, c] >= weighted.threshold_[c])
+        assert all(f1_score(Yv[:, c], proba[:, c] >= t) <= best + 1e-12
+                   for t in np.linspace(0.01, 0.99, 99))
     # a fixed array is used as given, and can be changed after fit
     tuned.set_params(threshold=[0.1, 0.9, 0.5])
     np.testing.assert_array_equal(tuned.predict(X),

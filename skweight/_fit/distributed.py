@@ -39,13 +39,19 @@ group skweight created lives until the interpreter exits, where an
   destroyed by the script and created again, or created again by the
   script that ``torchrun --max-restarts`` restarted (the agent's store
   outlives the attempts too), starts from clean keys;
-- a gloo group still alive when the interpreter finalises can abort the
-  process: a gloo worker thread that drops the last reference to a finished
-  collective frees its tensors, which needs the GIL; a thread taking the
-  GIL during finalisation is ended with ``pthread_exit``, whose unwinding
-  through a ``noexcept`` destructor calls ``std::terminate`` ("terminate
-  called without an active exception"). Destroying the group joins those
-  threads while the interpreter is still whole.
+- a process could abort at exit: a collective returns as soon as it is
+  done, but the gloo worker thread that ran it lets go of its tensors a
+  moment later, and that needs the GIL (a tensor seen from Python holds
+  its Python object). When the script ended within that moment, the thread
+  asked for the GIL while the interpreter was finalising, was ended with
+  ``pthread_exit``, and the unwinding through a ``noexcept`` destructor
+  called ``std::terminate`` ("terminate called without an active
+  exception"). Destroying the group would join those threads, but it does
+  not: a ``DistributedDataParallel`` wrapper, once built, keeps the group
+  alive in C++ until the process ends. So the collectives that end a fit
+  wait until the worker threads have let go of their tensors (see
+  :func:`_settle`; a fraction of a millisecond), and the group skweight
+  created is destroyed at exit, as PyTorch asks.
 
 A group the script created is the script's: skweight uses it and never
 destroys it (PyTorch asks scripts to call ``destroy_process_group()`` at the
@@ -63,11 +69,9 @@ collective fails, the survivors compare the pulses and raise
 import atexit
 import contextlib
 import datetime
-import gc
 import math
 import numbers
 import os
-import sys
 import threading
 import time
 from typing import NamedTuple
@@ -274,14 +278,19 @@ class DataParallel:
 
     def sum(self, tensor):
         """Sum a tensor over the processes (in place; the tensor is returned)."""
+        held = _holders([tensor])
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self.group)
+        _settle([tensor], held)
         return tensor
 
     def broadcast_module(self, module):
         """Copy process 0's parameters and buffers into every process."""
         with torch.no_grad():
-            for t in list(module.parameters()) + list(module.buffers()):
-                dist.broadcast(t.data, src=0, group=self.group)
+            tensors = [t.data for t in list(module.parameters()) + list(module.buffers())]
+            held = _holders(tensors)
+            for t in tensors:
+                dist.broadcast(t, src=0, group=self.group)
+            _settle(tensors, held)
 
     def wrap(self, module, device):
         """Wrap the network for training (gradients averaged over processes)."""
@@ -290,6 +299,29 @@ class DataParallel:
         device_ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids,
                                        process_group=self.group)
+
+
+def _holders(tensors):
+    """Return how many references each tensor has in C++ (None where unknown)."""
+    return [t._use_count() if hasattr(t, "_use_count") else None for t in tensors]
+
+
+def _settle(tensors, held, limit_s=5.0):
+    """Wait until the collectives' worker threads have let go of ``tensors``.
+
+    Collectives return when their work is done, and the worker thread
+    that did it drops its references a moment later, taking the GIL for
+    that: it must not still be doing so when the interpreter finalises
+    (see the module docstring). Sleeping hands it the GIL. ``held`` are the
+    reference counts before the collectives; after ``limit_s`` seconds the
+    wait is abandoned rather than blocking a fit.
+    """
+    deadline = time.monotonic() + limit_s
+    pairs = [(t, n) for t, n in zip(tensors, held, strict=True) if n is not None]
+    while any(t._use_count() > n for t, n in pairs):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(1e-4)
 
 
 # -- the groups of the process -------------------------------------------------
@@ -334,14 +366,10 @@ def _create_group(device, timeout):
 
 
 def _release_at_exit():
-    """At exit: destroy the group skweight created, and let go of every group.
+    """At exit: destroy the group skweight created, and drop this module's references.
 
-    ``destroy_process_group`` only forgets a group: gloo's threads end when
-    the last reference to it goes, which must happen while the interpreter
-    is whole (see the module docstring). skweight's own references (this
-    module's, and those of the ``DistributedDataParallel`` wrappers of past
-    fits, which sit in reference cycles) go here, also for a group the
-    script created and destroyed.
+    A group the script created and destroyed is then no longer held by
+    skweight either.
     """
     created, _GROUPS.created = _GROUPS.created, None
     if (created is not None and dist.is_initialized()
@@ -350,12 +378,6 @@ def _release_at_exit():
             dist.destroy_process_group()
     del created
     _GROUPS.world, _GROUPS.timed = None, {}
-    # An exception that ended the script holds, through its frames, the
-    # wrapper of the fit it stopped; it was printed already.
-    for name in ("last_exc", "last_type", "last_value", "last_traceback"):
-        if getattr(sys, name, None) is not None:
-            setattr(sys, name, None)
-    gc.collect()
 
 
 def _backend_serves(backend, device):
