@@ -93,7 +93,10 @@ _PARAMETERS = {
     "data_device_fraction": """\
     data_device_fraction : float, default=0.5
         On CUDA the training data live on the GPU when they take less than
-        this share of its free memory, else in pinned host memory.""",
+        this share of its free memory (counting the bytes as stored: uint8
+        images a quarter of float32's); else they stay in host memory and
+        each batch is gathered into pinned memory for an asynchronous
+        copy.""",
     "optimizer": """\
     optimizer : torch optimizer class or str, default=torch.optim.AdamW
         The optimizer, or its name: "adam", "adamw", "sgd", "rmsprop",

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from sklearn.base import clone
 
 from skweight import CNNClassifier
 from skweight._fit import distributed as dp_module
@@ -392,6 +393,8 @@ def test_distributed_parameter():
         CNNClassifier(distributed=True, max_epochs=1).fit(X, [0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"distributed\['timeout'\]"):
         CNNClassifier(distributed={"timeout": -1}, max_epochs=1).fit(X, [0, 1, 0, 1])
+    # a search clones it with the estimator
+    assert clone(CNNClassifier(distributed={"timeout": 5})).distributed == {"timeout": 5}
 
 
 def test_a_group_of_another_backend_is_refused(monkeypatch):

@@ -2,9 +2,12 @@
 
 Everything the estimators accept (NumPy arrays, torch tensors, pandas frames,
 nested lists; 2-D flattened, 3-D single-channel or 4-D images) ends up here as
-a float32 tensor of shape ``(N, C, H, W)``.  The caller's array is never
-written to: a tensor may share memory with it, but nothing downstream works in
-place on that tensor.
+a tensor of shape ``(N, C, H, W)`` (or ``(N, C, D, H, W)``) in the dtype it is
+stored in: integer images stay integers (a quarter of float32's bytes for
+``uint8``) and are scaled per batch on the device by :func:`scale_inputs`;
+floats are float32. The caller's array is never written to: a tensor may
+share memory with it (a read-only memmap too), but nothing downstream works
+in place on that tensor.
 """
 
 import numbers
@@ -239,7 +242,7 @@ def channels_last_hint(shape, name="X"):
 def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True,
                  n_features=None, estimator_name="the estimator", name="X",
                  ndims=(2,)):
-    """Validate ``X`` and return a float32 image tensor ``(N, C, H, W)``.
+    """Validate ``X`` and return its images as a tensor ``(N, C, H, W)``, as stored.
 
     Parameters
     ----------
@@ -247,7 +250,7 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
         ``(N, C, H, W)``, ``(N, H, W)`` (one channel) or ``(N, F)``; with
         ``3 in ndims`` also volumes ``(N, C, D, H, W)``. A 2-D ``X`` is
         reshaped to ``input_shape`` when given, otherwise to
-        ``(N, 1, 1, F)``. ``uint8`` values are divided by 255.
+        ``(N, 1, 1, F)``. Integer values are kept (see :func:`scale_inputs`).
     input_shape : None or tuple of int
         Validated ``(C, H, W)`` (or ``(C, D, H, W)``), see
         :func:`check_input_shape`.
@@ -267,7 +270,9 @@ def check_images(X, *, input_shape=None, expected_shape=None, match_spatial=True
 
     Returns
     -------
-    images : torch.Tensor of shape (N, C, H, W) (or (N, C, D, H, W)), float32
+    images : torch.Tensor of shape (N, C, H, W) (or (N, C, D, H, W))
+        Integer images in their dtype (uint32 and uint64 as int64), floats
+        as float32; shared with ``X`` where it is C-contiguous.
     raw_shape : tuple of int
         The shape of ``X`` as given.
     """

@@ -448,8 +448,13 @@ class LabelTargets(Targets):
         return check_class_prior(prior, len(self.classes))
 
     def decision(self, logits, class_prior, threshold=None, tau=1.0):
-        """Return the index of the most probable class."""
-        return self.log_proba(logits, class_prior, tau).argmax(dim=1)
+        """Return the index of the most probable class (uint8 for up to 256 classes).
+
+        A segmentation's indices are as large as its masks: one byte per
+        pixel instead of eight until they are mapped to the labels.
+        """
+        index = self.log_proba(logits, class_prior, tau).argmax(dim=1)
+        return index.to(torch.uint8) if len(self.classes) <= 256 else index
 
     def labels(self, decisions):
         """Map class indices to the labels of ``classes``."""
