@@ -31,6 +31,7 @@ script.
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -58,20 +59,46 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+def _descendants(pid):
+    """Return the ids of the descendants of process ``pid`` (torchrun's workers too)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    # the parent id follows the name, which may hold spaces
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for c, p in parents.items() if p in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def _launch(script, nproc, timeout):
     """Run one launch; return (outcome, seconds, output tail)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", script]
     start = time.perf_counter()
-    # A session of its own, so that a hung launch is ended with its workers.
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        # The workers hold the output pipe too: end them with the launcher.
+        for pid in _descendants(proc.pid) + [proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         out, _ = proc.communicate()
         return "hangs", time.perf_counter() - start, out
     seconds = time.perf_counter() - start

@@ -344,6 +344,28 @@ def test_a_restart_resumes_from_the_checkpoint(tmp_path, single):
         _assert_same_params(params["resumable"], ref_params["resumable"])
 
 
+def test_a_fit_resumed_by_load_init_state_finishes_the_run(tmp_path):
+    from skorch.callbacks import Checkpoint, LoadInitState
+
+    X = np.random.default_rng(0).random((90, 1, 6, 6), dtype=np.float32)
+    y = np.arange(90) % 3
+
+    def fit(epochs, dirname):
+        cp = Checkpoint(dirname=str(tmp_path / dirname), monitor=None)
+        return CNNClassifier(max_epochs=epochs, batch_size=16, random_state=0,
+                             module__channels=(2,), module__hidden_units=8,
+                             callbacks=[cp, LoadInitState(cp)]).fit(X, y)
+
+    whole = fit(4, "whole")
+    fit(2, "cut")  # the run stops after its second epoch...
+    resumed = fit(4, "cut")  # ...and the script runs again
+    assert len(resumed.history) == 4
+    # the shuffling went on where it stopped: the same model, to the bit
+    assert resumed.history[:, "train_loss"] == whole.history[:, "train_loss"]
+    _assert_same_params(resumed.module_.state_dict(), whole.module_.state_dict(),
+                        rtol=0, atol=0)
+
+
 def test_batches_are_shared_from_the_single_process_permutation():
     ds = ArrayDataset(torch.arange(23.0).reshape(23, 1, 1, 1), torch.arange(23))
 
