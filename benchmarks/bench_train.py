@@ -16,6 +16,11 @@ user waits for it; best of ``--repeats`` interleaved rounds after a warm-up):
 ``augment``
     The small CNN with ``augment=RandomFlip()`` against the raw loop with
     the same flips.
+``uint8``
+    The small CNN on the same images stored as ``uint8`` (a quarter of the
+    bytes): skweight keeps them as integers and scales each batch on the
+    device (``input_scale="auto"``); the raw loop does the same by hand,
+    ``xb.float() / 255`` on each batch.
 
 Contenders: ``raw`` (tensors loaded once, a seeded permutation per epoch,
 index slicing, ``zero_grad(set_to_none=True)``, ``F.cross_entropy``),
@@ -66,7 +71,7 @@ from skweight.losses import DiceCELoss
 from skweight.nets import SmallCNN, UNet
 
 N_CLASSES = 10
-SECTIONS = ("linear", "cnn", "unet", "augment")
+SECTIONS = ("linear", "cnn", "unet", "augment", "uint8")
 
 
 # -- data --------------------------------------------------------------------
@@ -122,12 +127,13 @@ class RawLoop:
     """The hand-written baseline: tensors loaded once, sliced by a permutation."""
 
     def __init__(self, net, kwargs, device, amp, batch_size, epochs, lr=1e-3,
-                 optimizer=torch.optim.Adam, loss=None, weights=None, augment=False):
+                 optimizer=torch.optim.Adam, loss=None, weights=None, augment=False,
+                 scale=None):
         self.net, self.kwargs = net, kwargs
         self.device, self.amp = device, amp
         self.batch_size, self.epochs, self.lr = batch_size, epochs, lr
         self.optimizer, self.loss, self.weights = optimizer, loss, weights
-        self.augment = augment
+        self.augment, self.scale = augment, scale
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -148,6 +154,8 @@ class RawLoop:
             for start in range(0, n, bs):
                 idx = perm[start:start + bs]
                 xb, yb = Xt[idx], yt[idx]
+                if self.scale is not None:
+                    xb = xb.float() / self.scale
                 if self.augment:
                     xb, yb = flip(xb, yb, gen)
                 opt.zero_grad(set_to_none=True)
@@ -169,7 +177,8 @@ class RawLoop:
         model = self.model_.eval()
         Xt = torch.as_tensor(X, device=self.device)
         with torch.no_grad(), self._autocast():
-            out = [model(xb) for xb in Xt.split(self.batch_size)]
+            out = [model(xb if self.scale is None else xb.float() / self.scale)
+                   for xb in Xt.split(self.batch_size)]
         return torch.softmax(torch.cat(out).float(), dim=1).cpu().numpy()
 
 
@@ -222,7 +231,7 @@ def contenders(section, device, amp, w, y, quick):
             "skweight": Skweight(CNNSegmenter(device=str(device), precision=precision,
                                               random_state=0), 2),
         }
-    net = Linear if section == "linear" else SmallCNN
+    net = Linear if section == "linear" else SmallCNN  # uint8, augment: the CNN
     kwargs = {"in_channels": 1, "n_outputs": N_CLASSES, "image_size": (16, 16)}
     epochs = 10 if section == "linear" else 3
     if quick:
@@ -232,6 +241,11 @@ def contenders(section, device, amp, w, y, quick):
     est = dict(module=net, **{f"module__{k}": v for k, v in kwargs.items()},
                optimizer=torch.optim.Adam, lr=1e-3, batch_size=128, random_state=0,
                device=str(device), precision=precision)
+    if section == "uint8":
+        return {
+            "raw": RawLoop(**raw, scale=255.0),
+            "skweight": Skweight(CNNClassifier(**est), epochs),
+        }
     if section == "augment":
         from skweight.augment import RandomFlip
 
@@ -269,7 +283,10 @@ def section_data(section, quick):
     if section == "unet":
         X, y = make_disk_scenes(120 if quick else 600, random_state=0)
         return X, y, None
-    return make_data(1024 if quick else 4096, 16)
+    X, y, w = make_data(1024 if quick else 4096, 16)
+    if section == "uint8":
+        X = np.round(X * 255).astype(np.uint8)
+    return X, y, w
 
 
 def bench_section(section, device, amp, repeats, quick):
