@@ -1,6 +1,6 @@
 """Warnings and errors raised by skweight."""
 
-__all__ = ["PredictionCollapseWarning"]
+__all__ = ["PredictionCollapseWarning", "ProcessLostError"]
 
 
 class PredictionCollapseWarning(UserWarning):
@@ -23,3 +23,36 @@ class PredictionCollapseWarning(UserWarning):
     ...         print(f"error: {error}")
     error: the predictions barely vary
     """
+
+
+class ProcessLostError(RuntimeError):
+    """A data-parallel ``fit`` lost one of its processes.
+
+    Raised under ``torchrun`` in the processes that survive, instead of
+    waiting for ever in a collective, within the collective timeout
+    (``distributed={"timeout": seconds}``) and a few seconds more.
+
+    Parameters
+    ----------
+    message : str
+        What happened, naming the ranks that were lost.
+    lost : tuple of int, default=()
+        The ranks of the processes that stopped or did not take part in the
+        collective in time (empty when they cannot be told).
+
+    Attributes
+    ----------
+    lost : tuple of int
+        As given.
+
+    Examples
+    --------
+    >>> from skweight.exceptions import ProcessLostError
+    >>> error = ProcessLostError("rank 2 stopped", lost=[2])
+    >>> isinstance(error, RuntimeError), error.lost
+    (True, (2,))
+    """
+
+    def __init__(self, message, lost=()):
+        super().__init__(message)
+        self.lost = tuple(lost)

@@ -80,6 +80,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..exceptions import ProcessLostError
+
 __all__ = [
     "DataParallel",
     "ProcessLostError",
@@ -99,20 +101,6 @@ _WATCH_S = 4 * _PULSE_S
 # search's worker processes inherit torchrun's environment but are not
 # members of the group (see _refuse_pool_worker).
 _PID_MARKER = "_SKWEIGHT_TORCHRUN_PID"
-
-
-class ProcessLostError(RuntimeError):
-    """A data-parallel ``fit`` lost one of its processes.
-
-    Raised in the processes that survive, instead of waiting for ever in a
-    collective; ``lost`` holds the ranks of the processes that stopped or
-    did not take part in the collective in time (empty when they cannot be
-    told).
-    """
-
-    def __init__(self, message, lost=()):
-        super().__init__(message)
-        self.lost = tuple(lost)
 
 
 class Setting(NamedTuple):
