@@ -11,16 +11,11 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
 from ._fit.data import to_numpy_1d
+from ._fit.labels import LabelTargets, MultiLabelTargets
 from ._fit.loader import LazyImageDataset
 from ._fit.pretrained import TAU_GRID, check_decoupled, tau_normalize
 from ._fit.sampling import check_sampler, resample_training
-from ._fit.targets import (
-    FittedAttribute,
-    LabelTargets,
-    MultiLabelTargets,
-    check_class_prior,
-    check_prior_tau_setting,
-)
+from ._fit.targets import FittedAttribute, check_class_prior, check_prior_tau_setting
 from ._fit.thresholds import THRESHOLD_METRICS, check_threshold, tune_thresholds
 from ._fit.weight_path import Served
 from ._validation import check_int

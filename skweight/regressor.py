@@ -10,13 +10,8 @@ from sklearn.metrics import r2_score
 
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
-from ._fit.targets import (
-    FittedAttribute,
-    RealTargets,
-    column_scale,
-    constant_columns,
-    weighted_mean_std,
-)
+from ._fit.real import RealTargets, column_scale, constant_columns, weighted_mean_std
+from ._fit.targets import FittedAttribute
 from ._validation import check_bool, check_sample_weight
 from .exceptions import PredictionCollapseWarning
 from .losses import BalancedMSELoss, HuberLoss, L1Loss, MSELoss

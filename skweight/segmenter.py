@@ -7,13 +7,8 @@ import torch
 
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN
-from ._fit.targets import (
-    FittedAttribute,
-    LabelTargets,
-    MultiLabelTargets,
-    check_class_prior,
-    check_prior_tau_setting,
-)
+from ._fit.labels import LabelTargets, MultiLabelTargets
+from ._fit.targets import FittedAttribute, check_class_prior, check_prior_tau_setting
 from ._fit.threads import worker_threads
 from ._fit.tiling import (
     check_tile_blend,

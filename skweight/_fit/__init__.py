@@ -7,11 +7,16 @@ Read it in this order:
 - :mod:`.base`: :class:`~.base.BaseCNN`, the fit template (its docstring
   maps every step of ``fit`` to the function that does it), parameters,
   prediction and persistence;
-- :mod:`.targets`: the target objects (``targets_``): labels or real values,
-  their encoding, class weights, priors and output checks;
+- :mod:`.targets`: the protocol of the target objects (``targets_``), and
+  the kinds: :mod:`.labels` (class labels, overlapping labels) and
+  :mod:`.real` (real values): their encoding, class weights, priors and
+  output checks; :mod:`.thresholds` (multi-label decision thresholds);
 - :mod:`.weight_path`: split, fold and normalise the weights, once;
 - :mod:`.sampling`: a classifier's ``sampler=``, on the training split;
-- :mod:`.loop`: the training loop (skorch's hooks, cheap per step);
+- :mod:`.loop`: the training loop (skorch's hooks, cheap per step), and
+  :mod:`.optim` (parameter groups, decoupled weight decay);
+- :mod:`.pretrained`: a ``module=`` instance as a starting point: its
+  copy, head, input channels, frozen parts, decoupled recipes;
 - :mod:`.data` and :mod:`.loader`: images in, batches out;
 - :mod:`.tiling`: the segmenter's tiled prediction (``tile_shape``);
 - :mod:`.persistence`, :mod:`.distributed`, :mod:`.threads`: saving,

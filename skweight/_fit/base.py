@@ -5,49 +5,75 @@ what differs (its parameters, docs, targets and default network). Three of
 skweight's classes stand in an estimator's MRO: the estimator,
 :class:`BaseCNN`, and :class:`~skweight._fit.loop.TrainingLoop` (skorch's
 loop overrides, which must sit on the net). Everything else is a plain
-function, or the target object ``targets_``
-(:mod:`skweight._fit.targets`).
+function, or the target object ``targets_`` (the protocol in
+:mod:`skweight._fit.targets`; the kinds in :mod:`skweight._fit.labels` and
+:mod:`skweight._fit.real`).
 
 The path of ``fit``
 -------------------
 
-=====================================  ==============================================
-step                                   where
-=====================================  ==============================================
-1. check the parameters                ``_check_params`` (estimators extend it)
-2. check the images                    ``_validate_X`` -> ``data.check_images``
-3. check the sample weights            ``_validation.check_sample_weight``; scaled to
-                                       a maximum of 1 in float64
-4. check and learn the targets         ``_check_targets`` and ``_learn_targets``
-                                       (estimators) -> ``targets_`` (``LabelTargets``
-                                       or ``RealTargets``), ``targets_.encode``
-5. draw the seeds, set up processes    ``seeding.draw_seeds``, ``distributed``
-6. split off the validation set        ``weight_path.split_validation``
-7. resample the training split         ``_resample`` (classifier: ``sampling``)
-8. class weights from the rows served  ``targets_.learn_class_weights``
-9. fold and normalise the weights      ``weight_path.weigh``: ``sample_weight x
-                                       class_weight[y] x mask``, mean 1, float64,
-                                       then float32; training and validation alike
-10. build the network, loss, optimizer  ``initialize`` (skorch) with
-                                       ``_default_module`` (estimators)
-11. train                              ``TrainingLoop._fit_loop``: each mini-batch
-                                       loss is ``mean(w_i l_i)``
-12. check the result                   ``_after_fit`` (regressor: collapse warning)
-=====================================  ==============================================
+======================================  ============================================
+step                                    where
+======================================  ============================================
+1. check the parameters                 ``_check_params`` (estimators extend it)
+2. check the images (kept as stored)    ``_validate_X`` -> ``data.check_images``
+3. check the sample weights             ``_validation.check_sample_weight``; scaled
+                                        to a maximum of 1 in float64
+4. check and learn the targets          ``_check_targets``, ``_learn_targets``
+                                        (estimators) -> ``targets_``
+                                        (``LabelTargets``, ``MultiLabelTargets``
+                                        or ``RealTargets``), ``targets_.encode``
+5. draw the seeds, set up processes     ``seeding.draw_seeds``, ``distributed``
+6. split off the validation set         ``weight_path.split_validation`` (rows,
+                                        not copies)
+7. resample the training split          ``_resample`` (classifier: ``sampling``)
+8. class weights from the rows served   ``targets_.learn_class_weights``
+9. fold and normalise the weights       ``weight_path.weigh``: ``sample_weight x
+                                        class_weight[y] x mask``, mean 1,
+                                        float64, then float32; training and
+                                        validation alike
+10. build the network, loss, optimizer  ``initialize`` (skorch):
+                                        ``initialize_module`` (``_default_module``,
+                                        or a copy of the user's instance), then
+                                        ``_adapt_module`` (``pretrained``: head,
+                                        input channels, ``freeze``, input
+                                        statistics); the loss gets what the
+                                        targets supply (``criterion_defaults``);
+                                        the optimizer's groups (``optim``)
+11. train                               ``TrainingLoop._fit_loop``: each batch is
+                                        prepared on the device (scaled,
+                                        normalised), each mini-batch loss is
+                                        ``mean(w_i l_i)``; phases switch the data
+                                        (``reweight_from_epoch``), the loss's
+                                        prior and the decoupled stage; frozen
+                                        parts are released at
+                                        ``unfreeze_from_epoch``
+12. finish                              ``_after_fit`` (regressor: collapse
+                                        warning; classifier: tuned thresholds,
+                                        tau-norm)
+======================================  ============================================
 
 Hooks (a default here, overridden by the estimators named):
 
 - ``_check_params``: all three extend it with their own parameters;
 - ``_check_targets``, ``_learn_targets``, ``_default_module``: each estimator
   (no default);
+- ``_weight_extra_shape``: per pixel for the segmenter; the classifier adds
+  per (sample, label);
 - ``_resample``: none here; the classifier's ``sampler=``;
 - ``_prepare_X``: nothing here; the segmenter reads 4-D ``X`` with
   masks of its shape as one-channel volumes;
-- ``_after_fit``: nothing here; the regressor's collapse check.
+- ``_criterion_for``: the named losses; the classifier and the segmenter
+  pick the sigmoid forms for multi-label targets;
+- ``_decision_threshold``: 0.5 for overlapping masks; the classifier's
+  ``threshold``;
+- ``_after_fit``: nothing here; the regressor's collapse check, the
+  classifier's thresholds and tau-norm.
 
 Prediction is ``_outputs`` (checked images -> network outputs, batch by
-batch) followed by ``targets_`` (probabilities and labels, or values in the
-user's units).
+batch, each batch transformed where it was computed) followed by
+``targets_`` (probabilities and labels, or values in the user's units); the
+segmenter overrides ``_outputs`` for tiled prediction.
 """
 
 import copy

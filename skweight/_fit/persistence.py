@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from skorch.history import History
 
-from .targets import targets_from_state
+from .labels import LabelTargets, MultiLabelTargets
+from .real import RealTargets
 
 __all__ = ["load_files", "resolve_files", "restore_learned", "save_learned"]
 
@@ -78,6 +79,12 @@ def restore_learned(net, weights):
         elif isinstance(value, dict) and "tuple" in value:
             value = tuple(value["tuple"])
         setattr(net, name, value)
+
+
+def targets_from_state(state):
+    """Rebuild the target object that :meth:`Targets.get_state` saved."""
+    kinds = {kind.__name__: kind for kind in (LabelTargets, MultiLabelTargets, RealTargets)}
+    return kinds[state["kind"]].from_state(state)
 
 
 def load_files(f_params, device, torch_load_kwargs):
