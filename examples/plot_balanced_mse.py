@@ -21,7 +21,7 @@ density. At the library's default start, ``noise_sigma=1.0`` (learned from
 there, but not far in 20 epochs), the mean absolute error rose from about
 0.12 to 0.88 on this problem. Here ``sigma`` is fixed at 0.1, about half the
 residual standard deviation of the MSE model (Ren et al.'s default, 1 year
-of age, is about 0.08 of their targets' standard deviation).
+of age, is roughly a tenth of the spread of their ages).
 
 What to expect, as measured over ten seeds: Balanced MSE removed most of the
 underestimation of the tail (mean error on the top quartile -0.12 with MSE,
@@ -103,8 +103,10 @@ for name, reg in models.items():
 # ----------------------
 #
 # On logarithmic axes, so that the frequent small targets and the tail are
-# both visible. The squared error bends the tail down towards the frequent
-# targets; with Balanced MSE the large disks lie closer to the diagonal.
+# both visible. Both models level off below y = 0.3 (a disk of radius one
+# pixel is lost in the noise), the squared error higher up, towards the
+# frequent targets; in the tail its predictions fall further below the
+# diagonal.
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
 span = [y_test.min() * 0.8, y_test.max() * 1.25]

@@ -113,7 +113,9 @@ _PARAMETERS = {
         layers only: not to biases, not to normalisation layers, not to the
         loss's own parameters (e.g. Balanced MSE's noise scale), not to
         frozen parameters. ``optimizer__weight_decay`` keeps torch's meaning
-        (every parameter the optimizer trains). A tuned weight decay is one
+        (every parameter the optimizer trains): the default
+        ``torch.optim.AdamW`` decays every parameter by 0.01 unless
+        ``optimizer__weight_decay=0``. A tuned weight decay is one
         of the strongest levers on long-tailed data (see the user guide on
         weights).""",
     "max_epochs": """\

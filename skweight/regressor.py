@@ -84,10 +84,21 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         :class:`skweight.nets.SmallCNN` sized from the data at ``fit``, with
         ``module__channels``, ``module__hidden_units``, ``module__head_size``,
         ``module__norm`` and ``module__dropout`` as its settings.
-    criterion : {"mse", "l1", "huber"}, loss class or instance, default="mse"
+    criterion : {"mse", "l1", "huber", "balanced_mse"}, loss class or instance, \
+            default="mse"
         The loss: :class:`skweight.losses.MSELoss`, :class:`~skweight.losses.L1Loss`
         or :class:`~skweight.losses.HuberLoss` (``criterion__delta``, default
-        1, i.e. one standard deviation of standardised targets). A loss with
+        1, i.e. one standard deviation of standardised targets).
+        ``"balanced_mse"`` is :class:`~skweight.losses.BalancedMSELoss` (Ren
+        et al., 2022) for long-tailed targets: its label prior is fitted, at
+        the start of training, to the training split's standardised targets
+        weighted by the sample weights (``criterion__prior="bni"``,
+        ``"gai"`` or ``"bmc"``). Its ``criterion__noise_sigma`` is in
+        standardised units: the default 1.0 balances far too strongly on
+        the problems of the user guide (worse than MSE); about half the
+        residual standard deviation of an MSE fit, ``0.5 * sqrt(1 - R^2)``
+        on held-out data, with ``criterion__learn_sigma=False``, is what
+        helped there (docs/regression.md). A loss with
         a ``sample_weight`` argument in ``forward`` receives the weights
         (of shape ``(N, n_targets)`` when ``target_weight`` is set); any
         other is built with ``reduction="none"`` and weighted here.
