@@ -450,7 +450,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             )
         prior, tau = self._class_prior()
         proba = self._forward_images(
-            valid, lambda out: torch.exp(targets.log_proba(out, prior, tau)).float()
+            valid, lambda out: targets.proba(out, prior, tau)
         ).numpy()
         targets.threshold = tune_thresholds(valid.target.numpy(), proba,
                                             _sample_weight_of(data, valid),

@@ -945,9 +945,7 @@ class BaseCNN(TrainingLoop, NeuralNet):
         """
         self.check_is_fitted()
         (prior, tau), targets = self._class_prior(), self.targets_
-        return self._outputs(
-            X, lambda out: torch.exp(targets.log_proba(out, prior, tau)).float()
-        ).numpy()
+        return self._outputs(X, lambda out: targets.proba(out, prior, tau)).numpy()
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably.
