@@ -9,7 +9,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
 from ._docstrings import fill_doc
-from ._fit.base import BaseCNN
+from ._fit.base import BaseCNN, shared_parameters
 from ._fit.data import to_numpy_1d
 from ._fit.labels import LabelTargets, MultiLabelTargets
 from ._fit.loader import LazyImageDataset
@@ -230,19 +230,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                  weight_decay=0.0, max_epochs=20, batch_size=64, train_split=None,
                  callbacks=None, verbose=0, warm_start=False, compile=False, augment=None,
                  distributed="auto", **kwargs):
-        super().__init__(
-            module, criterion, input_shape=input_shape, input_scale=input_scale,
-            input_mean=input_mean, input_std=input_std, head=head, freeze=freeze,
-            unfreeze_from_epoch=unfreeze_from_epoch, backbone_lr=backbone_lr,
-            random_state=random_state,
-            device=device, precision=precision, channels_last=channels_last,
-            data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
-            weight_decay=weight_decay,
-            max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
-            callbacks=callbacks, verbose=verbose, warm_start=warm_start,
-            compile=compile, augment=augment, distributed=distributed,
-            **kwargs,
-        )
+        # The parameters every estimator has are the base's to store.
+        super().__init__(**shared_parameters(locals()))
         self.class_weight = class_weight
         self.sampler = sampler
         self.class_prior = class_prior

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ._docstrings import fill_doc
-from ._fit.base import BaseCNN
+from ._fit.base import BaseCNN, shared_parameters
 from ._fit.labels import LabelTargets, MultiLabelTargets
 from ._fit.targets import FittedAttribute, check_class_prior, check_prior_tau_setting
 from ._fit.threads import worker_threads
@@ -282,19 +282,8 @@ class CNNSegmenter(BaseCNN):
                  batch_size=16, train_split=None, callbacks=None, verbose=0,
                  warm_start=False, compile=False, augment=None, distributed="auto",
                  **kwargs):
-        super().__init__(
-            module, criterion, input_shape=input_shape, input_scale=input_scale,
-            input_mean=input_mean, input_std=input_std, head=head, freeze=freeze,
-            unfreeze_from_epoch=unfreeze_from_epoch, backbone_lr=backbone_lr,
-            random_state=random_state,
-            device=device, precision=precision, channels_last=channels_last,
-            data_device_fraction=data_device_fraction, optimizer=optimizer, lr=lr,
-            weight_decay=weight_decay,
-            max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
-            callbacks=callbacks, verbose=verbose, warm_start=warm_start,
-            compile=compile, augment=augment, distributed=distributed,
-            **kwargs,
-        )
+        # The parameters every estimator has are the base's to store.
+        super().__init__(**shared_parameters(locals()))
         self.class_weight = class_weight
         self.ignore_index = ignore_index
         self.class_prior = class_prior

@@ -112,7 +112,25 @@ from .targets import check_prior_tau
 from .threads import worker_threads
 from .weight_path import Served, TrainingPhase, split_validation, weigh
 
-__all__ = ["BaseCNN"]
+__all__ = ["BaseCNN", "shared_parameters"]
+
+
+def shared_parameters(arguments):
+    """Pick the parameters ``BaseCNN`` stores from an estimator's ``__init__`` arguments.
+
+    Parameters
+    ----------
+    arguments : dict
+        The estimator's ``locals()`` at the top of its ``__init__``: its
+        parameters, ``self`` and ``kwargs`` (skorch's prefixed settings).
+
+    Returns
+    -------
+    arguments : dict
+        The keyword arguments of ``BaseCNN.__init__``.
+    """
+    shared = {name: arguments[name] for name in _BASE_PARAMETERS if name in arguments}
+    return {**shared, **arguments.get("kwargs", {})}
 
 
 def _accepts(callable_, name):
@@ -1117,3 +1135,10 @@ class BaseCNN(TrainingLoop, NeuralNet):
         if "module_" in self.__dict__:
             self.device_ = resolve_device(self.device)
             self.grad_scaler_ = self._make_grad_scaler()
+
+
+#: The parameters of ``BaseCNN.__init__`` (every estimator has them).
+_BASE_PARAMETERS = tuple(
+    name for name, param in inspect.signature(BaseCNN.__init__).parameters.items()
+    if name != "self" and param.kind is not inspect.Parameter.VAR_KEYWORD
+)
