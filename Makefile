@@ -82,4 +82,4 @@ examples: $(DOCS_STAMP)
 	@for f in examples/plot_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache docs/_build docs/auto_examples docs/generated
+	rm -rf $(VENV) $(VISION_VENV) build *.egg-info .pytest_cache .ruff_cache docs/_build docs/auto_examples docs/generated
