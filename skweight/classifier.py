@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets
 
 from ._docstrings import fill_doc
 from ._fit.base import BaseCNN, shared_parameters
@@ -337,12 +337,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             )
         if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
+        # For a 1-D y this leaves binary and multiclass only.
         check_classification_targets(y)
-        if type_of_target(y) not in ("binary", "multiclass"):
-            raise ValueError(
-                f"CNNClassifier supports binary, multiclass and multilabel-indicator "
-                f"targets, got {type_of_target(y)!r}."
-            )
         return y
 
     def _check_multilabel(self, y, n_samples):

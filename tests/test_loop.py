@@ -83,6 +83,28 @@ def test_listening_callbacks_hear_every_batch_and_history_is_the_same(digits, ti
     np.testing.assert_array_equal(quiet.predict_proba(X), loud.predict_proba(X))
 
 
+def test_epoch_losses_are_what_skorchs_passthrough_scoring_records(digits, tiny_cnn):
+    X, y = digits
+    clf = CNNClassifier(batch_size=50, max_epochs=4, train_split=0.25, lr=0.05,
+                        **tiny_cnn).fit(X, y)
+    assert [name for name, _ in clf.callbacks_][:3] == [
+        "epoch_timer", "train_loss", "valid_loss"]
+    best = {"train_loss": np.inf, "valid_loss": np.inf}
+    for row in clf.history:
+        for key, size in (("train_loss", "train_batch_size"),
+                          ("valid_loss", "valid_batch_size")):
+            # skorch's PassthroughScoring.get_avg_score, by hand
+            pairs = [(b[key], b[size]) for b in row["batches"] if key in b]
+            expected = np.average([v for v, _ in pairs], weights=[n for _, n in pairs])
+            assert row[key] == pytest.approx(expected, rel=1e-12)
+            assert row[key + "_best"] == (expected < best[key])
+            best[key] = min(best[key], expected)
+    # without validation data there is no valid_loss, and no error
+    alone = CNNClassifier(max_epochs=1, **tiny_cnn).fit(X, y)
+    assert "valid_loss" not in alone.history[-1]
+    assert alone.history[-1, "train_loss_best"]
+
+
 def test_gradient_clipping_callback_acts(digits, tiny_cnn):
     X, y = digits
     plain = CNNClassifier(max_epochs=1, lr=0.1, **tiny_cnn).fit(X, y)

@@ -256,19 +256,19 @@ class LabelTargets(Targets):
     def check_output(self, out, n_samples, spatial):
         """Check the logits' shape: ``(N, K)``, or ``(N, K, *spatial)`` per pixel."""
         expected = (n_samples, len(self.classes))
-        got = tuple(out.shape)
+        got = out.shape  # a tuple: compared without conversion (every step)
         if not self.per_pixel:
             if got != expected:
                 raise ValueError(
-                    f"The module returned output of shape {got}, but a classifier of "
-                    f"{expected[1]} classes needs logits of shape (N, n_classes) = "
-                    f"{expected}."
+                    f"The module returned output of shape {tuple(got)}, but a "
+                    f"classifier of {expected[1]} classes needs logits of shape "
+                    f"(N, n_classes) = {expected}."
                 )
             return out
         if got[:2] != expected or (spatial is not None and got[2:] != spatial):
             want = (*expected, *spatial) if spatial is not None else (*expected, "H", "W")
             raise ValueError(
-                f"The module returned output of shape {got}; a segmenter needs "
+                f"The module returned output of shape {tuple(got)}; a segmenter needs "
                 f"logits of shape (N, n_classes, H, W) = {want}."
             )
         return out

@@ -26,7 +26,14 @@ from typing import NamedTuple
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, Checkpoint, PrintLog, TrainEndCheckpoint
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EpochTimer,
+    PassthroughScoring,
+    PrintLog,
+    TrainEndCheckpoint,
+)
 from skorch.utils import TeeGenerator, to_tensor
 
 from .data import scale_inputs
@@ -153,6 +160,38 @@ def _overrides(obj, name, base):
     return getattr(type(obj), name, None) is not getattr(base, name)
 
 
+class EpochLoss(PassthroughScoring):
+    """skorch's ``PassthroughScoring``, reading the epoch's batches directly.
+
+    The same record (the batch losses averaged, weighted by batch size, and
+    whether it is the best so far), without the history's generic slicing
+    and NumPy: those took 90 us per epoch and loss in a fit, the time of 25
+    training steps of a linear model.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        """Record the epoch's mean loss (nothing where no batch recorded one).
+
+        Parameters
+        ----------
+        net : NeuralNet
+        **kwargs
+            Unused, part of skorch's signature.
+        """
+        size_key = "train_batch_size" if self.on_train else "valid_batch_size"
+        pairs = [(b[self.name], b[size_key]) for b in net.history[-1]["batches"]
+                 if self.name in b]
+        if not pairs:  # no validation data
+            return
+        score = sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+        is_best = self._is_best_score(score)
+        if is_best:
+            self.best_score_ = score
+        net.history.record(self.name, score)
+        if is_best is not None:
+            net.history.record(self.name + "_best", bool(is_best))
+
+
 class TrainingLoop:
     """skorch's training loop for in-memory images, without per-step waste.
 
@@ -161,6 +200,15 @@ class TrainingLoop:
     :class:`~skweight._loader.LazyImageDataset`) with their targets and
     normalised weights, and ``_fit_loop`` trains on them.
     """
+
+    @property
+    def _default_callbacks(self):
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", EpochLoss(name="train_loss", on_train=True)),
+            ("valid_loss", EpochLoss(name="valid_loss")),
+            ("print_log", PrintLog()),
+        ]
 
     # -- components on the resolved device ---------------------------------
 
@@ -931,7 +979,7 @@ class TrainingLoop:
             y, w = y_true, None
         if y.device != device:
             y = y.to(device, non_blocking=True)
-        spatial = None if X is None else tuple(X.shape[2:])
+        spatial = None if X is None else X.shape[2:]
         y_pred = self.targets_.check_output(y_pred, len(y), spatial)
         return self._weighted_loss(y_pred, y, self.targets_.element_weights(w, y))
 
