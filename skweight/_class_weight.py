@@ -12,7 +12,44 @@ import numpy as np
 
 from ._validation import per_element
 
-__all__ = ["balanced_class_weight", "class_weight_from_dict", "resolve_class_weight"]
+__all__ = [
+    "balanced_class_weight",
+    "class_sums",
+    "class_weight_from_dict",
+    "resolve_class_weight",
+]
+
+# Labels per np.bincount call: it widens labels to int64 (and weights to
+# float64) whole, 16 bytes a pixel for a stack of one-byte masks.
+_SUM_CHUNK = 2**20
+
+
+def class_sums(codes, n_classes, weights=None):
+    """Count the elements of each class, or sum their weights, a chunk of rows at a time.
+
+    Parameters
+    ----------
+    codes : ndarray of int of shape (N, ...)
+        Encoded labels in ``0..n_classes - 1``.
+    n_classes : int
+    weights : None or ndarray
+        ``(N,)`` or ``codes``' shape (a broadcast view is not copied whole).
+
+    Returns
+    -------
+    sums : ndarray of shape (n_classes,), dtype float64
+    """
+    codes = np.asarray(codes)
+    sums = np.zeros(n_classes)
+    if codes.size == 0:
+        return sums
+    step = max(1, _SUM_CHUNK // max(1, codes[0].size))
+    for start in range(0, len(codes), step):
+        part = codes[start:start + step]
+        w = None if weights is None else np.ravel(
+            per_element(weights[start:start + step], part.shape))
+        sums += np.bincount(part.ravel(), weights=w, minlength=n_classes)
+    return sums
 
 
 def resolve_class_weight(class_weight, codes, classes, mass=None):
@@ -62,16 +99,14 @@ def balanced_class_weight(codes, n_classes, mass=None):
     -------
     weights : ndarray of shape (n_classes,), dtype float64
     """
-    codes = np.asarray(codes)
-    if mass is None:
-        counts = np.bincount(codes.ravel(), minlength=n_classes).astype(np.float64)
-    else:
+    w = None
+    if mass is not None:
         # The formula is invariant to the weights' scale; dividing by the
         # maximum first keeps the sums finite for weights near 1e308.
         w = np.asarray(mass, dtype=np.float64)
         top = w.max() if w.size else 0.0
-        w = per_element(w / top if top > 0 else w, codes.shape)
-        counts = np.bincount(codes.ravel(), weights=w.ravel(), minlength=n_classes)
+        w = w / top if top > 0 else w
+    counts = class_sums(codes, n_classes, w)
     present = counts > 0
     weights = np.zeros(n_classes)
     weights[present] = counts.sum() / (n_classes * counts[present])

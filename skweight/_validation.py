@@ -21,9 +21,11 @@ __all__ = [
     "check_real",
     "check_sample_weight",
     "encode_labels",
+    "is_zero_one",
     "label_positions",
     "per_element",
     "sample_weight_shape_message",
+    "unique_labels",
     "SAMPLE_WEIGHT_VALUES_MESSAGE",
 ]
 
@@ -266,7 +268,43 @@ def label_positions(labels, classes):
     return positions, classes[positions] != labels
 
 
-def encode_labels(y, classes=None, name="y"):
+def is_zero_one(a):
+    """Return whether every value of ``a`` is 0 or 1 (booleans included).
+
+    Integers are checked by their minimum and maximum: no temporary of the
+    array's size, which matters for a stack of 0/1 masks.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind == "b" or a.size == 0:
+        return True
+    if a.dtype.kind in "iu":
+        return bool(a.min() >= 0 and a.max() <= 1)
+    if a.dtype.kind == "f":
+        return bool(((a == 0) | (a == 1)).all())
+    return bool(np.isin(a, (0, 1)).all())
+
+
+# Labels per chunk when masks are encoded: the temporaries of sorting and
+# searching (30-40 bytes a label) stay bounded, whatever the masks' size.
+_LABEL_CHUNK = 2**20
+
+
+def unique_labels(y):
+    """Return the sorted distinct values of ``y`` (any shape), chunk by chunk.
+
+    ``np.unique`` on a whole stack of masks sorts a copy of it; here no
+    temporary is larger than a chunk's.
+    """
+    flat = np.asarray(y).reshape(-1)
+    if flat.size <= _LABEL_CHUNK:
+        return np.unique(flat)
+    return np.unique(np.concatenate([
+        np.unique(flat[start:start + _LABEL_CHUNK])
+        for start in range(0, flat.size, _LABEL_CHUNK)
+    ]))
+
+
+def encode_labels(y, classes=None, name="y", ignore=None, dtype=np.int64):
     """Encode labels as ``0..K-1``, learning ``classes`` when not given.
 
     Parameters
@@ -276,24 +314,35 @@ def encode_labels(y, classes=None, name="y"):
     classes : None or ndarray
         Sorted known labels; labels outside them raise a ValueError.
     name : str
+    ignore : None or int
+        A label that is not a class (``ignore_index``): encoded as 0.
+    dtype : numpy integer dtype, default=np.int64
+        Of the encoded labels; it must hold ``len(classes) - 1``.
 
     Returns
     -------
     classes : ndarray
-    encoded : ndarray of int64, same shape as ``y``
+    encoded : ndarray of ``dtype``, same shape as ``y``
     """
     y = np.asarray(y)
+    flat = y.reshape(-1)
     if classes is None:
-        classes, encoded = np.unique(y, return_inverse=True)
-        return classes, encoded.reshape(y.shape).astype(np.int64)
-    flat = y.ravel()
+        classes = unique_labels(flat)
     if len(classes) == 0:
         raise ValueError(f"{name} cannot be encoded: no classes are known.")
-    idx, unknown = label_positions(flat, classes)
-    if np.any(unknown):
-        raise ValueError(
-            f"{name} contains labels not seen in fit: "
-            f"{np.unique(flat[unknown])[:10].tolist()}; fitted classes are "
-            f"{classes.tolist()}."
-        )
-    return classes, idx.reshape(y.shape).astype(np.int64)
+    encoded = np.empty(flat.shape, dtype=dtype)
+    for start in range(0, flat.size, _LABEL_CHUNK):
+        part = flat[start:start + _LABEL_CHUNK]
+        idx, unknown = label_positions(part, classes)
+        if ignore is not None:
+            ignored = part == ignore
+            idx[ignored] = 0
+            unknown &= ~ignored
+        if np.any(unknown):
+            raise ValueError(
+                f"{name} contains labels not seen in fit: "
+                f"{np.unique(part[unknown])[:10].tolist()}; fitted classes are "
+                f"{classes.tolist()}."
+            )
+        encoded[start:start + _LABEL_CHUNK] = idx
+    return classes, encoded.reshape(y.shape)

@@ -18,7 +18,7 @@ from ._fit.sampling import check_sampler, resample_training
 from ._fit.targets import FittedAttribute, check_class_prior, check_prior_tau_setting
 from ._fit.thresholds import THRESHOLD_METRICS, check_threshold, tune_thresholds
 from ._fit.weight_path import Served
-from ._validation import check_int
+from ._validation import check_int, is_zero_one
 from .losses import (
     AsymmetricLoss,
     BinaryCrossEntropyLoss,
@@ -350,7 +350,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"Found input variables with inconsistent numbers of samples: "
                 f"X has {n_samples}, y has {len(y)}."
             )
-        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        if y.dtype.kind not in "biuf" or not is_zero_one(y):
             found = np.unique(y[~np.isin(y, (0, 1))])[:5].tolist() if (
                 y.dtype.kind in "biuf") else y.dtype
             raise ValueError(

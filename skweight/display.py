@@ -27,7 +27,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import average_precision_score, precision_recall_curve
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_int, check_real, check_sample_weight, per_element
+from ._validation import (
+    check_int,
+    check_real,
+    check_sample_weight,
+    is_zero_one,
+    per_element,
+)
 from .metrics import expected_calibration_error, reliability_curve
 
 __all__ = [
@@ -856,7 +862,7 @@ def _check_indicator(y_true, y_score):
             f"y_true must be a multilabel indicator of shape (N, n_labels), got shape "
             f"{Y.shape}.{hint}"
         )
-    if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
+    if Y.dtype.kind not in "biuf" or not is_zero_one(Y):
         raise ValueError(
             "y_true must be a multilabel indicator of 0/1 (one column per label, e.g. "
             "from sklearn.preprocessing.MultiLabelBinarizer)."

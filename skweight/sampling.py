@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ._validation import is_zero_one
+
 __all__ = ["MultiLabelRandomOverSampler"]
 
 
@@ -90,7 +92,7 @@ class MultiLabelRandomOverSampler(BaseEstimator):
             )
         X = np.asarray(X)
         Y = np.asarray(y)
-        if Y.ndim != 2 or not np.isin(Y, (0, 1)).all():
+        if Y.ndim != 2 or not is_zero_one(Y):
             raise ValueError(
                 f"y must be a multilabel indicator of 0/1 of shape (n_samples, "
                 f"n_labels), got an array of shape {Y.shape}."

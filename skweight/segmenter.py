@@ -18,7 +18,7 @@ from ._fit.tiling import (
     fits_one_tile,
     predict_tiled,
 )
-from ._validation import check_ignore_index, check_int, encode_labels
+from ._validation import check_ignore_index, check_int, encode_labels, is_zero_one
 from .losses import (
     BinaryCrossEntropyLoss,
     BinaryLogitAdjustedLoss,
@@ -40,10 +40,13 @@ _UNET_CHANNELS = inspect.signature(UNet).parameters["channels"].default
 
 
 def _check_masks(y, n_samples, spatial_shape, name="y"):
-    """Return label masks ``(N, *spatial)`` (int64), or 0/1 masks ``(N, C, *spatial)``.
+    """Return label masks ``(N, *spatial)``, or 0/1 masks ``(N, C, *spatial)``.
 
-    Masks with a channel axis of at least two channels, matching the images,
-    are overlapping structures (multi-label), returned as int8.
+    Integer label masks are returned as they are (no copy: a stack of masks
+    can be as large as the images), boolean ones as uint8 0/1, whole-number
+    floats as int64. Masks with a channel axis of at least two channels,
+    matching the images, are overlapping structures (multi-label), returned
+    as int8.
     """
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
@@ -53,13 +56,13 @@ def _check_masks(y, n_samples, spatial_shape, name="y"):
     expected = (n_samples, *spatial_shape)
     if (y.ndim == len(expected) + 1 and y.shape[0] == n_samples and y.shape[1] >= 2
             and tuple(y.shape[2:]) == tuple(spatial_shape)):
-        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        if y.dtype.kind not in "biuf" or not is_zero_one(y):
             raise ValueError(
                 f"{name} of shape {y.shape} holds one mask per channel (overlapping "
                 f"structures): its values must be 0 or 1. For label masks, pass "
                 f"{layout_of(spatial_shape)} = {expected}."
             )
-        return y.astype(np.int8)
+        return y.astype(np.int8, copy=False)
     if y.shape != expected:
         hint = ""
         if y.ndim == len(expected) + 1 and y.shape[1] == 1:
@@ -72,8 +75,10 @@ def _check_masks(y, n_samples, spatial_shape, name="y"):
             f"{expected}, matching the images X (or overlapping 0/1 masks (N, C, "
             f"...) of two channels or more), got shape {y.shape}.{hint}"
         )
-    if y.dtype.kind in "biu":
-        return y.astype(np.int64, copy=False)
+    if y.dtype.kind == "b":
+        return y.view(np.uint8)
+    if y.dtype.kind in "iu":
+        return y
     if y.dtype.kind == "f":
         # Masks often arrive as floats after a framework conversion; whole
         # numbers are labels, anything else (probabilities, NaN) is not.
@@ -536,8 +541,7 @@ class CNNSegmenter(BaseCNN):
                                     sample_weight=sample_weight))
         y = _check_masks(y, pred.shape[0], pred.shape[1:])
         ignore = check_ignore_index(self.ignore_index)
-        kept = y if ignore is None else y[y != ignore]
-        encode_labels(kept, self.classes_)  # raises on labels unknown to fit
+        encode_labels(y, self.classes_, ignore=ignore)  # raises on labels unknown to fit
         return float(dice_score(
             y, pred, labels=self.classes_[1:], ignore_index=ignore,
             sample_weight=sample_weight,

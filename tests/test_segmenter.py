@@ -92,6 +92,66 @@ def test_labels_are_mapped_through_classes(scenes, tiny):
     assert seg.score(X, labels[y]) == pytest.approx(ref.score(X, y))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, bool])
+def test_masks_of_any_integer_dtype_train_the_same_model(scenes, tiny, dtype):
+    X, y = scenes
+    if dtype is bool:
+        y = y == 1
+    ref = tiny().fit(X, y.astype(np.int64))
+    seg = tiny().fit(X, y.astype(dtype))
+    assert_same_model(ref, seg, X, atol=0)
+    # predictions come in the masks' own dtype (bool masks as 0/1 uint8)
+    assert seg.classes_.dtype == (np.uint8 if dtype is bool else dtype)
+    assert seg.predict(X).dtype == seg.classes_.dtype
+    np.testing.assert_array_equal(seg.predict(X), ref.predict(X))
+
+
+def test_label_masks_are_stored_in_one_byte_and_read_by_chunks(monkeypatch, tiny):
+    # Chunks of 4096 labels: a stack of masks larger than a chunk is encoded,
+    # counted and weighed without a temporary of its own size, and stored as
+    # uint8 class indices (int64 copies took 48 bytes a pixel at the peak).
+    import tracemalloc
+
+    from skweight import _class_weight, _validation
+
+    monkeypatch.setattr(_validation, "_LABEL_CHUNK", 4096)
+    monkeypatch.setattr(_class_weight, "_SUM_CHUNK", 4096)
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (256, 1, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, 3, (256, 32, 32)).astype(np.uint8) * 7  # labels 0, 7, 14
+    seg = tiny(train_split=0.25, max_epochs=1)
+    seg.fit(X[:16], y[:16])  # the first fit's imports allocate too
+    tracemalloc.start()  # NumPy's allocations (torch's are not traced)
+    try:
+        seg.fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    train, valid = seg.get_split_datasets(X, y)
+    assert train.target.dtype == valid.target.dtype == torch.uint8
+    np.testing.assert_array_equal(seg.classes_, [0, 7, 14])
+    # Encoded labels (1 byte a pixel) and the chunks' temporaries: 1.7 bytes
+    # a pixel; 17 without chunks, 49 with int64 copies of the masks.
+    assert peak < 1.5 * y.nbytes + 4096 * 64, (peak, y.nbytes)
+    prior = seg.targets_.train_prior
+    np.testing.assert_allclose(prior, np.bincount(y[train.rows.numpy()].ravel() // 7)
+                               / y[train.rows.numpy()].size)
+
+
+def test_overlapping_masks_are_stored_in_one_byte(tiny):
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 1, 16, 16), dtype=np.float32)
+    y = (rng.random((64, 2, 16, 16)) < 0.3).astype(np.int8)
+    seg = tiny(max_epochs=1, train_split=0.25).fit(X, y)
+    train, valid = seg.get_split_datasets(X, y)
+    assert train.target.dtype == valid.target.dtype == torch.int8
+    # each label's prevalence, from the one-byte masks
+    np.testing.assert_allclose(seg.targets_.train_prior,
+                               y[train.rows.numpy()].mean(axis=(0, 2, 3)))
+    as_float = tiny(max_epochs=2).fit(X, y.astype(np.float32))
+    assert_same_model(tiny(max_epochs=2).fit(X, y), as_float, X, atol=0)
+
+
 def test_flattened_and_uint8_images(scenes, tiny):
     X, y = scenes
     u8 = (np.clip(X, 0, 1) * 255).astype(np.uint8)

@@ -12,7 +12,9 @@ from skweight._validation import (
     check_real,
     check_sample_weight,
     encode_labels,
+    is_zero_one,
     per_element,
+    unique_labels,
 )
 from skweight.losses import CrossEntropyLoss
 from skweight.metrics import dice_score
@@ -78,6 +80,42 @@ def test_check_int_bool_and_ignore_index():
     assert check_ignore_index(None) is None and check_ignore_index(np.int64(255)) == 255
     with pytest.raises(TypeError, match="ignore_index must be None or an int"):
         check_ignore_index(2.5)
+
+
+def test_encode_labels_by_chunks_equals_at_once(monkeypatch):
+    from skweight import _validation
+
+    rng = np.random.default_rng(0)
+    masks = rng.choice(np.array([3, 8, 200, 255], dtype=np.uint8), size=(40, 16, 16))
+    classes, whole = encode_labels(masks)
+    np.testing.assert_array_equal(unique_labels(masks), classes)
+    _, ignored = encode_labels(masks, classes[:3], ignore=255, dtype=np.uint8)
+    monkeypatch.setattr(_validation, "_LABEL_CHUNK", 1000)  # 10 chunks and a bit
+    assert unique_labels(masks).tolist() == [3, 8, 200, 255]
+    np.testing.assert_array_equal(encode_labels(masks)[1], whole)
+    np.testing.assert_array_equal(whole, np.searchsorted(classes, masks))
+    chunked = encode_labels(masks, classes[:3], ignore=255, dtype=np.uint8)[1]
+    assert chunked.dtype == np.uint8
+    np.testing.assert_array_equal(chunked, ignored)
+    np.testing.assert_array_equal(chunked, np.where(masks == 255, 0, whole))
+    masks[-1, -1, -1] = 7  # unknown, in the last chunk only
+    with pytest.raises(ValueError, match=r"labels not seen in fit: \[7\]"):
+        encode_labels(masks, classes, ignore=255)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.array([[0, 1], [1, 0]], dtype=np.int8), True),
+    (np.array([0, 2], dtype=np.uint8), False),
+    (np.array([-1, 0]), False),
+    (np.array([0.0, 1.0]), True),
+    (np.array([0.0, 0.5]), False),
+    (np.array([True, False]), True),
+    (np.array([0, 1], dtype=object), True),
+    (np.array(["0", "1"]), False),
+    (np.zeros((0, 3), dtype=np.int64), True),
+])
+def test_is_zero_one(values, expected):
+    assert is_zero_one(values) is expected
 
 
 def test_encode_labels_learns_and_checks_classes():

@@ -245,3 +245,23 @@ def test_effective_number_weights_bad_beta_raises(beta):
 def test_effective_number_weights_errors(y, sw, match):
     with pytest.raises(ValueError, match=match):
         effective_number_weights(y, sample_weight=sw)
+
+
+def test_class_sums_by_chunks_of_rows_equal_bincount(monkeypatch):
+    from skweight import _class_weight
+    from skweight._class_weight import class_sums
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, (30, 8, 8)).astype(np.uint8)
+    per_image = rng.random(30)
+    per_pixel = rng.random((30, 8, 8))
+    monkeypatch.setattr(_class_weight, "_SUM_CHUNK", 100)  # 1 row a chunk
+    np.testing.assert_array_equal(class_sums(codes, 5),
+                                  np.bincount(codes.ravel(), minlength=5))
+    np.testing.assert_allclose(
+        class_sums(codes, 5, per_image),
+        np.bincount(codes.ravel(), np.repeat(per_image, 64), minlength=5), rtol=1e-12)
+    np.testing.assert_allclose(
+        class_sums(codes, 5, per_pixel),
+        np.bincount(codes.ravel(), per_pixel.ravel(), minlength=5), rtol=1e-12)
+    assert class_sums(codes[:0], 3).tolist() == [0.0, 0.0, 0.0]

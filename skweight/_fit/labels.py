@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import torch
 
-from .._class_weight import class_weight_from_dict, resolve_class_weight
-from .._validation import check_class_mass, encode_labels, per_element
+from .._class_weight import class_sums, class_weight_from_dict, resolve_class_weight
+from .._validation import check_class_mass, encode_labels, per_element, unique_labels
 from .targets import PRIOR_FLOOR, Targets, check_class_prior
 from .weight_path import fold_weights
 
@@ -75,8 +75,10 @@ class LabelTargets(Targets):
         """
         if classes is not None and ignore_index is not None:
             classes = np.setdiff1d(classes, [ignore_index])
-        known = None if classes is None else np.unique(classes)
-        classes_, _ = encode_labels(labels, known)
+        if classes is None:
+            classes_ = unique_labels(labels)
+        else:
+            classes_, _ = encode_labels(labels, np.unique(classes))  # all known?
         if len(classes_) < 2:
             where = " outside ignore_index" if ignore_index is not None else ""
             what = ("a segmenter needs at least 2 classes (e.g. background and object)"
@@ -97,16 +99,25 @@ class LabelTargets(Targets):
 
         Returns
         -------
-        target : torch.Tensor of int64
+        target : torch.Tensor of int64, or for masks of uint8 (up to 256 classes) or int32
+            Masks are stored compactly, a stack of them being as large as
+            the images: each batch becomes int64 on the device
+            (:meth:`batch_target`).
         mask : None or ndarray of bool
         """
         ignore = self.ignore_index
         kept = None if ignore is None else y != ignore
         if kept is not None and kept.all():
             kept = None
-        labels = y if kept is None else y[kept]
         try:
-            _, encoded = encode_labels(labels, self.classes)
+            # Ignored pixels get a label the loss can index (0) and mask
+            # False, which folds into weight 0: they count in no sum and no
+            # gradient.
+            _, encoded = encode_labels(
+                y, self.classes, ignore=None if kept is None else ignore,
+                dtype=np.int64 if not self.per_pixel else (
+                    np.uint8 if len(self.classes) <= 256 else np.int32),
+            )
         except ValueError as exc:
             if not continuing:
                 raise
@@ -116,13 +127,11 @@ class LabelTargets(Targets):
                 f"warm_start=False, or pass every label to the first "
                 f"partial_fit(classes=...)."
             ) from None
-        if kept is None:
-            return torch.from_numpy(encoded.reshape(y.shape)), None
-        # Ignored pixels get a label the loss can index (0) and mask False,
-        # which folds into weight 0: they count in no sum and no gradient.
-        target = np.zeros(y.shape, dtype=np.int64)
-        target[kept] = encoded
-        return torch.from_numpy(target), kept
+        return torch.from_numpy(encoded), kept
+
+    def batch_target(self, target):
+        """Return a batch's class indices as int64, what losses index with."""
+        return target.long()
 
     def decode(self, target, weight=None):
         """Map encoded labels (any tensor) back to ``classes``.
@@ -132,6 +141,7 @@ class LabelTargets(Targets):
         shown with the ignore label: they neither teach nor count.
         """
         classes = self.classes
+        target = target.long()  # a uint8 tensor would index as a mask
         if classes.dtype.kind in "biuf":
             labels = torch.as_tensor(classes, device=target.device)[target]
         else:
@@ -184,7 +194,7 @@ class LabelTargets(Targets):
         target = split.target.numpy()
         if split.mask is not None:
             target = target[split.mask.numpy()]
-        counts = np.bincount(target.ravel(), minlength=len(self.classes))
+        counts = class_sums(target, len(self.classes))
         self.train_prior = counts / counts.sum()
 
     def seen_prior(self, dataset, counts):
@@ -194,13 +204,11 @@ class LabelTargets(Targets):
         summed per class.
         """
         target = dataset.target.numpy()
-        mass = np.ones(target.shape) if dataset.weight is None else (
-            per_element(dataset.weight.numpy(), target.shape)
-        )
+        # Per sample (N,) or per pixel; never widened to the masks' shape here.
+        mass = None if dataset.weight is None else dataset.weight.numpy()
         if counts is not None:
-            mass = mass * per_element(counts, target.shape)
-        prior = np.bincount(target.ravel(), weights=np.ravel(mass),
-                            minlength=len(self.classes))
+            mass = counts if mass is None else mass * per_element(counts, mass.shape)
+        prior = class_sums(target, len(self.classes), mass)
         return prior / prior.sum()
 
     def criterion_defaults(self, criterion_class, kwargs, prior):
@@ -377,7 +385,10 @@ class MultiLabelTargets(Targets):
         self.threshold = None
 
     def encode(self, y, continuing=False):
-        """Return the 0/1 labels as float32 (the mask is always None).
+        """Return the 0/1 labels as int8 (the mask is always None).
+
+        One byte per label (per pixel and channel, for masks); each batch
+        becomes float32 on the device (:meth:`batch_target`).
 
         Parameters
         ----------
@@ -388,7 +399,7 @@ class MultiLabelTargets(Targets):
 
         Returns
         -------
-        target : torch.Tensor of float32
+        target : torch.Tensor of int8
         mask : None
         """
         if y.shape[1] != len(self.classes):
@@ -396,7 +407,11 @@ class MultiLabelTargets(Targets):
                 f"y has {y.shape[1]} labels, but the network being trained further "
                 f"has {len(self.classes)} outputs."
             )
-        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), None
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int8)), None
+
+    def batch_target(self, target):
+        """Return a batch's 0/1 labels as float32, what every BCE-style loss takes."""
+        return target.to(torch.float32)
 
     def decode(self, target, weight=None):
         """Return the 0/1 labels as int64 (as the estimator predicts them)."""
@@ -419,18 +434,27 @@ class MultiLabelTargets(Targets):
         return None if self.per_pixel else dataset.target.numpy()
 
     def _masses(self, dataset, counts=None):
-        """Each element's share of the objective: sample weight times how often served."""
+        """Each element's share of the objective: sample weight times how often served.
+
+        Returns the targets and the masses, None where every element's is 1
+        (no float64 copy of a stack of masks).
+        """
         target = dataset.target.numpy()
-        mass = np.ones(target.shape) if dataset.weight is None else np.array(
-            per_element(dataset.weight.numpy(), target.shape)
-        )
+        mass = None if dataset.weight is None else per_element(
+            dataset.weight.numpy(), target.shape)
         if counts is not None:
-            mass = mass * per_element(counts, target.shape)
+            served = per_element(counts, target.shape)
+            mass = served if mass is None else mass * served
         return target, mass
 
-    def _per_label(self, values):
-        """Sum an ``(N, C, ...)`` array per label."""
-        return values.swapaxes(0, 1).reshape(values.shape[1], -1).sum(axis=1)
+    def _label_sums(self, target, mass):
+        """Return each label's total mass and its positives' mass."""
+        axes = tuple(a for a in range(target.ndim) if a != 1)
+        if mass is None:
+            positive = target.sum(axis=axes, dtype=np.float64)
+            return np.full(target.shape[1], target.size / target.shape[1]), positive
+        return (mass.sum(axis=axes, dtype=np.float64),
+                (mass * target).sum(axis=axes, dtype=np.float64))
 
     def learn_class_weights(self, requested, served):
         """Learn each label's weights of negatives and positives from the rows served.
@@ -460,9 +484,8 @@ class MultiLabelTargets(Targets):
                     f"dicts {{0: w, 1: w}} or {n_labels} positive-class ratios for "
                     f"multi-label y, got the string {requested!r}."
                 )
-            target, mass = self._masses(served.dataset, served.counts)
-            positive = self._per_label(mass * target)
-            total = self._per_label(mass)
+            total, positive = self._label_sums(*self._masses(served.dataset,
+                                                             served.counts))
             negative = total - positive
             weights = np.zeros((n_labels, 2))
             # Half of each label's mass to each side; an empty side gets 0.
@@ -498,8 +521,8 @@ class MultiLabelTargets(Targets):
 
     def learn_training_prior(self, split):
         """Learn each label's prevalence in the training split as drawn (unweighted)."""
-        target = split.target.numpy()
-        self.train_prior = self._per_label(target) / (target.size / target.shape[1])
+        total, positive = self._label_sums(split.target.numpy(), None)
+        self.train_prior = positive / total
         self._warn_if_constant(self.train_prior)
 
     def _warn_if_constant(self, prevalence):
@@ -513,9 +536,7 @@ class MultiLabelTargets(Targets):
 
     def seen_prior(self, dataset, counts):
         """Return each label's prevalence as the loss sees it (weighted, as served)."""
-        target, mass = self._masses(dataset, counts)
-        total = self._per_label(mass)
-        positive = self._per_label(mass * target)
+        total, positive = self._label_sums(*self._masses(dataset, counts))
         return np.divide(positive, total, out=np.full(len(total), 0.5), where=total > 0)
 
     def criterion_defaults(self, criterion_class, kwargs, prior):

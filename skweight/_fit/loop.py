@@ -679,7 +679,8 @@ class TrainingLoop:
         w = None
         if isinstance(y, (tuple, list)):
             y, w = y
-        y = None if y is None else y.to(device, non_blocking=True)
+        if y is not None:  # the transforms see the targets as the loss will
+            y = self.targets_.batch_target(y.to(device, non_blocking=True))
         w = None if w is None else w.to(device, non_blocking=True)
         masks = self._pixel_weights and y is not None
         if masks and (w is None or w.ndim == 1):
@@ -981,6 +982,7 @@ class TrainingLoop:
             y = y.to(device, non_blocking=True)
         spatial = None if X is None else X.shape[2:]
         y_pred = self.targets_.check_output(y_pred, len(y), spatial)
+        y = self.targets_.batch_target(y)
         return self._weighted_loss(y_pred, y, self.targets_.element_weights(w, y))
 
     def _weighted_loss(self, y_pred, y, w):

@@ -142,6 +142,14 @@ class Targets:
     def end_training(self, criterion, prior):
         """End training: learn what the network's outputs are calibrated for."""
 
+    def batch_target(self, target):
+        """Return a batch's targets as transforms and losses take them (default: as stored).
+
+        Called per batch, on the device: targets may be stored compactly
+        (one byte per label or pixel) and widened here.
+        """
+        return target
+
     def element_weights(self, weight, target):
         """Return the weights the loss applies to a batch's elements (default: as given)."""
         return weight

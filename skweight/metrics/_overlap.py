@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .._validation import is_zero_one
 from ._docs import fill_overlap_doc
 from ._validation import aggregate, mean_over_classes, validate_batch
 
@@ -108,7 +109,7 @@ def _per_channel(kind, y_true, y_pred, *, labels, average, sample_weight,
             f"{y_pred.shape}."
         )
     for name, masks in (("y_true", y_true), ("y_pred", y_pred)):
-        if not np.isin(masks, (0, 1)).all():
+        if not is_zero_one(masks):
             raise ValueError(
                 f"With multilabel=True, {name} must hold 0/1 masks (one channel per "
                 f"structure), got other values."
