@@ -150,6 +150,10 @@ def test_overlapping_masks_are_stored_in_one_byte(tiny):
                                y[train.rows.numpy()].mean(axis=(0, 2, 3)))
     as_float = tiny(max_epochs=2).fit(X, y.astype(np.float32))
     assert_same_model(tiny(max_epochs=2).fit(X, y), as_float, X, atol=0)
+    # predicted masks: one byte per pixel and channel, thresholded at 0.5
+    pred = as_float.predict(X)
+    assert pred.dtype == np.uint8 and pred.shape == y.shape
+    np.testing.assert_array_equal(pred, as_float.predict_proba(X) >= 0.5)
 
 
 def test_flattened_and_uint8_images(scenes, tiny):

@@ -987,7 +987,8 @@ class BaseCNN(TrainingLoop, NeuralNet):
     def predict(self, X):
         """Predict the most probable label (per pixel for a segmenter).
 
-        The argmax of :meth:`predict_proba`.
+        The argmax of :meth:`predict_proba`; for multi-label targets, each
+        label's probability against its threshold.
 
         Parameters
         ----------
@@ -997,7 +998,9 @@ class BaseCNN(TrainingLoop, NeuralNet):
         Returns
         -------
         y : ndarray of shape (N,), (N, H, W) or (N, D, H, W)
-            Labels of ``classes_``.
+            Labels of ``classes_`` (in their dtype). Multi-label: the 0/1
+            indicator ``(N, C)`` (int64), or overlapping masks ``(N, C, H,
+            W)`` (uint8).
         """
         self.check_is_fitted()
         (prior, tau), targets = self._class_prior(), self.targets_

@@ -654,11 +654,16 @@ class MultiLabelTargets(Targets):
         return torch.exp(self.log_proba(logits, class_prior, tau)).float()
 
     def decision(self, logits, class_prior, threshold, tau=1.0):
-        """Return 0/1 labels: each probability against its label's threshold."""
+        """Return 0/1 labels: each probability against its label's threshold.
+
+        int64 for a classifier's indicator (as scikit-learn's multi-label
+        estimators give it), uint8 for masks: one byte per pixel and channel.
+        """
         proba = torch.exp(self.log_proba(logits, class_prior, tau))
         shape = (1, -1) + (1,) * (proba.ndim - 2)
         cut = torch.as_tensor(threshold, dtype=proba.dtype, device=proba.device)
-        return (proba >= cut.reshape(shape)).to(torch.int64)
+        return (proba >= cut.reshape(shape)).to(torch.uint8 if self.per_pixel
+                                                else torch.int64)
 
     def labels(self, decisions):
         """Return predictions in the user's terms: the 0/1 indicator as it is."""
