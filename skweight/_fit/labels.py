@@ -78,7 +78,8 @@ class LabelTargets(Targets):
         if classes is None:
             classes_ = unique_labels(labels)
         else:
-            classes_, _ = encode_labels(labels, np.unique(classes))  # all known?
+            # partial_fit names every label up front: one outside it is refused
+            classes_, _ = encode_labels(labels, np.unique(classes))
         if len(classes_) < 2:
             where = " outside ignore_index" if ignore_index is not None else ""
             what = ("a segmenter needs at least 2 classes (e.g. background and object)"
