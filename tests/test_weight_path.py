@@ -6,37 +6,62 @@ import numpy as np
 import pytest
 import torch
 
+from skweight._fit import weight_path
 from skweight._fit.loader import ArrayDataset
 from skweight._fit.weight_path import (
     fold_weights,
-    normalize_weights,
     split_validation,
-    warn_if_small_ess,
     weigh,
 )
-from skweight.weighting import ESS_WARN_FRACTION
 
 
-def test_normalize_weights_tiny_and_huge_scales():
+def _weighed(weight, target=None, class_weight=None, counts=None, mask=None):
+    n = len(weight if weight is not None else target)
+    target = torch.zeros(n, dtype=torch.long) if target is None else torch.as_tensor(target)
+    data = ArrayDataset(torch.zeros(n, 1, 1, 1), target,
+                        None if weight is None else torch.as_tensor(weight),
+                        None if mask is None else torch.as_tensor(mask))
+    return weigh(data, class_weight, counts, training=True, unit="sample",
+                 sources="").weight.numpy()
+
+
+def test_weigh_tiny_and_huge_scales():
     rng = np.random.default_rng(0)
     w = 10.0 ** rng.uniform(-100, 0, size=1000)
-    ref = normalize_weights(w)
-    assert np.isclose(ref.mean(), 1.0)
+    with pytest.warns(UserWarning, match="effective sample size"):  # 9.35 of 1000
+        ref = _weighed(w)
+    assert ref.dtype == np.float32 and np.isclose(ref.mean(dtype=np.float64), 1.0)
+    # float64 all the way, one cast: only weights below float32's range are lost
+    np.testing.assert_allclose(ref, w / w.mean(), rtol=1e-6, atol=1e-38)
     for scale in (1e-200, 1e-100, 1e200):
-        np.testing.assert_allclose(normalize_weights(w * scale), ref, rtol=1e-12)
-    # The float32 cast keeps the heavy weights exactly where they matter.
-    assert np.all(np.isfinite(ref.astype(np.float32)))
-    assert ref.astype(np.float32).max() > 1
+        with pytest.warns(UserWarning, match="effective sample size"):
+            np.testing.assert_allclose(_weighed(w * scale), ref, rtol=1e-6, atol=1e-38)
+    assert np.all(np.isfinite(ref)) and ref.max() > 1
+
+
+def test_weigh_by_chunks_of_rows_equals_at_once(monkeypatch):
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 3, (20, 4, 4))
+    sw = rng.random(20)
+    ignore = rng.random((20, 4, 4)) > 0.1
+    counts = rng.integers(0, 3, 20).astype(float)
+    whole = _weighed(sw, masks, np.array([1.0, 2.0, 5.0]), counts, ignore)
+    expected = sw[:, None, None] * np.array([1.0, 2.0, 5.0])[masks] * ignore
+    served = counts[:, None, None] * np.ones_like(expected)
+    expected /= np.sum(served * expected) / served.sum()
+    np.testing.assert_allclose(whole, expected, rtol=1e-6)
+    monkeypatch.setattr(weight_path, "_WEIGH_CHUNK", 40)  # 2 rows a chunk
+    chunked = _weighed(sw, masks, np.array([1.0, 2.0, 5.0]), counts, ignore)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-7)
 
 
 def test_small_effective_sample_size_warns():
     w = np.r_[1.0, np.full(999, 1e-60)]
-    with pytest.warns(UserWarning, match="effective sample size"):
-        ess = warn_if_small_ess(w)
-    assert ess < ESS_WARN_FRACTION * w.size
+    with pytest.warns(UserWarning, match=r"= 1, is below 1% of the 1000 weighted samples"):
+        _weighed(w)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_small_ess(np.linspace(0.5, 1.5, 100))
+        _weighed(np.linspace(0.5, 1.5, 100))
 
 
 
@@ -52,12 +77,14 @@ def test_fold_weights_multiplies_factors_of_any_scale():
     np.testing.assert_allclose(fold_weights(y, sw), sw / sw.max())
 
 
-def test_normalize_weights_counts_rows_as_served():
+def test_weigh_counts_rows_as_served():
     w = np.array([1.0, 3.0])
     # row 0 served three times: the mean over served rows is (3 + 3) / 4
-    np.testing.assert_allclose(normalize_weights(w, np.array([3.0, 1.0])), w / 1.5)
-    with pytest.raises(ValueError, match="all zero"):
-        normalize_weights(np.zeros(3))
+    np.testing.assert_allclose(_weighed(w, counts=np.array([3.0, 1.0])), w / 1.5)
+    # a row never served neither counts in the mean nor saves the split
+    np.testing.assert_allclose(_weighed(w, counts=np.array([0.0, 1.0])), w / 3)
+    with pytest.raises(ValueError, match="Every training sample has weight 0"):
+        _weighed(w, counts=np.array([0.0, 0.0]))
 
 
 def test_weigh_normalises_once_to_float32_mean_one():

@@ -12,8 +12,9 @@ in this order:
 3. the target object learns the class weights from the rows served;
 4. :func:`weigh` folds ``sample_weight x class_weight[y] x mask`` into one
    weight per element (:func:`fold_weights`) and normalises it to mean 1
-   over the rows served, in float64 (:func:`normalize_weights`), before the
-   one cast to float32, for the training and the validation split alike.
+   over the rows served, in float64, before the one cast to float32, for
+   the training and the validation split alike (a chunk of rows at a time:
+   masks' weights are as many as their pixels).
 
 A mini-batch mean of ``w_i l_i`` is then an unbiased estimate of the
 objective ``sum_i w_i l_i / sum_i w_i``, and weights spanning 1e-100..1
@@ -29,7 +30,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from .._validation import per_element
-from ..weighting import ESS_WARN_FRACTION, effective_sample_size
+from ..weighting import ESS_WARN_FRACTION
 from .loader import ArrayDataset, LazyImageDataset
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "TrainingPhase",
     "fold_weights",
     "iterative_split",
-    "normalize_weights",
     "split_validation",
     "warn_if_small_ess",
     "weigh",
@@ -181,8 +181,20 @@ def _as_dataset(ds):
     return ds
 
 
+# Elements per chunk of rows when a split's weights are folded: a stack of
+# masks then has no float64 weight array of its own size (8 bytes a pixel,
+# 24 at the peak of normalising one), only the float32 result.
+_WEIGH_CHUNK = 2**20
+
+
 def weigh(dataset, class_weight, counts, *, training, unit, sources):
     """Fold, check and normalise a split's weights (float32, mean 1).
+
+    The weights are folded (:func:`fold_weights`' product, on factors
+    scaled once for the whole split) and normalised in float64 a chunk of
+    rows at a time: a pass for their maximum, one for their sums, one for
+    the float32 result. The numbers are those of the whole array's, up to
+    the order of summation.
 
     Parameters
     ----------
@@ -203,24 +215,62 @@ def weigh(dataset, class_weight, counts, *, training, unit, sources):
     -------
     dataset : the same rows with normalised float32 weights (or None)
     """
-    w = None if dataset.weight is None else dataset.weight.numpy()
+    sw = None if dataset.weight is None else dataset.weight.numpy()
     mask = None if dataset.mask is None else dataset.mask.numpy()
     target = dataset.target.numpy() if class_weight is not None else None
-    w = fold_weights(target, w, class_weight, mask)
-    if w is None:
+    if sw is None and class_weight is None and mask is None:
         return dataset.with_weight(None)
-    served = w if counts is None else w * per_element(counts, w.shape)
-    what = weighted_what(w, unit)
-    if not np.any(served > 0):
+    sw = None if sw is None else _scaled_to_max(sw)
+    cw = None if class_weight is None else _scaled_to_max(class_weight)
+    shape = np.shape(sw) if target is None and mask is None else (
+        np.shape(target) if target is not None else np.shape(mask))
+    step = max(1, _WEIGH_CHUNK // max(1, int(np.prod(shape[1:]))))
+    chunks = [slice(i, i + step) for i in range(0, shape[0], step)]
+
+    def folded(rows):
+        w = _product(shape, None if target is None else target[rows],
+                     None if sw is None else sw[rows], cw,
+                     None if mask is None else mask[rows])
+        served = None if counts is None else per_element(counts[rows], w.shape)
+        return w, served
+
+    top, any_served = 0.0, False
+    for rows in chunks:
+        w, served = folded(rows)
+        top = max(top, float(w.max(initial=0.0)))
+        any_served = any_served or bool(np.any(w > 0 if served is None
+                                               else w * served > 0))
+    what = weighted_what(np.empty((0,) * len(shape)), unit)
+    if not any_served:
         split = "training" if training else "validation"
         raise ValueError(
             f"Every {split} {what[:-1]} has weight 0 (after sample_weight{sources}); "
             f"there is nothing to {'learn from' if training else 'validate on'}."
         )
+    # Divided by the maximum first: sums stay finite and out of the
+    # subnormal range whatever the weights' scale.
+    total = squares = n_served = 0.0
+    for rows in chunks:
+        w, served = folded(rows)
+        w /= top
+        if served is None:
+            total += w.sum()
+            squares += np.vdot(w, w)
+            n_served += w.size
+        else:
+            total += np.sum(served * w)
+            squares += np.sum(served * w * w)
+            n_served += np.sum(served)
     if training:
-        warn_if_small_ess(w, what, counts)
-    w = normalize_weights(w, counts)
-    return dataset.with_weight(torch.from_numpy(w.astype(np.float32)))
+        warn_if_small_ess(total**2 / squares, n_served, what)
+    mean = total / n_served
+    out = np.empty(shape, dtype=np.float32)
+    for rows in chunks:
+        w, _ = folded(rows)
+        w /= top
+        w /= mean
+        out[rows] = w
+    return dataset.with_weight(torch.from_numpy(out))
 
 
 def weighted_what(weights, unit):
@@ -274,70 +324,54 @@ def fold_weights(y, sample_weight=None, class_weight=None, mask=None):
     if class_weight is None and mask is None:
         return None if sample_weight is None else _scaled_to_max(sample_weight)
     shape = np.shape(y) if y is not None else np.shape(mask)
-    w = np.ones(shape) if sample_weight is None else np.array(
-        per_element(_scaled_to_max(sample_weight), shape)
+    return _product(
+        shape, y, None if sample_weight is None else _scaled_to_max(sample_weight),
+        None if class_weight is None else _scaled_to_max(class_weight), mask,
     )
+
+
+def _product(shape, y, sample_weight, class_weight, mask):
+    """``sample_weight x class_weight[y] x mask`` (float64) for rows of ``shape``.
+
+    The factors are scaled already; ``shape`` is the whole split's (only its
+    trailing axes are read: ``y`` and ``mask`` may be a chunk of its rows).
+    Factors multiply in place into the first one built.
+    """
+    if y is not None:
+        rows = np.shape(y)
+    elif mask is not None:
+        rows = np.shape(mask)
+    else:
+        rows = (len(sample_weight), *shape[1:])
+    w = None if sample_weight is None else np.array(per_element(sample_weight, rows))
     if class_weight is not None:
-        cw = _scaled_to_max(class_weight)
-        if cw.ndim == 2:
+        if class_weight.ndim == 2:
             # Per label (multi-label y): row c holds label c's weights of its
             # negatives and positives, and y's axis 1 runs over the labels.
-            label = np.arange(len(cw)).reshape((1, -1) + (1,) * (np.ndim(y) - 2))
-            w *= cw[label, np.asarray(y, dtype=np.int64)]
+            label = np.arange(len(class_weight)).reshape(
+                (1, -1) + (1,) * (np.ndim(y) - 2))
+            per_class = class_weight[label, y]
         else:
-            w *= cw[y]
+            per_class = class_weight[y]
+        w = per_class if w is None else np.multiply(w, per_class, out=w)
     if mask is not None:
-        w *= mask
+        w = mask.astype(np.float64) if w is None else np.multiply(w, mask, out=w)
     return w
 
 
-def normalize_weights(weights, counts=None):
-    """Scale weights to mean 1, in float64, without underflow.
+def warn_if_small_ess(ess, n, what="samples"):
+    """Warn when the effective sample size is below ``ESS_WARN_FRACTION * n``.
 
     Parameters
     ----------
-    weights : ndarray
-        Non-negative weights, at least one positive.
-    counts : None or ndarray of shape (N,)
-        How many times each row is served per epoch (a sampler's output);
-        the mean is then taken over the rows served.
-
-    Returns
-    -------
-    weights : ndarray of dtype float64, mean 1
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    top = w.max() if w.size else 0.0
-    if not top > 0:
-        raise ValueError("The training weights are all zero: nothing to learn from.")
-    # Dividing by the maximum first keeps the sum finite and away from the
-    # subnormal range whatever the original scale (1e-300 or 1e300).
-    w = w / top
-    if counts is None:
-        return w / w.mean()
-    c = per_element(counts, w.shape)
-    return w / (np.sum(c * w) / np.sum(c))
-
-
-def warn_if_small_ess(weights, what="samples", counts=None):
-    """Warn when the effective sample size is below ``ESS_WARN_FRACTION * N``.
-
-    Parameters
-    ----------
-    weights : ndarray
+    ess : float
+        Kish's effective sample size of the training weights, ``(sum w)^2
+        / sum w^2`` (each row counted as often as it is served).
+    n : float
+        The number of weighted elements (rows served, times their elements).
     what : str
         What the weights are attached to, for the message.
-    counts : None or ndarray of shape (N,)
-        How many times each row is served per epoch.
-
-    Returns
-    -------
-    ess : float
     """
-    n = np.size(weights) if counts is None else float(
-        np.sum(per_element(counts, np.shape(weights)))
-    )
-    ess = effective_sample_size(weights, counts)
     if ess < ESS_WARN_FRACTION * n:
         warnings.warn(
             f"The effective sample size of the training weights, "
@@ -349,4 +383,3 @@ def warn_if_small_ess(weights, what="samples", counts=None):
             UserWarning,
             stacklevel=2,
         )
-    return ess
