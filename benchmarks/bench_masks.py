@@ -5,6 +5,8 @@ Data: ``N`` random one-channel ``uint8`` images of 128 x 128 pixels
 
 ``labels``
     Label masks ``(N, 128, 128)`` of ``uint8``, three classes.
+``balanced``
+    The same with ``class_weight="balanced"``: one weight per pixel.
 ``overlap``
     Overlapping 0/1 masks ``(N, 2, 128, 128)`` of ``int8`` (multi-label).
 
@@ -40,14 +42,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_memory import MIB, measure  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MASKS = ("labels", "overlap")
+MASKS = ("labels", "balanced", "overlap")
 SMALL = 256
 
 
 def make_data(n, masks, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 256, (n, 1, 128, 128), dtype=np.uint8)
-    if masks == "labels":
+    if masks in ("labels", "balanced"):
         y = rng.integers(0, 3, (n, 128, 128)).astype(np.uint8)
     else:
         y = (rng.random((n, 2, 128, 128)) < 0.2).astype(np.int8)
@@ -65,7 +67,8 @@ def child(args):
 
     X, y = make_data(args.n, args.masks)
     seg = CNNSegmenter(module__channels=(4, 8), max_epochs=1, batch_size=32,
-                       train_split=0.2, random_state=0)
+                       train_split=0.2, random_state=0,
+                       class_weight="balanced" if args.masks == "balanced" else None)
 
     def run(n):
         seg.fit(X[:n], y[:n])
