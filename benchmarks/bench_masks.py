@@ -30,16 +30,14 @@ Usage::
 
 import argparse
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_memory import MIB, measure  # noqa: E402
+from bench_memory import MIB, measure, run_script_child  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MASKS = ("labels", "balanced", "overlap")
@@ -82,17 +80,7 @@ def child(args):
 
 
 def run_child(tree, masks, n):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--tree", str(tree),
-           "--masks", masks, "--n", str(n)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tree)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr}")
-    found = json.loads(out.stdout.strip().splitlines()[-1])
-    expected = pathlib.Path(tree).resolve() / "skweight" / "__init__.py"
-    if pathlib.Path(found["skweight"]).resolve() != expected:
-        raise RuntimeError(f"measured {found['skweight']}, not {expected}")
-    return found
+    return run_script_child(__file__, tree, ["--masks", masks, "--n", str(n)])
 
 
 def main(argv=None):

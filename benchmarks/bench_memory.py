@@ -194,10 +194,20 @@ def child(args):
 
 
 def run_child(tree, source, op, n, memmap, args, extra_env=None):
+    return run_script_child(__file__, tree, [
+        "--source", source, "--op", op, "--n", str(n), "--memmap", str(memmap),
+        "--net", args.net, "--epochs", str(args.epochs)], extra_env)
+
+
+def run_script_child(script, tree, flags, extra_env=None):
+    """Run ``script --child --tree TREE *flags`` in a fresh process; return its JSON.
+
+    The child must import skweight from ``tree`` (checked) and print one JSON
+    object as its last line.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--tree", str(tree),
-           "--source", source, "--op", op, "--n", str(n), "--memmap", str(memmap),
-           "--net", args.net, "--epochs", str(args.epochs)]
+    cmd = [sys.executable, os.path.abspath(script), "--child", "--tree", str(tree),
+           *flags]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tree)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr}")

@@ -18,7 +18,7 @@ the weights a user may want to compute, inspect or pass in:
 import numpy as np
 
 from ._border import border_weights
-from ._class_weight import resolve_class_weight
+from ._class_weight import class_sums, resolve_class_weight
 from ._density import density_weights
 from ._validation import (
     check_real,
@@ -251,10 +251,7 @@ def effective_number_weights(y, beta=0.999, sample_weight=None):
         sample_weight, y.shape[0], extra_shape=y.shape[1:] if y.ndim > 1 else None
     )
     classes, encoded = encode_labels(y)
-    if weight is not None:
-        weight = per_element(weight, y.shape).ravel()
-    counts = np.bincount(encoded.ravel(), weights=weight, minlength=len(classes))
-    counts = counts.astype(np.float64)
+    counts = class_sums(encoded, len(classes), weight)
     present = counts > 0
     log_effective = _log_one_minus_power(counts[present], beta)
     # Ratios to the smallest effective number: in (0, 1], so no overflow.

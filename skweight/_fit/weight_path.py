@@ -228,7 +228,7 @@ def weigh(dataset, class_weight, counts, *, training, unit, sources):
     chunks = [slice(i, i + step) for i in range(0, shape[0], step)]
 
     def folded(rows):
-        w = _product(shape, None if target is None else target[rows],
+        w = _product(None if target is None else target[rows],
                      None if sw is None else sw[rows], cw,
                      None if mask is None else mask[rows])
         served = None if counts is None else per_element(counts[rows], w.shape)
@@ -240,7 +240,7 @@ def weigh(dataset, class_weight, counts, *, training, unit, sources):
         top = max(top, float(w.max(initial=0.0)))
         any_served = any_served or bool(np.any(w > 0 if served is None
                                                else w * served > 0))
-    what = weighted_what(np.empty((0,) * len(shape)), unit)
+    what = weighted_what(len(shape), unit)
     if not any_served:
         split = "training" if training else "validation"
         raise ValueError(
@@ -273,12 +273,12 @@ def weigh(dataset, class_weight, counts, *, training, unit, sources):
     return dataset.with_weight(torch.from_numpy(out))
 
 
-def weighted_what(weights, unit):
-    """Name what the weights are attached to, plural, for messages."""
+def weighted_what(ndim, unit):
+    """Name what weights of ``ndim`` axes are attached to, plural, for messages."""
     if unit.endswith("label"):
         return unit + "s"
-    if np.ndim(weights) > 1:
-        return "pixels" if np.ndim(weights) == 3 else "voxels"
+    if ndim > 1:
+        return "pixels" if ndim == 3 else "voxels"
     return unit + "s"
 
 
@@ -323,27 +323,21 @@ def fold_weights(y, sample_weight=None, class_weight=None, mask=None):
     """
     if class_weight is None and mask is None:
         return None if sample_weight is None else _scaled_to_max(sample_weight)
-    shape = np.shape(y) if y is not None else np.shape(mask)
     return _product(
-        shape, y, None if sample_weight is None else _scaled_to_max(sample_weight),
+        y, None if sample_weight is None else _scaled_to_max(sample_weight),
         None if class_weight is None else _scaled_to_max(class_weight), mask,
     )
 
 
-def _product(shape, y, sample_weight, class_weight, mask):
-    """``sample_weight x class_weight[y] x mask`` (float64) for rows of ``shape``.
+def _product(y, sample_weight, class_weight, mask):
+    """``sample_weight x class_weight[y] x mask`` (float64), on scaled factors.
 
-    The factors are scaled already; ``shape`` is the whole split's (only its
-    trailing axes are read: ``y`` and ``mask`` may be a chunk of its rows).
-    Factors multiply in place into the first one built.
+    The elements are those of ``y`` (else of ``mask``, else of
+    ``sample_weight``), which may be a chunk of a split's rows. Factors
+    multiply in place into the first one built.
     """
-    if y is not None:
-        rows = np.shape(y)
-    elif mask is not None:
-        rows = np.shape(mask)
-    else:
-        rows = (len(sample_weight), *shape[1:])
-    w = None if sample_weight is None else np.array(per_element(sample_weight, rows))
+    shape = next(np.shape(a) for a in (y, mask, sample_weight) if a is not None)
+    w = None if sample_weight is None else np.array(per_element(sample_weight, shape))
     if class_weight is not None:
         if class_weight.ndim == 2:
             # Per label (multi-label y): row c holds label c's weights of its
