@@ -53,6 +53,9 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train import _rss_kib  # noqa: E402  (the one /proc/self/status reader)
+
 from skweight import CNNSegmenter
 from skweight._fit.tiling import tile_starts
 from skweight.datasets import load_nuclei, load_nuclei_tiles
@@ -140,14 +143,6 @@ def bench_dice(args):
 # -- memory -------------------------------------------------------------------
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def memory_child(args):
     """Runs in a fresh process: the peak extra memory of one ``predict_proba``."""
     torch.set_num_threads(1)
@@ -167,15 +162,15 @@ def memory_child(args):
     gc.collect()
     if seg.device_.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    before = _status_kib("VmRSS")
-    anon_before = _status_kib("RssAnon")
+    before = _rss_kib("VmRSS")
+    anon_before = _rss_kib("RssAnon")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # resets VmHWM to the current RSS
     peak_anon, done = [anon_before], threading.Event()
 
     def sample():
         while not done.wait(0.002):
-            peak_anon[0] = max(peak_anon[0], _status_kib("RssAnon"))
+            peak_anon[0] = max(peak_anon[0], _rss_kib("RssAnon"))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -184,7 +179,7 @@ def memory_child(args):
     seconds = time.perf_counter() - t
     done.set()
     sampler.join()
-    peak = _status_kib("VmHWM")
+    peak = _rss_kib("VmHWM")
     gpu_mb = (torch.cuda.max_memory_allocated() / 2**20
               if seg.device_.type == "cuda" else None)
     print(json.dumps({

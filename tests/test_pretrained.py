@@ -147,17 +147,24 @@ def test_head_finding_rules():
         find_head(seq, "3")
 
 
+class Snapshots(Callback):
+    """The module's state at the end of every epoch, in ``seen``."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, net, **kwargs):
+        self.seen.append(state(net.module_))
+
+
 def test_freezing_keeps_weights_and_batchnorm_statistics_then_releases_them(transfer):
     backbone, X, y = transfer
     pretrained = state(backbone)
-    seen = []
-
-    class Snapshot(Callback):
-        def on_epoch_end(self, net, **kwargs):
-            seen.append(state(net.module_))
+    snapshot = Snapshots()
+    seen = snapshot.seen  # one entry per epoch
 
     clf = CNNClassifier(module=backbone, freeze="backbone", unfreeze_from_epoch=3,
-                        max_epochs=4, random_state=0, callbacks=[Snapshot()])
+                        max_epochs=4, random_state=0, callbacks=[snapshot])
     clf.fit(X, y)
     frozen = [k for k in pretrained if not k.startswith("fc.")]
     for epoch in (0, 1):  # epochs 1 and 2: the backbone (BN statistics included) kept
@@ -289,15 +296,12 @@ def test_frozen_parameter_names():
 
 def test_crt_retrains_a_fresh_head_alone_with_balanced_sampling(transfer):
     backbone, X, y = transfer
-    seen = []
-
-    class Snapshot(Callback):
-        def on_epoch_end(self, net, **kwargs):
-            seen.append(state(net.module_))
+    snapshot = Snapshots()
+    seen = snapshot.seen  # one entry per epoch
 
     clf = CNNClassifier(module=backbone, decoupled="crt", reweight_from_epoch=3,
                         sampler="balanced", max_epochs=4, random_state=0,
-                        callbacks=[Snapshot()]).fit(X, y)
+                        callbacks=[snapshot]).fit(X, y)
     # stage 1 (epochs 1-2) trains everything; stage 2 only the head
     assert not torch.equal(seen[1]["conv1.weight"], state(backbone)["conv1.weight"])
     for k in seen[1]:
@@ -309,15 +313,12 @@ def test_crt_retrains_a_fresh_head_alone_with_balanced_sampling(transfer):
 
 def test_lws_learns_one_scale_per_class_and_folds_it_into_the_head(transfer):
     backbone, X, y = transfer
-    seen = []
-
-    class Snapshot(Callback):
-        def on_epoch_end(self, net, **kwargs):
-            seen.append(state(net.module_))
+    snapshot = Snapshots()
+    seen = snapshot.seen  # one entry per epoch
 
     clf = CNNClassifier(module=backbone, decoupled="lws", reweight_from_epoch=2,
                         class_weight="balanced", max_epochs=3, random_state=0,
-                        callbacks=[Snapshot()]).fit(X, y)
+                        callbacks=[snapshot]).fit(X, y)
     before, after = seen[0], state(clf.module_)
     for k in before:
         if not k.startswith("fc."):
